@@ -1,0 +1,43 @@
+//! Sans-IO WebSocket protocol core (RFC 6455).
+//!
+//! `wshub-proto` takes bytes and hands back events and bytes: no sockets, no
+//! async runtime, no clock. It implements the opening handshake (§4), framing
+//! and masking (§5), UTF-8 validation of text (§8.1) and the close handshake
+//! (§5.5.1, §7), with limits on frame and message size. The `wshub` crate
+//! moves the bytes over tokio; any other I/O model can drive it the same way.
+//!
+//! The whole I/O loop, with a masked "Hello" from RFC 6455 §5.7 as input:
+//!
+//! ```
+//! use wshub_proto::{Config, Connection, Event, Message, Role};
+//!
+//! let mut conn = Connection::new(Role::Server, Config::default());
+//! let from_socket = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+//! let outcome = conn.receive(&from_socket);      // any split: 1 byte or 1 MiB
+//! let mut replies = Vec::new();
+//! for event in conn.events() {                   // Message, Ping, Pong, Close, in wire order
+//!     if let Event::Message(Message::Text(text)) = event {
+//!         replies.push(text);
+//!     }
+//! }
+//! for text in replies {
+//!     conn.send_text(text.as_str()).unwrap();    // echo it back
+//! }
+//! let to_socket = conn.take_outgoing();          // includes auto-Pongs and Close echoes
+//! outcome.unwrap();                              // a ProtocolError's Close is already queued
+//! assert_eq!(&to_socket[..], [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+//! ```
+#![deny(unsafe_code)]
+
+pub mod close;
+mod connection;
+mod error;
+pub mod frame;
+pub mod handshake;
+mod message;
+mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use connection::{Config, Connection, Event, PreparedMessage, Role, State};
+pub use error::{ProtocolError, SendError};
+pub use message::{Message, Utf8Bytes};

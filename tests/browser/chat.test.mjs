@@ -1,0 +1,277 @@
+// End-to-end test of the chat page served by `wshub serve`, in headless Chromium.
+//
+//   WSHUB_BIN=target/debug/wshub node --test tests/browser/chat.test.mjs
+//
+// Steps run in order and share one hub and one browser; once a step fails the
+// later ones are skipped instead of piling up timeouts.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { chromium } from 'playwright-core';
+
+const WSHUB_BIN = process.env.WSHUB_BIN;
+if (!WSHUB_BIN) {
+  throw new Error('WSHUB_BIN is not set: point it at the wshub binary, e.g. WSHUB_BIN=target/debug/wshub');
+}
+try {
+  fs.accessSync(WSHUB_BIN, fs.constants.X_OK);
+} catch {
+  throw new Error(`WSHUB_BIN=${WSHUB_BIN} is not an executable file`);
+}
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // playwright always gives Chromium a fresh temporary --user-data-dir of its own
+];
+const ROOM = 'it-room';
+const STEP_TIMEOUT = 45_000;
+
+// Hard stop well under two minutes, whatever happens.
+const watchdog = setTimeout(() => {
+  console.error('chat.test.mjs: watchdog fired after 110 s, aborting');
+  hub.kill('SIGKILL');
+  process.exit(1);
+}, 110_000);
+watchdog.unref();
+
+// ---- the hub child process -------------------------------------------------
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const hub = {
+  child: null,
+  log: '',
+  port: 0,
+  get base() { return `http://127.0.0.1:${this.port}`; },
+
+  start() {
+    const child = spawn(WSHUB_BIN, ['serve', '--listen', `127.0.0.1:${this.port}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+    });
+    const keep = (b) => { this.log = (this.log + b.toString()).slice(-8000); };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve({ code, sig })));
+    child.once('error', (e) => { keep(`spawn error: ${e.message}\n`); });
+    this.child = child;
+    return child;
+  },
+
+  // Start and wait for GET /healthz = 200 (bounded). Retries the start if the
+  // child exits early, e.g. while the port is still being released.
+  async startHealthy(timeoutMs = 20_000) {
+    const deadline = Date.now() + timeoutMs;
+    let child = this.start();
+    let exited = null;
+    child.exited.then((e) => { exited = e; });
+    while (Date.now() < deadline) {
+      if (exited) {
+        await sleep(300);
+        child = this.start();
+        exited = null;
+        child.exited.then((e) => { exited = e; });
+        continue;
+      }
+      try {
+        const res = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (res.status === 200) return;
+      } catch { /* not up yet */ }
+      await sleep(100);
+    }
+    throw new Error(`hub did not answer GET /healthz with 200 within ${timeoutMs} ms\n--- hub output ---\n${this.log}`);
+  },
+
+  async stop(signal = 'SIGTERM', timeoutMs = 10_000) {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    const done = await Promise.race([child.exited, sleep(timeoutMs).then(() => null)]);
+    if (!done) {
+      child.kill('SIGKILL');
+      await Promise.race([child.exited, sleep(2000)]);
+    }
+  },
+
+  kill(signal) {
+    try { this.child?.kill(signal); } catch { /* gone */ }
+  },
+};
+process.on('exit', () => hub.kill('SIGKILL'));
+
+// ---- browser helpers -------------------------------------------------------
+
+let browser;
+const pages = {};           // alice, bob
+const pageErrors = [];      // uncaught errors and dialogs (an alert would mean HTML injection)
+
+async function openChat(who) {
+  const context = await browser.newContext();   // an independent session each
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  page.on('pageerror', (e) => pageErrors.push(`${who}: pageerror: ${e.message}`));
+  page.on('dialog', async (d) => { pageErrors.push(`${who}: dialog: ${d.message()}`); await d.dismiss(); });
+  await page.goto(`${hub.base}/`);
+  return page;
+}
+
+const readyState = (page) => page.evaluate(() => document.body.dataset.readyState);
+
+// Wait until data-ready-state equals `want` (or, with negate, differs from it).
+function waitReadyState(page, want, timeout, negate = false) {
+  return page.waitForFunction(
+    ([w, neg]) => (document.body.dataset.readyState === w) !== neg,
+    [want, negate], { timeout, polling: 50 },
+  );
+}
+const waitOpen = (page, timeout = 10_000) => waitReadyState(page, '1', timeout);
+const waitNotOpen = (page, timeout = 10_000) => waitReadyState(page, '1', timeout, true);
+const waitJoined = (page, room, timeout = 10_000) =>
+  page.waitForFunction((r) => document.body.dataset.room === r, room, { timeout, polling: 50 });
+
+async function waitMessage(page, text, from, timeout = 10_000) {
+  const li = page.locator('#messages li.msg', { hasText: text });
+  await li.first().waitFor({ state: 'visible', timeout });
+  assert.equal(await li.count(), 1, `"${text}" was delivered once`);
+  const content = await li.first().textContent();
+  assert.ok(content.includes(from), `message "${text}" shows its sender ${from}: ${content}`);
+}
+
+const unique = (tag) => `${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+// ---- lifecycle -------------------------------------------------------------
+
+before(async () => {
+  hub.port = await freePort();
+  await hub.startHealthy();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+});
+
+after(async () => {
+  try { await browser?.close(); } catch { /* already gone */ }
+  await hub.stop('SIGTERM', 5000);
+  clearTimeout(watchdog);
+});
+
+let failed = false;
+function step(name, fn) {
+  test(name, { timeout: STEP_TIMEOUT }, async (t) => {
+    if (failed) { t.skip('an earlier step failed'); return; }
+    try {
+      await fn(t);
+    } catch (e) {
+      failed = true;
+      for (const [who, page] of Object.entries(pages)) {
+        try {
+          const state = await page.evaluate(() => ({
+            readyState: document.body.dataset.readyState,
+            room: document.body.dataset.room,
+            status: document.getElementById('status').textContent,
+            items: [...document.querySelectorAll('#messages li')].slice(-10).map((li) => `${li.className}: ${li.textContent}`),
+          }));
+          t.diagnostic(`${who}: ${JSON.stringify(state)}`);
+        } catch { /* page gone */ }
+      }
+      t.diagnostic(`hub output (tail):\n${hub.log.slice(-2000)}`);
+      throw e;
+    }
+  });
+}
+
+// ---- the steps -------------------------------------------------------------
+
+step('a. two sessions join the same room', async () => {
+  pages.alice = await openChat('alice');
+  pages.bob = await openChat('bob');
+
+  const { alice, bob } = pages;
+  await alice.fill('#nick', 'alice');
+  await alice.fill('#room', ROOM);
+  await bob.fill('#nick', 'bob');
+  await bob.fill('#room', ROOM);
+  await Promise.all([waitOpen(alice), waitOpen(bob)]);
+  await alice.click('#join');          // by button
+  await bob.press('#room', 'Enter');   // by Enter
+  await Promise.all([waitJoined(alice, ROOM), waitJoined(bob, ROOM)]);
+
+  for (const page of [alice, bob]) {
+    assert.match(await page.textContent('#status'), /OPEN 1/);
+    assert.equal(await readyState(page), '1');
+  }
+  // alice learns that bob joined after her
+  await alice.locator('#messages li.notice', { hasText: 'bob' }).first().waitFor({ timeout: 10_000 });
+});
+
+step('b. a message reaches both pages', async () => {
+  const { alice, bob } = pages;
+  const text = unique('hello from alice');
+  await alice.fill('#input', text);
+  await alice.press('#input', 'Enter');
+  await Promise.all([waitMessage(alice, text, 'alice'), waitMessage(bob, text, 'alice')]);
+  assert.equal(await alice.inputValue('#input'), '', 'the input is cleared after sending');
+});
+
+step('c. server strings are rendered as text, never as HTML', async () => {
+  const { alice, bob } = pages;
+  const marker = unique('xss');
+  const payload = `${marker} <b>x</b><img src=x onerror=alert(1)>`;
+  await bob.fill('#input', payload);
+  await bob.click('#send');
+  await Promise.all([waitMessage(alice, payload, 'bob'), waitMessage(bob, payload, 'bob')]);
+  for (const page of [alice, bob]) {
+    assert.equal(await page.locator('#messages b').count(), 0, 'no <b> element was created');
+    assert.equal(await page.locator('#messages img').count(), 0, 'no <img> element was created');
+  }
+  await sleep(200); // give a stray onerror handler the chance to fire, then check
+  assert.deepEqual(pageErrors, []);
+});
+
+step('d. pages reconnect and re-join after a hub restart', async () => {
+  const { alice, bob } = pages;
+  await hub.stop('SIGTERM');
+  await Promise.all([waitNotOpen(alice), waitNotOpen(bob)]);
+
+  await hub.startHealthy();
+  await Promise.all([waitOpen(alice, 30_000), waitOpen(bob, 30_000)]);
+  await Promise.all([waitJoined(alice, ROOM), waitJoined(bob, ROOM)]);
+
+  const text = unique('bob is back');
+  await bob.fill('#input', text);
+  await bob.press('#input', 'Enter');
+  await Promise.all([waitMessage(alice, text, 'bob'), waitMessage(bob, text, 'bob')]);
+});
+
+step('e. Close closes with intent and does not reconnect', async () => {
+  const { alice, bob } = pages;
+  await alice.click('#close');
+  await waitReadyState(alice, '3', 5000);
+  assert.match(await alice.textContent('#status'), /CLOSED 3/);
+
+  // bob is told that alice went away
+  await bob.locator('#messages li.notice', { hasText: 'alice left' }).first().waitFor({ timeout: 10_000 });
+
+  // alice stays closed: sample for 3 s
+  const until = Date.now() + 3000;
+  while (Date.now() < until) {
+    assert.equal(await readyState(alice), '3', 'the page reconnected after Close');
+    await sleep(100);
+  }
+  assert.equal(await readyState(bob), '1', 'bob is still connected');
+  assert.equal(await alice.isEnabled('#connect'), true, 'Connect is offered after Close');
+  assert.deepEqual(pageErrors, []);
+});
