@@ -1,1 +1,55 @@
-fn main() {}
+//! The `wshub` command: `wshub serve` runs the hub, `wshub connect` is an
+//! interactive client. Arguments are parsed in `args.rs`, checked into
+//! configuration in `config.rs`, and carried out by `cmd/`.
+#![forbid(unsafe_code)]
+
+mod args;
+mod cmd;
+mod config;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "error: --log {:?}: {e}; use a level such as info or debug",
+                cli.log
+            );
+            std::process::exit(2);
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => cmd::serve::run(args).await.map(|()| 0),
+            Command::Connect(args) => cmd::connect::run(args).await,
+        }
+    });
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Bad flag values exit 2, like clap's own usage errors.
+            let usage = e.chain().any(|c| c.to_string().starts_with("--"));
+            std::process::exit(if usage { 2 } else { 1 });
+        }
+    }
+}

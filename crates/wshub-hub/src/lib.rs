@@ -1,1 +1,32 @@
-//! placeholder
+//! The wshub real-time hub: rooms with per-room sequence numbers, fan-out
+//! that encodes each message once, the seeds' application heartbeat
+//! (`ping` → `pong`), an echo route, and the embedded chat page.
+//!
+//! The JSON protocol spoken on `/ws` is documented in `docs/protocol.md`.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! wshub_hub::serve(listener, wshub_hub::HubConfig::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod config;
+mod echo;
+pub mod protocol;
+pub mod rooms;
+mod server;
+mod session;
+
+pub use config::HubConfig;
+pub use server::serve;
+
+/// Resolves once the hub's shutdown flag is set.
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it before returning.
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}

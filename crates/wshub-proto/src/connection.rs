@@ -106,7 +106,8 @@ pub enum Event {
     /// A Pong and its payload (at most 125 bytes).
     Pong(Bytes),
     /// The peer's Close frame; `None` when it carried no status code (reported
-    /// as 1005 by browsers). Our answering Close is already queued (§5.5.1).
+    /// as 1005 by browsers). Taking this event from
+    /// [`Connection::next_event`] queues our answering Close (§5.5.1).
     Close(Option<CloseFrame>),
 }
 
@@ -176,6 +177,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     close_received: bool,
     failed: bool,
+    /// The Close that fails the connection, until the events before the
+    /// error have been taken.
+    failing_close: Option<CloseFrame>,
     // Write side.
     close_sent: bool,
     out: BytesMut,
@@ -225,6 +229,7 @@ impl Connection {
             events: VecDeque::new(),
             close_received: false,
             failed: false,
+            failing_close: None,
             close_sent: false,
             out: BytesMut::new(),
             pending_pongs: VecDeque::new(),
@@ -255,12 +260,14 @@ impl Connection {
 
     /// The ready state (0–3).
     pub fn state(&self) -> State {
-        match (self.close_sent, self.close_received || self.failed) {
+        if self.failed {
+            return State::Closed;
+        }
+        match (self.close_sent, self.close_received) {
             (false, false) => State::Open,
-            (true, false) => State::Closing,
-            // The peer's Close is echoed as soon as it is parsed, so a received
-            // Close always comes with a sent one.
-            (_, true) => State::Closed,
+            (true, true) => State::Closed,
+            // One side's Close is out, the other's not yet.
+            _ => State::Closing,
         }
     }
 
@@ -278,13 +285,17 @@ impl Connection {
     /// stream: one byte, a frame and a half, or many frames.
     ///
     /// Events land in the queue read by [`Connection::next_event`]; replies
-    /// the RFC requires land in [`Connection::outgoing`]. Bytes after the
-    /// peer's Close frame, or after a failure, are ignored.
+    /// the RFC requires land in [`Connection::outgoing`] (Pongs at once, the
+    /// Close echo when the Close event is taken). Bytes after the peer's
+    /// Close frame, or after a failure, are ignored.
     ///
     /// # Errors
-    /// A [`ProtocolError`] when the peer broke RFC 6455. The connection has then
-    /// queued a Close frame with [`ProtocolError::close_code`] (§7.1.7) and is
-    /// [`State::Closed`]: write out what is queued, then close the transport.
+    /// A [`ProtocolError`] when the peer broke RFC 6455 (§7.1.7). The
+    /// connection is [`State::Closed`] for reading. Events parsed before the
+    /// error stay queued; once they are taken (when
+    /// [`Connection::next_event`] returns `None`, at once if there were none)
+    /// a Close with [`ProtocolError::close_code`] is queued: write out what is
+    /// queued, then close the transport.
     pub fn receive(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         if self.close_received || self.failed {
             return Ok(());
@@ -455,12 +466,10 @@ impl Connection {
             Opcode::Close => {
                 let close = CloseFrame::parse(&self.control)?;
                 self.close_received = true;
-                if !self.close_sent {
-                    // "It SHOULD do so as soon as practical ... typically echoing
-                    // the status code it received" (§5.5.1).
-                    let echo = close.as_ref().map(|c| CloseFrame::new(c.code, ""));
-                    self.queue_close(echo.as_ref());
-                }
+                // The answering Close is queued when this event is taken, so
+                // the application can still answer the messages before it:
+                // an endpoint "MAY delay sending a Close frame until its
+                // current message is sent" (§5.5.1).
                 self.events.push_back(Event::Close(close));
             }
             Opcode::Text | Opcode::Binary | Opcode::Continuation => {
@@ -496,18 +505,48 @@ impl Connection {
         if !self.close_sent {
             let mut reason = err.to_string();
             truncate_at_char_boundary(&mut reason, MAX_REASON_LEN);
-            self.queue_close(Some(&CloseFrame::new(err.close_code(), reason)));
+            self.failing_close = Some(CloseFrame::new(err.close_code(), reason));
+            if self.events.is_empty() {
+                self.queue_failing_close();
+            }
+        }
+    }
+
+    /// Queues the Close that fails the connection, once the events parsed
+    /// before the error have been taken, so the application could still
+    /// answer them (an echo server echoes the message before the bad frame).
+    fn queue_failing_close(&mut self) {
+        if let Some(close) = self.failing_close.take() {
+            if !self.close_sent {
+                self.queue_close(Some(&close));
+            }
         }
     }
 
     /// The next event the peer caused, in wire order.
+    ///
+    /// Taking [`Event::Close`] queues our answering Close (echoing the peer's
+    /// code, §5.5.1) unless we already sent one, and the state becomes
+    /// [`State::Closed`].
     pub fn next_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let Some(event) = self.events.pop_front() else {
+            self.queue_failing_close();
+            return None;
+        };
+        if let Event::Close(close) = &event {
+            if !self.close_sent {
+                // "It SHOULD do so as soon as practical ... typically echoing
+                // the status code it received" (§5.5.1).
+                let echo = close.as_ref().map(|c| CloseFrame::new(c.code, ""));
+                self.queue_close(echo.as_ref());
+            }
+        }
+        Some(event)
     }
 
-    /// Drains every queued event, in wire order.
+    /// Drains every queued event, in wire order (see [`Connection::next_event`]).
     pub fn events(&mut self) -> impl Iterator<Item = Event> + '_ {
-        self.events.drain(..)
+        std::iter::from_fn(move || self.next_event())
     }
 
     /// Queues a text message as one frame.
@@ -552,6 +591,8 @@ impl Connection {
         if self.close_sent {
             return Err(SendError::NotOpen);
         }
+        // Pongs owed for Pings received earlier go first, in wire order.
+        self.flush_pongs();
         let header = self.header(opcode, fin);
         encode_frame(&mut self.out, header, payload);
         Ok(())
@@ -570,6 +611,7 @@ impl Connection {
         if self.close_sent {
             return Err(SendError::NotOpen);
         }
+        self.flush_pongs();
         self.out.extend_from_slice(&message.frame);
         Ok(())
     }

@@ -1,1 +1,48 @@
-//! placeholder
+//! Async WebSocket library on tokio: accept and connect, a [`WebSocket`]
+//! that is a `Stream` and a `Sink` of messages, keepalive and reconnect.
+//!
+//! The protocol itself lives in the sans-IO [`wshub_proto`] crate; this crate
+//! moves its bytes over any `AsyncRead + AsyncWrite + Unpin` transport and
+//! owns the timers.
+//!
+//! An echo server and a client talking to it:
+//!
+//! ```
+//! use futures_util::{SinkExt, StreamExt};
+//! use wshub::Message;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wshub::Error> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     let (tcp, _) = listener.accept().await.unwrap();
+//!     let mut ws = wshub::accept(tcp).await.unwrap();
+//!     while let Some(Ok(message)) = ws.next().await {
+//!         ws.send(message).await.unwrap();          // echo
+//!     }
+//! });
+//!
+//! let mut ws = wshub::connect(&format!("ws://{addr}/echo")).await?;
+//! ws.send(Message::text("hello")).await?;
+//! assert_eq!(ws.next().await.unwrap()?, Message::text("hello"));
+//! let closed = ws.close(wshub::CloseCode::NormalClosure, "bye").await?;
+//! assert!(closed.was_clean);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod error;
+mod keepalive;
+pub mod reconnect;
+pub mod server;
+mod websocket;
+
+pub use client::{connect, ClientBuilder};
+pub use config::WebSocketConfig;
+pub use error::Error;
+pub use server::{accept, accept_with, Accept, Reject};
+pub use websocket::{CloseEvent, WebSocket, WebSocketReader, WebSocketWriter};
+pub use wshub_proto::{CloseCode, CloseFrame, Message, PreparedMessage, State, Utf8Bytes};

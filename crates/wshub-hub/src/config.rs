@@ -1,0 +1,53 @@
+use std::time::Duration;
+
+/// Settings of a hub server. Every field has a documented default that works
+/// with no other server installed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Protocol Ping interval for every connection (RFC 6455 §5.5.2). Below the
+    /// 60 s idle timeout of common proxies. Default: 25 s.
+    pub ping_interval: Duration,
+    /// Close a peer that sends nothing back this long after a keepalive Ping.
+    /// Default: 10 s.
+    pub pong_timeout: Duration,
+    /// Largest message accepted, in bytes (1009 beyond). Default: 16 MiB, enough
+    /// for Autobahn case 9 on `/echo`.
+    pub max_message_size: usize,
+    /// Largest frame accepted, in bytes (1009 beyond). Default: 16 MiB.
+    pub max_frame_size: usize,
+    /// Frames queued per connection before a slow reader is disconnected with
+    /// 1008. Default: 1024.
+    pub send_queue: usize,
+    /// Time allowed for a client to send its HTTP request head. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// On shutdown, time allowed for connections to finish their close
+    /// handshake before they are dropped. Default: 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            send_queue: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl HubConfig {
+    pub(crate) fn websocket_config(&self) -> wshub::WebSocketConfig {
+        let protocol = wshub_proto::Config::default()
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_frame_size);
+        wshub::WebSocketConfig::default()
+            .protocol(protocol)
+            .ping_interval(Some(self.ping_interval))
+            .pong_timeout(self.pong_timeout)
+    }
+}

@@ -1,0 +1,300 @@
+//! The hub's JSON protocol (see `docs/protocol.md`): what clients send and
+//! what the hub answers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_LEN: usize = 64;
+/// Longest display name, in bytes.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// A request from a client, decoded from one text message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Copied into the direct answer (`joined`, `left`, `error`), if present.
+    pub id: Option<Value>,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operations of the protocol.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// Join `room`, optionally setting this connection's display name.
+    Join {
+        /// Room name, 1–64 bytes, no control characters.
+        room: String,
+        /// Display name, 1–32 bytes, no control characters.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Leave `room`.
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// Deliver `message` to every member of `room`.
+    Publish {
+        /// Room name.
+        room: String,
+        /// Any JSON value.
+        message: Value,
+    },
+}
+
+/// Error codes of the `error` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The text was not a JSON object.
+    BadJson,
+    /// `op` is missing or unknown.
+    UnknownOp,
+    /// A field is missing, mistyped or out of range.
+    BadRequest,
+    /// `publish` or `leave` for a room not joined.
+    NotJoined,
+    /// The client sent a binary message.
+    BinaryUnsupported,
+}
+
+/// Why a text message could not be decoded into a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    /// The `error` code to answer with.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+    /// The request's `id`, when it could be read.
+    pub id: Option<Value>,
+}
+
+fn valid_label(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+}
+
+/// Decodes one client text message.
+///
+/// # Errors
+/// A [`DecodeError`] with [`ErrorCode::BadJson`] (not a JSON object),
+/// [`ErrorCode::UnknownOp`] (missing or unknown `op`) or
+/// [`ErrorCode::BadRequest`] (fields missing, mistyped or out of range).
+pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
+    let err = |code, message: String, id| DecodeError { code, message, id };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| err(ErrorCode::BadJson, format!("invalid JSON: {e}"), None))?;
+    let Value::Object(map) = &value else {
+        return Err(err(
+            ErrorCode::BadJson,
+            "expected a JSON object".into(),
+            None,
+        ));
+    };
+    let id = map.get("id").cloned();
+    match map.get("op").and_then(Value::as_str) {
+        Some("join" | "leave" | "publish") => {}
+        Some(other) => {
+            return Err(err(
+                ErrorCode::UnknownOp,
+                format!("unknown op {other:?}"),
+                id,
+            ))
+        }
+        None => {
+            return Err(err(
+                ErrorCode::UnknownOp,
+                "missing string field \"op\"".into(),
+                id,
+            ))
+        }
+    }
+    let op: Op = serde_json::from_value(value.clone())
+        .map_err(|e| err(ErrorCode::BadRequest, e.to_string(), id.clone()))?;
+    let room = match &op {
+        Op::Join { room, .. } | Op::Leave { room } | Op::Publish { room, .. } => room,
+    };
+    if !valid_label(room, MAX_ROOM_LEN) {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("room must be 1-{MAX_ROOM_LEN} bytes without control characters"),
+            id,
+        ));
+    }
+    if let Op::Join {
+        name: Some(name), ..
+    } = &op
+    {
+        if !valid_label(name, MAX_NAME_LEN) {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("name must be 1-{MAX_NAME_LEN} bytes without control characters"),
+                id,
+            ));
+        }
+    }
+    Ok(Request { id, op })
+}
+
+/// A message from the hub to a client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerMessage<'a> {
+    /// Sent once after the handshake.
+    Welcome {
+        /// This connection's id.
+        id: u64,
+        /// Its display name until it picks one.
+        name: &'a str,
+    },
+    /// Answer to `join`.
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// This connection's display name.
+        name: &'a str,
+        /// Display names of the members, this one included.
+        members: Vec<&'a str>,
+        /// The room's last sequence number (0 before any message).
+        seq: u64,
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    /// Answer to `leave`.
+    Left {
+        /// The room.
+        room: &'a str,
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    /// Another member joined or left.
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// `"join"` or `"leave"`.
+        event: &'a str,
+        /// The member's display name.
+        name: &'a str,
+        /// Milliseconds since the Unix epoch.
+        ts: u64,
+    },
+    /// A publish to a room.
+    Message {
+        /// The room.
+        room: &'a str,
+        /// The sender's display name.
+        from: &'a str,
+        /// Per-room sequence number, from 1, gap-free.
+        seq: u64,
+        /// Milliseconds since the Unix epoch when the hub accepted it.
+        ts: u64,
+        /// The published JSON value.
+        message: &'a Value,
+    },
+    /// A request that could not be carried out; the connection stays open.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: &'a str,
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+}
+
+impl ServerMessage<'_> {
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("hub messages contain only serialisable values")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_each_op() {
+        let r = decode_request(r#"{"op":"join","room":"lobby","name":"alice","id":1}"#).unwrap();
+        assert_eq!(r.id, Some(json!(1)));
+        assert_eq!(
+            r.op,
+            Op::Join {
+                room: "lobby".into(),
+                name: Some("alice".into())
+            }
+        );
+        let r = decode_request(r#"{"op":"publish","room":"lobby","message":{"x":[1,2]}}"#).unwrap();
+        assert_eq!(
+            r.op,
+            Op::Publish {
+                room: "lobby".into(),
+                message: json!({"x":[1,2]})
+            }
+        );
+        assert_eq!(
+            decode_request(r#"{"op":"leave","room":"a"}"#).unwrap().op,
+            Op::Leave { room: "a".into() }
+        );
+    }
+
+    #[test]
+    fn each_kind_of_bad_input_has_its_code() {
+        let code = |s: &str| decode_request(s).unwrap_err().code;
+        assert_eq!(code("not json"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"room":"a"}"#), ErrorCode::UnknownOp);
+        assert_eq!(code(r#"{"op":"shout"}"#), ErrorCode::UnknownOp);
+        assert_eq!(code(r#"{"op":"join"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"join","room":7}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"join","room":""}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(&format!(r#"{{"op":"join","room":"{}"}}"#, "r".repeat(65))),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"join","room":"a","name":"x\ny"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"publish","room":"a"}"#),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_request_id() {
+        let e = decode_request(r#"{"op":"shout","id":"q7"}"#).unwrap_err();
+        assert_eq!(e.id, Some(json!("q7")));
+    }
+
+    #[test]
+    fn server_messages_serialise_as_documented() {
+        let v = json!("hi");
+        let m = ServerMessage::Message {
+            room: "lobby",
+            from: "alice",
+            seq: 7,
+            ts: 1,
+            message: &v,
+        };
+        assert_eq!(
+            m.to_json(),
+            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi"}"#
+        );
+        let e = ServerMessage::Error {
+            code: ErrorCode::NotJoined,
+            message: "x",
+            id: None,
+        };
+        assert_eq!(
+            e.to_json(),
+            r#"{"type":"error","code":"not_joined","message":"x"}"#
+        );
+    }
+}

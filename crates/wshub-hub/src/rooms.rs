@@ -1,0 +1,265 @@
+//! Rooms and fan-out: every open member of a room gets each message, in
+//! sequence order, from one shared encoding.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
+use wshub::{Message, PreparedMessage};
+
+use crate::protocol::ServerMessage;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The sending end of one connection's bounded queue of encoded frames.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<PreparedMessage>,
+    kick: Arc<Notify>,
+}
+
+/// The receiving end, owned by the connection's task.
+#[derive(Debug)]
+pub struct Inbox {
+    /// Frames to write, in order.
+    pub rx: mpsc::Receiver<PreparedMessage>,
+    /// Notified when the queue overflowed: close the connection with 1008.
+    pub kick: Arc<Notify>,
+}
+
+/// A queue holding at most `capacity` frames.
+pub fn outbox(capacity: usize) -> (Outbox, Inbox) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let kick = Arc::new(Notify::new());
+    (
+        Outbox {
+            tx,
+            kick: kick.clone(),
+        },
+        Inbox { rx, kick },
+    )
+}
+
+impl Outbox {
+    /// Queues `frame` without waiting. A full queue kicks the member instead of
+    /// slowing the sender or growing memory; a closed one is ignored (the
+    /// member is on its way out).
+    pub fn deliver(&self, frame: &PreparedMessage) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame.clone()) {
+            self.kick.notify_one();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    outbox: Outbox,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    seq: u64,
+    members: HashMap<u64, Member>,
+}
+
+impl Room {
+    fn fan_out(&self, json: String, except: Option<u64>) {
+        let frame = PreparedMessage::new(&Message::text(json));
+        for (id, member) in &self.members {
+            if Some(*id) != except {
+                member.outbox.deliver(&frame);
+            }
+        }
+    }
+}
+
+/// What a join settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// Display names of the members, sorted, the joiner included.
+    pub members: Vec<String>,
+    /// The room's last sequence number.
+    pub seq: u64,
+}
+
+/// `publish` or `leave` for a room the connection is not in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJoined;
+
+/// Every room of one hub. An empty room is dropped, and its sequence starts
+/// again from 1 when it is next used.
+#[derive(Debug, Default)]
+pub struct Rooms {
+    // A std Mutex is fine: no `.await` happens under it, and fan-out only
+    // does non-blocking `try_send`s.
+    rooms: Mutex<HashMap<String, Room>>,
+}
+
+impl Rooms {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds connection `id` to `room` as `name` and tells the other members.
+    /// Joining again only updates the name.
+    pub fn join(&self, room: &str, id: u64, name: &str, outbox: &Outbox) -> Joined {
+        let mut rooms = self.lock();
+        let r = rooms.entry(room.to_owned()).or_default();
+        let fresh = r
+            .members
+            .insert(
+                id,
+                Member {
+                    name: name.to_owned(),
+                    outbox: outbox.clone(),
+                },
+            )
+            .is_none();
+        if fresh {
+            let notice = ServerMessage::Presence {
+                room,
+                event: "join",
+                name,
+                ts: now_ms(),
+            };
+            r.fan_out(notice.to_json(), Some(id));
+        }
+        let mut members: Vec<String> = r.members.values().map(|m| m.name.clone()).collect();
+        members.sort();
+        Joined {
+            members,
+            seq: r.seq,
+        }
+    }
+
+    /// Removes connection `id` from `room` and tells the other members.
+    ///
+    /// # Errors
+    /// [`NotJoined`] if it was not a member.
+    pub fn leave(&self, room: &str, id: u64) -> Result<(), NotJoined> {
+        let mut rooms = self.lock();
+        let r = rooms.get_mut(room).ok_or(NotJoined)?;
+        let member = r.members.remove(&id).ok_or(NotJoined)?;
+        if r.members.is_empty() {
+            rooms.remove(room);
+        } else {
+            let notice = ServerMessage::Presence {
+                room,
+                event: "leave",
+                name: &member.name,
+                ts: now_ms(),
+            };
+            r.fan_out(notice.to_json(), None);
+        }
+        Ok(())
+    }
+
+    /// Delivers `message` from member `id` to every member of `room`, the
+    /// sender included, under the room's next sequence number, encoded once.
+    ///
+    /// # Errors
+    /// [`NotJoined`] if `id` is not a member of `room`.
+    pub fn publish(&self, room: &str, id: u64, message: &Value) -> Result<u64, NotJoined> {
+        let mut rooms = self.lock();
+        let r = rooms.get_mut(room).ok_or(NotJoined)?;
+        let from = &r.members.get(&id).ok_or(NotJoined)?.name;
+        // Sequence numbers are taken under the lock, so every member's queue
+        // receives a room's messages in sequence order.
+        r.seq += 1;
+        let json = ServerMessage::Message {
+            room,
+            from,
+            seq: r.seq,
+            ts: now_ms(),
+            message,
+        }
+        .to_json();
+        r.fan_out(json, None);
+        Ok(r.seq)
+    }
+
+    /// Number of members of `room`.
+    pub fn member_count(&self, room: &str) -> usize {
+        self.lock().get(room).map_or(0, |r| r.members.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(frame: &PreparedMessage) -> Value {
+        // Unmasked frames with a 7- or 16-bit length.
+        let bytes = frame.frame();
+        let start = if bytes[1] & 0x7f == 126 { 4 } else { 2 };
+        serde_json::from_slice(&bytes[start..]).unwrap()
+    }
+
+    #[test]
+    fn publish_reaches_every_member_in_sequence_from_one_encoding() {
+        let rooms = Rooms::default();
+        let (a, mut a_in) = outbox(8);
+        let (b, mut b_in) = outbox(8);
+        rooms.join("lobby", 1, "alice", &a);
+        let joined = rooms.join("lobby", 2, "bob", &b);
+        assert_eq!(joined.members, ["alice", "bob"]);
+        let presence = text(&a_in.rx.try_recv().unwrap());
+        assert_eq!(presence["type"], "presence");
+        assert_eq!(presence["name"], "bob");
+
+        assert_eq!(rooms.publish("lobby", 1, &json!("hi")), Ok(1));
+        assert_eq!(rooms.publish("lobby", 2, &json!("yo")), Ok(2));
+        let a1 = a_in.rx.try_recv().unwrap();
+        let b1 = b_in.rx.try_recv().unwrap();
+        assert_eq!(
+            a1.frame().as_ptr(),
+            b1.frame().as_ptr(),
+            "one shared encoding"
+        );
+        assert_eq!(text(&a1)["seq"], 1);
+        assert_eq!(text(&a1)["from"], "alice");
+        assert_eq!(text(&b_in.rx.try_recv().unwrap())["seq"], 2);
+    }
+
+    #[test]
+    fn only_members_publish_or_leave() {
+        let rooms = Rooms::default();
+        let (a, _a_in) = outbox(8);
+        assert_eq!(rooms.publish("x", 1, &json!(1)), Err(NotJoined));
+        rooms.join("x", 1, "a", &a);
+        assert_eq!(rooms.publish("x", 2, &json!(1)), Err(NotJoined));
+        assert_eq!(rooms.leave("x", 2), Err(NotJoined));
+        assert_eq!(rooms.leave("x", 1), Ok(()));
+        assert_eq!(rooms.member_count("x"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_kicks_the_member_without_blocking_the_room() {
+        let rooms = Rooms::default();
+        let (slow, slow_in) = outbox(2);
+        let (fast, mut fast_in) = outbox(64);
+        rooms.join("r", 1, "slow", &slow);
+        rooms.join("r", 2, "fast", &fast);
+        for _ in 0..10 {
+            rooms.publish("r", 2, &json!("m")).unwrap();
+        }
+        // The kick permit is stored, so this resolves at once.
+        tokio::time::timeout(std::time::Duration::from_secs(1), slow_in.kick.notified())
+            .await
+            .expect("slow member kicked");
+        let mut got = 0;
+        while fast_in.rx.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 10, "every message reaches the fast member");
+    }
+}

@@ -1,0 +1,219 @@
+//! The hub's HTTP front: one listener, routes for the page, health, `/ws`
+//! and `/echo`, and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wshub::server::{read_request, upgrade, write_rejection};
+use wshub::{Accept, Error};
+use wshub_proto::handshake::{validate_request, HandshakeError, DEFAULT_MAX_HEAD_LEN};
+
+use crate::rooms::Rooms;
+use crate::{echo, session, HubConfig};
+
+/// The chat page, embedded at build time.
+pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
+
+struct Shared {
+    config: HubConfig,
+    rooms: Arc<Rooms>,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Serves the hub on `listener` until `shutdown` completes, then closes every
+/// connection with 1001 (going away) and returns once they are closed or
+/// [`HubConfig::shutdown_timeout`] has passed.
+///
+/// Routes:
+///
+/// | route | answer |
+/// |---|---|
+/// | `GET /` | the chat page (HTML) |
+/// | `GET /healthz` | `200 ok` |
+/// | `GET /ws` | the JSON hub (`docs/protocol.md`) |
+/// | `GET /echo` | echoes every message |
+/// | plain HTTP to `/ws` or `/echo` | 426 with a one-line explanation |
+/// | anything else | 404 |
+///
+/// # Errors
+/// Only if the listener itself fails; a bad client never ends the server.
+pub async fn serve(
+    listener: TcpListener,
+    config: HubConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        config,
+        rooms: Arc::new(Rooms::default()),
+        next_id: AtomicU64::new(1),
+        shutdown: stop_rx,
+    });
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let shared = shared.clone();
+                    tasks.spawn(async move { handle(tcp, peer, shared).await });
+                }
+                Err(e) => {
+                    // Running out of file descriptors must not end the server.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        connections = tasks.len(),
+        "shutting down: closing connections with 1001"
+    );
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(shared.config.shutdown_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            "shutdown timeout: dropping remaining connections"
+        );
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn respond(
+    tcp: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body).await?;
+    tcp.shutdown().await
+}
+
+async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let config = &shared.config;
+    let read = tokio::time::timeout(
+        config.handshake_timeout,
+        read_request(&mut tcp, DEFAULT_MAX_HEAD_LEN),
+    )
+    .await;
+    let (request, early) = match read {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(Error::Handshake(e))) => {
+            tracing::info!(%peer, error = %e, "bad HTTP request");
+            let _ = write_rejection(&mut tcp, e.status(), &[], &format!("{e}\n")).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection ended before its request");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "handshake timeout");
+            let _ =
+                write_rejection(&mut tcp, 408, &[], "request head not received in time\n").await;
+            return;
+        }
+    };
+    let route = match (request.method.as_str(), request.path()) {
+        ("GET" | "HEAD", "/" | "/index.html") => {
+            let _ = respond(
+                &mut tcp,
+                "200 OK",
+                "text/html; charset=utf-8",
+                CHAT_PAGE.as_bytes(),
+            )
+            .await;
+            return;
+        }
+        ("GET" | "HEAD", "/healthz") => {
+            let _ = respond(&mut tcp, "200 OK", "text/plain; charset=utf-8", b"ok\n").await;
+            return;
+        }
+        (_, "/ws") => Route::Hub,
+        (_, "/echo") => Route::Echo,
+        _ => {
+            let _ = respond(
+                &mut tcp,
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                b"not found\n",
+            )
+            .await;
+            return;
+        }
+    };
+    let upgrade_request = match validate_request(request) {
+        Ok(r) => r,
+        Err(e) => {
+            let body = match e {
+                HandshakeError::NotUpgrade => {
+                    "this is a WebSocket endpoint: connect with a WebSocket client (ws://)\n"
+                        .to_owned()
+                }
+                ref other => format!("{other}\n"),
+            };
+            tracing::info!(%peer, error = %e, status = e.status(), "handshake refused");
+            let _ = write_rejection(&mut tcp, e.status(), &[], &body).await;
+            return;
+        }
+    };
+    let ws = match upgrade(
+        tcp,
+        &upgrade_request,
+        &early,
+        Accept::default(),
+        config.websocket_config(),
+    )
+    .await
+    {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let conn_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let path = upgrade_request.path();
+    tracing::info!(conn_id, %peer, path, origin = upgrade_request.origin(), "connection opened");
+    let shutdown = shared.shutdown.clone();
+    match route {
+        Route::Hub => {
+            session::run(
+                ws,
+                conn_id,
+                shared.rooms.clone(),
+                config.send_queue,
+                shutdown,
+            )
+            .await
+        }
+        Route::Echo => echo::run(ws, conn_id, shutdown).await,
+    }
+}
+
+enum Route {
+    Hub,
+    Echo,
+}

@@ -1,0 +1,181 @@
+//! One `/ws` connection: requests in, room messages out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use wshub::{CloseCode, Error, Message, WebSocket};
+
+use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
+use crate::rooms::{outbox, Rooms};
+
+/// Why a session ended, for the one log line per closed connection.
+pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
+    conn_id: u64,
+    route: &str,
+    ws: &WebSocket<S>,
+    error: Option<&Error>,
+) {
+    let event = ws.close_event();
+    let code = event.as_ref().map_or(1006, |e| e.code);
+    let clean = event.as_ref().is_some_and(|e| e.was_clean);
+    match error {
+        Some(Error::Protocol(e)) => {
+            tracing::warn!(conn_id, route, close_code = e.close_code().as_u16(), error = %e, "protocol error, connection failed");
+        }
+        Some(e) => {
+            tracing::info!(conn_id, route, close_code = code, error = %e, "connection closed with error")
+        }
+        None => tracing::info!(
+            conn_id,
+            route,
+            close_code = code,
+            was_clean = clean,
+            "connection closed"
+        ),
+    }
+}
+
+pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
+    conn_id: u64,
+    rooms: Arc<Rooms>,
+    send_queue: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (out, mut inbox) = outbox(send_queue);
+    let mut name = format!("anon-{conn_id}");
+    let mut joined: BTreeSet<String> = BTreeSet::new();
+    let mut error = None;
+
+    let welcome = ServerMessage::Welcome {
+        id: conn_id,
+        name: &name,
+    }
+    .to_json();
+    if let Err(e) = ws.send(Message::text(welcome)).await {
+        error = Some(e);
+    }
+    while error.is_none() {
+        tokio::select! {
+            biased;
+            _ = crate::stopped(&mut shutdown) => {
+                let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
+                break;
+            }
+            _ = inbox.kick.notified() => {
+                tracing::info!(conn_id, "send queue full, disconnecting slow consumer");
+                let _ = ws.close(CloseCode::PolicyViolation, "send queue full").await;
+                break;
+            }
+            Some(frame) = inbox.rx.recv() => {
+                // Write every frame already queued with one flush.
+                let mut result = ws.feed_prepared(&frame);
+                while let (Ok(()), Ok(more)) = (&result, inbox.rx.try_recv()) {
+                    result = ws.feed_prepared(&more);
+                }
+                if let Err(e) = result {
+                    error = Some(e);
+                } else if let Err(e) = ws.flush().await {
+                    error = Some(e);
+                }
+            }
+            incoming = ws.next() => match incoming {
+                None => break,
+                Some(Err(e)) => error = Some(e),
+                Some(Ok(Message::Binary(_))) => {
+                    let reply = ServerMessage::Error {
+                        code: ErrorCode::BinaryUnsupported,
+                        message: "the hub protocol is JSON in text messages",
+                        id: None,
+                    };
+                    error = ws.send(Message::text(reply.to_json())).await.err();
+                }
+                Some(Ok(Message::Text(text))) => {
+                    let reply = handle_text(text.as_str(), conn_id, &mut name, &mut joined, &rooms, &out);
+                    if let Some(reply) = reply {
+                        error = ws.send(Message::text(reply)).await.err();
+                    }
+                }
+            },
+        }
+    }
+    for room in &joined {
+        let _ = rooms.leave(room, conn_id);
+    }
+    log_end(conn_id, "/ws", &ws, error.as_ref());
+}
+
+/// Carries out one text request; returns the direct answer, if any.
+fn handle_text(
+    text: &str,
+    conn_id: u64,
+    name: &mut String,
+    joined: &mut BTreeSet<String>,
+    rooms: &Rooms,
+    out: &crate::rooms::Outbox,
+) -> Option<String> {
+    // The seeds' application heartbeat: text "ping" is answered with "pong".
+    if text == "ping" {
+        return Some("pong".to_owned());
+    }
+    let request = match decode_request(text) {
+        Ok(r) => r,
+        Err(e) => {
+            return Some(
+                ServerMessage::Error {
+                    code: e.code,
+                    message: &e.message,
+                    id: e.id.as_ref(),
+                }
+                .to_json(),
+            )
+        }
+    };
+    let id = request.id.as_ref();
+    let not_joined = |room: &str| {
+        ServerMessage::Error {
+            code: ErrorCode::NotJoined,
+            message: &format!("not a member of room {room:?}; join it first"),
+            id,
+        }
+        .to_json()
+    };
+    match &request.op {
+        Op::Join {
+            room,
+            name: new_name,
+        } => {
+            if let Some(n) = new_name {
+                name.clone_from(n);
+            }
+            let result = rooms.join(room, conn_id, name, out);
+            joined.insert(room.clone());
+            let members = result.members.iter().map(String::as_str).collect();
+            Some(
+                ServerMessage::Joined {
+                    room,
+                    name,
+                    members,
+                    seq: result.seq,
+                    id,
+                }
+                .to_json(),
+            )
+        }
+        Op::Leave { room } => match rooms.leave(room, conn_id) {
+            Ok(()) => {
+                joined.remove(room);
+                Some(ServerMessage::Left { room, id }.to_json())
+            }
+            Err(_) => Some(not_joined(room)),
+        },
+        Op::Publish { room, message } => match rooms.publish(room, conn_id, message) {
+            // The sender gets its own message through the room, like everyone.
+            Ok(_) => None,
+            Err(_) => Some(not_joined(room)),
+        },
+    }
+}

@@ -1,0 +1,255 @@
+//! The client side: URL, TCP connect, opening handshake (RFC 6455 §4.1).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use url::{Host, Url};
+use wshub_proto::handshake::{
+    validate_response, ClientRequest, HeadReader, Response, DEFAULT_MAX_HEAD_LEN,
+};
+use wshub_proto::Role;
+
+use crate::websocket::HandshakeInfo;
+use crate::{Error, WebSocket, WebSocketConfig};
+
+/// A parsed `ws://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Host name or address to connect to (IPv6 without brackets).
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `Host` header value.
+    pub(crate) authority: String,
+    /// Path and query.
+    pub(crate) resource: String,
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
+    let invalid = |reason| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let parsed = Url::parse(url).map_err(|_| invalid("not a URL"))?;
+    match parsed.scheme() {
+        "ws" => {}
+        "wss" => return Err(Error::TlsUnsupported),
+        _ => return Err(invalid("the scheme must be ws:// or wss://")),
+    }
+    // "Fragment identifiers are meaningless in the context of WebSocket URIs
+    // and MUST NOT be used" (RFC 6455 §3).
+    if parsed.fragment().is_some() {
+        return Err(invalid("a WebSocket URL has no #fragment"));
+    }
+    let host = match parsed.host() {
+        Some(Host::Domain(d)) => d.to_owned(),
+        Some(Host::Ipv4(a)) => a.to_string(),
+        Some(Host::Ipv6(a)) => a.to_string(),
+        None => return Err(invalid("missing host")),
+    };
+    let port = parsed.port().unwrap_or(80);
+    let host_str = parsed.host_str().expect("a host was found above");
+    let authority = match parsed.port() {
+        Some(p) => format!("{host_str}:{p}"),
+        None => host_str.to_owned(),
+    };
+    let mut resource = parsed.path().to_owned();
+    if resource.is_empty() {
+        resource.push('/');
+    }
+    if let Some(q) = parsed.query() {
+        resource.push('?');
+        resource.push_str(q);
+    }
+    Ok(Target {
+        host,
+        port,
+        authority,
+        resource,
+    })
+}
+
+/// Builds a client connection: URL, headers, subprotocols, timeouts.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wshub::Error> {
+/// let ws = wshub::ClientBuilder::new("ws://127.0.0.1:8080/ws")
+///     .header("Authorization", "Bearer t0ken")
+///     .protocol("chat")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    protocols: Vec<String>,
+    handshake_timeout: Duration,
+    config: WebSocketConfig,
+}
+
+impl ClientBuilder {
+    /// A client for `url` (`ws://host[:port]/path[?query]`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            config: WebSocketConfig::default(),
+        }
+    }
+
+    /// Adds a request header. Values with CR, LF or NUL make
+    /// [`ClientBuilder::connect`] fail with [`Error::Handshake`] before
+    /// anything is sent.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol (`Sec-WebSocket-Protocol`), in preference order.
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Bounds TCP connect plus opening handshake. Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Connection settings (limits, keepalive, write buffer).
+    pub fn config(mut self, config: WebSocketConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    fn request(&self, target: &Target) -> ClientRequest {
+        let mut request = ClientRequest::new(target.authority.clone(), target.resource.clone());
+        request.protocols = self.protocols.clone();
+        request.headers = self.headers.clone();
+        request
+    }
+
+    /// Connects over TCP and performs the opening handshake.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidUrl`] or [`Error::TlsUnsupported`] for the URL.
+    /// - [`Error::Handshake`] for an invalid header value, or a response that
+    ///   fails RFC 6455 §4.1 validation (status not 101, bad
+    ///   `Sec-WebSocket-Accept`, unoffered subprotocol or extension).
+    /// - [`Error::HandshakeTimeout`] past the handshake timeout.
+    /// - [`Error::Io`] if the TCP connection fails.
+    pub async fn connect(self) -> Result<WebSocket<TcpStream>, Error> {
+        let target = parse_url(&self.url)?;
+        let request = self.request(&target);
+        // Refuse bad header values before opening a socket.
+        request.encode()?;
+        let fut = async {
+            let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            stream.set_nodelay(true)?;
+            handshake(stream, &request, self.url.clone(), self.config.clone()).await
+        };
+        tokio::time::timeout(self.handshake_timeout, fut)
+            .await
+            .map_err(|_| Error::HandshakeTimeout)?
+    }
+
+    /// Performs the opening handshake over an already connected transport
+    /// (a Unix socket, a TLS stream, an in-memory pipe). No timeout applies.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`], without the TCP and timeout cases.
+    pub async fn connect_on<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        io: S,
+    ) -> Result<WebSocket<S>, Error> {
+        let target = parse_url(&self.url)?;
+        let request = self.request(&target);
+        handshake(io, &request, self.url.clone(), self.config).await
+    }
+}
+
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    request: &ClientRequest,
+    url: String,
+    config: WebSocketConfig,
+) -> Result<WebSocket<S>, Error> {
+    io.write_all(&request.encode()?).await?;
+    io.flush().await?;
+    let mut reader = HeadReader::new(DEFAULT_MAX_HEAD_LEN);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if reader.push(&buf[..n])? {
+            break;
+        }
+    }
+    let response = Response::parse(reader.head().expect("the head is complete"))?;
+    let accepted = validate_response(&response, request)?;
+    let info = HandshakeInfo {
+        protocol: accepted.protocol,
+        extensions: None,
+        url,
+    };
+    Ok(WebSocket::from_parts(
+        io,
+        Role::Client,
+        config,
+        info,
+        reader.remainder(),
+    ))
+}
+
+/// Connects to `url` with default settings.
+///
+/// # Errors
+/// As [`ClientBuilder::connect`].
+pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>, Error> {
+    ClientBuilder::new(url).connect().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ws_urls_into_host_port_and_resource() {
+        let t = parse_url("ws://example.com/chat?room=a").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str()),
+            ("example.com", 80, "example.com")
+        );
+        assert_eq!(t.resource, "/chat?room=a");
+        let t = parse_url("ws://[::1]:9001").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str()),
+            ("::1", 9001, "[::1]:9001")
+        );
+        assert_eq!(t.resource, "/");
+    }
+
+    #[test]
+    fn refuses_other_schemes_fragments_and_tls_for_now() {
+        assert!(matches!(
+            parse_url("http://a/"),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            parse_url("ws://a/#frag"),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(parse_url("wss://a/"), Err(Error::TlsUnsupported)));
+        assert!(matches!(
+            parse_url("not a url"),
+            Err(Error::InvalidUrl { .. })
+        ));
+    }
+}

@@ -1,0 +1,67 @@
+use std::time::Duration;
+
+/// Settings of a [`WebSocket`](crate::WebSocket), on top of the protocol
+/// limits of [`wshub_proto::Config`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebSocketConfig {
+    /// Frame and message limits, auto-pong (see [`wshub_proto::Config`]).
+    pub protocol: wshub_proto::Config,
+    /// Bytes queued for writing above which sending waits for the socket to
+    /// drain (backpressure). One message is always accepted when below it, so a
+    /// single message may exceed it. Default: 64 KiB.
+    pub write_buffer_limit: usize,
+    /// Send a protocol Ping this often (RFC 6455 §5.5.2). Default: `None` (off).
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for any frame after a keepalive Ping before dropping the
+    /// connection with [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout).
+    /// Default: 10 s.
+    pub pong_timeout: Duration,
+    /// How long to wait for the peer's Close after ours, or for the server to
+    /// close TCP after the close handshake (RFC 6455 §7.1.1). Default: 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            protocol: wshub_proto::Config::default(),
+            write_buffer_limit: 64 * 1024,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// Sets [`WebSocketConfig::protocol`].
+    pub fn protocol(mut self, protocol: wshub_proto::Config) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::write_buffer_limit`] (bytes).
+    pub fn write_buffer_limit(mut self, bytes: usize) -> Self {
+        self.write_buffer_limit = bytes;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::ping_interval`].
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::pong_timeout`].
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}

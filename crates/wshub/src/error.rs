@@ -1,0 +1,92 @@
+use std::io;
+
+use wshub_proto::handshake::HandshakeError;
+use wshub_proto::{ProtocolError, SendError};
+
+/// Everything that can go wrong on a wshub connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed (reset, refused, broken pipe, ...).
+    #[error("i/o error")]
+    Io(#[source] io::Error),
+    /// The peer broke RFC 6455; the failing Close (with
+    /// [`ProtocolError::close_code`]) was sent before this was returned.
+    #[error("protocol error")]
+    Protocol(#[source] ProtocolError),
+    /// The opening handshake failed (RFC 6455 §4).
+    #[error("handshake failed")]
+    Handshake(#[source] HandshakeError),
+    /// The caller asked for something the connection cannot send.
+    #[error("cannot send")]
+    Send(#[source] SendError),
+    /// The opening handshake did not finish within the configured time.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// No Pong (nor any other frame) came back within the pong timeout after a
+    /// keepalive Ping; the connection was dropped.
+    #[error("peer did not answer the keepalive ping in time")]
+    KeepaliveTimeout,
+    /// The URL is not a usable `ws://` URL.
+    #[error("invalid WebSocket URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `wss://` URL: TLS is not built into this version of wshub.
+    #[error("wss:// (TLS) is not supported yet; use ws:// or a TLS-terminating proxy")]
+    TlsUnsupported,
+    /// The server's accept callback refused the request; it was answered with
+    /// this HTTP status.
+    #[error("request rejected with HTTP {status}")]
+    Rejected {
+        /// The HTTP status sent.
+        status: u16,
+    },
+    /// The connection is closed: nothing more can be sent.
+    #[error("connection closed")]
+    ConnectionClosed,
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Self {
+        Self::Io(err)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(err: ProtocolError) -> Self {
+        Self::Protocol(err)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(err: HandshakeError) -> Self {
+        Self::Handshake(err)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(err: SendError) -> Self {
+        match err {
+            SendError::NotOpen => Self::ConnectionClosed,
+            other => Self::Send(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        assert!(
+            std::mem::size_of::<Error>() <= 48,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+}

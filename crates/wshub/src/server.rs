@@ -1,0 +1,175 @@
+//! The server side of the opening handshake (RFC 6455 §4.2).
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use wshub_proto::handshake::{
+    accept_response, reject_response, validate_request, HandshakeError, HeadReader, Request,
+    UpgradeRequest, DEFAULT_MAX_HEAD_LEN,
+};
+use wshub_proto::Role;
+
+use crate::websocket::HandshakeInfo;
+use crate::{Error, WebSocket, WebSocketConfig};
+
+/// What to answer an acceptable upgrade request with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accept {
+    /// The subprotocol to select; must be one of
+    /// [`UpgradeRequest::protocols`]. `None` selects none.
+    pub protocol: Option<String>,
+    /// Extra response headers, e.g. `Set-Cookie`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A refusal: the HTTP status and a short plain-text body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// HTTP status, e.g. 403 or 404.
+    pub status: u16,
+    /// Plain-text body explaining why, one line.
+    pub body: String,
+}
+
+impl Reject {
+    /// A refusal with `status` and `body`.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: body.into(),
+        }
+    }
+}
+
+/// Reads one HTTP request head (at most `max_head_len` bytes) from `io`.
+///
+/// Returns the request and any bytes the client sent after the head. Bound
+/// the wait with `tokio::time::timeout`: a client that never finishes its head
+/// otherwise holds the connection.
+///
+/// # Errors
+/// - [`Error::Handshake`] with [`HandshakeError::HeadTooLarge`],
+///   [`HandshakeError::TooManyHeaders`] or [`HandshakeError::MalformedHttp`];
+///   answer it with [`write_rejection`].
+/// - [`Error::Io`] if the transport fails or closes before the head ends.
+pub async fn read_request<S: AsyncRead + Unpin>(
+    io: &mut S,
+    max_head_len: usize,
+) -> Result<(Request, Vec<u8>), Error> {
+    let mut reader = HeadReader::new(max_head_len);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if reader.push(&buf[..n])? {
+            let head = reader
+                .head()
+                .expect("push returned true, so the head is complete");
+            let request = Request::parse(head)?;
+            return Ok((request, reader.remainder().to_vec()));
+        }
+    }
+}
+
+/// Writes a non-101 answer (see [`reject_response`]) and flushes it.
+///
+/// # Errors
+/// [`Error::Io`] if the transport fails; [`Error::Handshake`] if a header
+/// holds CR, LF or NUL.
+pub async fn write_rejection<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<(), Error> {
+    let response = reject_response(status, headers, body)?;
+    io.write_all(&response).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+/// Answers a validated request with `101 Switching Protocols` and returns
+/// the open WebSocket. `early` is what [`read_request`] returned after the head.
+///
+/// # Errors
+/// [`Error::Io`] if the transport fails; [`Error::Handshake`] if an
+/// [`Accept`] header holds CR, LF or NUL.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    request: &UpgradeRequest,
+    early: &[u8],
+    accept: Accept,
+    config: WebSocketConfig,
+) -> Result<WebSocket<S>, Error> {
+    let protocol = accept
+        .protocol
+        .filter(|p| request.protocols.iter().any(|offered| offered == p));
+    let response = accept_response(request, protocol.as_deref(), None, &accept.headers)?;
+    io.write_all(&response).await?;
+    io.flush().await?;
+    let info = HandshakeInfo {
+        protocol,
+        extensions: None,
+        url: request.request.target.clone(),
+    };
+    Ok(WebSocket::from_parts(io, Role::Server, config, info, early))
+}
+
+/// Reads a handshake from `io`, lets `decide` inspect it (path, headers,
+/// `Origin`, subprotocols) and accept or refuse it, and answers.
+///
+/// # Errors
+/// - [`Error::Handshake`] when the request breaks RFC 6455 §4.2.1; it was
+///   answered with [`HandshakeError::status`] (426 with
+///   `Sec-WebSocket-Version: 13` for a plain HTTP request or another version).
+/// - [`Error::Rejected`] when `decide` refused; it was answered with its status.
+/// - [`Error::Io`] if the transport fails.
+pub async fn accept_with<S, F>(
+    mut io: S,
+    config: WebSocketConfig,
+    decide: F,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
+{
+    let (request, early) = match read_request(&mut io, DEFAULT_MAX_HEAD_LEN).await {
+        Ok(ok) => ok,
+        Err(Error::Handshake(e)) => {
+            let _ = write_rejection(&mut io, e.status(), &[], &format!("{e}\n")).await;
+            return Err(Error::Handshake(e));
+        }
+        Err(e) => return Err(e),
+    };
+    let upgrade_request = match validate_request(request) {
+        Ok(r) => r,
+        Err(e) => {
+            let body = match e {
+                HandshakeError::NotUpgrade => {
+                    "this is a WebSocket endpoint: connect with a WebSocket client\n".to_owned()
+                }
+                ref other => format!("{other}\n"),
+            };
+            let _ = write_rejection(&mut io, e.status(), &[], &body).await;
+            return Err(Error::Handshake(e));
+        }
+    };
+    match decide(&upgrade_request) {
+        Ok(accept) => upgrade(io, &upgrade_request, &early, accept, config).await,
+        Err(reject) => {
+            let _ =
+                write_rejection(&mut io, reject.status, &[], &format!("{}\n", reject.body)).await;
+            Err(Error::Rejected {
+                status: reject.status,
+            })
+        }
+    }
+}
+
+/// Accepts any valid WebSocket handshake on `io`, with default settings.
+///
+/// # Errors
+/// As [`accept_with`].
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>, Error> {
+    accept_with(io, WebSocketConfig::default(), |_| Ok(Accept::default())).await
+}

@@ -1,0 +1,705 @@
+//! [`WebSocket`]: a [`Connection`] driven over an async byte stream.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Wake, Waker};
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use wshub_proto::{
+    CloseCode, CloseFrame, Connection, Event, Message, PreparedMessage, Role, SendError, State,
+};
+
+use crate::keepalive::{Keepalive, KeepaliveAction};
+use crate::{Error, WebSocketConfig};
+
+/// Bytes read from the socket per call. The buffer lives on the stack for the
+/// duration of a poll, so an idle connection holds no read buffer at all.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a connection ended, as the browser's `CloseEvent` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseEvent {
+    /// The peer's close code; 1005 if its Close carried none, 1006 if the
+    /// connection dropped without a close handshake.
+    pub code: u16,
+    /// The peer's close reason (UTF-8, at most 123 bytes); empty if none.
+    pub reason: String,
+    /// Whether the close handshake completed (RFC 6455 §7.1.4).
+    pub was_clean: bool,
+}
+
+impl CloseEvent {
+    fn abnormal() -> Self {
+        Self {
+            code: CloseCode::AbnormalClosure.as_u16(),
+            reason: String::new(),
+            was_clean: false,
+        }
+    }
+}
+
+/// Wakes both the reading and the writing task: a socket keeps one waker per
+/// direction, and both halves of a split socket write (the reader writes Pongs
+/// and Close echoes), so a write-readiness wake must reach both.
+#[derive(Default)]
+struct Wakers {
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+impl Wake for Wakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.reader.wake();
+        self.writer.wake();
+    }
+}
+
+/// Where the connection is in its shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading and writing.
+    Open,
+    /// Done with frames: flush what is queued, then close the transport.
+    Finishing,
+    /// Client after a clean close handshake: wait for the server to close TCP
+    /// first (RFC 6455 §7.1.1), up to the close timeout.
+    AwaitingEof,
+    /// The transport is closed.
+    Done,
+}
+
+/// What the opening handshake settled, shown by the browser API as
+/// `protocol`, `extensions` and `url`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HandshakeInfo {
+    pub(crate) protocol: Option<String>,
+    pub(crate) extensions: Option<String>,
+    pub(crate) url: String,
+}
+
+pub(crate) struct Inner<S> {
+    io: S,
+    conn: Connection,
+    config: WebSocketConfig,
+    info: HandshakeInfo,
+    phase: Phase,
+    keepalive: Option<Keepalive>,
+    close_deadline: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Returned once the transport is closed, after the failing Close went out.
+    pending_error: Option<Error>,
+    close_event: Option<CloseEvent>,
+    wakers: Arc<Wakers>,
+    write_waker: Waker,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
+    fn new(io: S, role: Role, config: WebSocketConfig, info: HandshakeInfo, early: &[u8]) -> Self {
+        let wakers = Arc::new(Wakers::default());
+        let mut conn = Connection::new(role, config.protocol.clone());
+        let pending_error = conn.receive(early).err().map(Error::from);
+        let keepalive = config
+            .ping_interval
+            .map(|interval| Keepalive::new(interval, config.pong_timeout, Instant::now()));
+        Self {
+            io,
+            conn,
+            info,
+            phase: Phase::Open,
+            keepalive,
+            close_deadline: None,
+            timer: None,
+            pending_error,
+            close_event: None,
+            write_waker: Waker::from(wakers.clone()),
+            wakers,
+            config,
+        }
+    }
+
+    fn ready_state(&self) -> State {
+        match self.phase {
+            Phase::Open => self.conn.state(),
+            Phase::Finishing | Phase::AwaitingEof => State::Closing.max(self.conn.state()),
+            Phase::Done => State::Closed,
+        }
+    }
+
+    /// Writes everything queued, then flushes the transport.
+    fn poll_write_out(&mut self) -> Poll<io::Result<()>> {
+        let mut cx = Context::from_waker(&self.write_waker);
+        loop {
+            let out = self.conn.outgoing();
+            if out.is_empty() {
+                break;
+            }
+            match ready!(Pin::new(&mut self.io).poll_write(&mut cx, out)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.conn.advance_outgoing(n),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Pin::new(&mut self.io).poll_flush(&mut cx)
+    }
+
+    fn finish_abnormally(&mut self, error: Option<Error>) {
+        self.phase = Phase::Finishing;
+        self.close_event.get_or_insert_with(CloseEvent::abnormal);
+        if self.pending_error.is_none() {
+            self.pending_error = error;
+        }
+    }
+
+    fn record_peer_close(&mut self, frame: Option<CloseFrame>) {
+        let (code, reason) = match frame {
+            Some(f) => (f.code.as_u16(), f.reason),
+            None => (CloseCode::NoStatusReceived.as_u16(), String::new()),
+        };
+        self.close_event = Some(CloseEvent {
+            code,
+            reason,
+            was_clean: true,
+        });
+    }
+
+    /// Arms the timer for the earliest deadline; `Ready` when it has passed.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        let deadline = match (
+            self.keepalive.as_ref().map(Keepalive::deadline),
+            self.close_deadline,
+        ) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return Poll::Pending,
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Instant::now())
+    }
+
+    fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.wakers.reader.register(cx.waker());
+        loop {
+            if let Some(event) = self.conn.next_event() {
+                if let Some(k) = self.keepalive.as_mut() {
+                    k.on_frame(Instant::now());
+                }
+                match event {
+                    Event::Message(message) => return Poll::Ready(Some(Ok(message))),
+                    Event::Ping(_) | Event::Pong(_) => continue,
+                    Event::Close(frame) => {
+                        self.record_peer_close(frame);
+                        continue;
+                    }
+                }
+            }
+            if self.phase == Phase::Open && self.pending_error.is_some() {
+                // The messages before the protocol error were delivered (and
+                // may have been answered); now the failing Close goes out.
+                self.phase = Phase::Finishing;
+            }
+            match self.phase {
+                Phase::Done => return Poll::Ready(self.pending_error.take().map(Err)),
+                Phase::Finishing => {
+                    // No more Pings, and no keepalive deadline to wake the wait below.
+                    self.keepalive = None;
+                    // Best effort: the peer may be gone already, or may have
+                    // stopped reading, leaving our output stuck behind its full
+                    // window; the close deadline bounds the wait for the latter.
+                    self.close_deadline
+                        .get_or_insert_with(|| Instant::now() + self.config.close_timeout);
+                    let written = match self.poll_write_out() {
+                        Poll::Ready(written) => written,
+                        Poll::Pending => {
+                            ready!(self.poll_timer(cx));
+                            Err(io::ErrorKind::TimedOut.into())
+                        }
+                    };
+                    if let Err(e) = written {
+                        tracing::debug!(error = %e, "write failed while closing");
+                    } else if self.conn.role() == Role::Client
+                        && self.conn.state() == State::Closed
+                        && self.pending_error.is_none()
+                        && self.close_event.as_ref().is_some_and(|e| e.was_clean)
+                    {
+                        self.phase = Phase::AwaitingEof;
+                        self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+                        continue;
+                    }
+                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    self.phase = Phase::Done;
+                    self.keepalive = None;
+                    self.close_deadline = None;
+                    self.close_event.get_or_insert_with(CloseEvent::abnormal);
+                    continue;
+                }
+                Phase::AwaitingEof | Phase::Open => {}
+            }
+            if self.phase == Phase::Open {
+                if let Poll::Ready(Err(e)) = self.poll_write_out() {
+                    self.finish_abnormally(Some(e.into()));
+                    continue;
+                }
+                match self.conn.state() {
+                    State::Closed => {
+                        self.phase = Phase::Finishing;
+                        continue;
+                    }
+                    State::Closing if self.close_deadline.is_none() => {
+                        self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+                    }
+                    _ => {}
+                }
+            }
+            if let Poll::Ready(now) = self.poll_timer(cx) {
+                if self.close_deadline.is_some_and(|d| now >= d) {
+                    // Our Close went unanswered, or the server did not close TCP.
+                    if self.phase == Phase::AwaitingEof {
+                        self.close_deadline = None;
+                        self.phase = Phase::Finishing;
+                        let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                        self.phase = Phase::Done;
+                    } else {
+                        // The passed deadline stays, so Finishing does not wait
+                        // again for a silent peer to read what is queued.
+                        self.finish_abnormally(None);
+                    }
+                    continue;
+                }
+                if let Some(k) = self.keepalive.as_mut() {
+                    match k.poll(now) {
+                        KeepaliveAction::Ping => {
+                            let _ = self.conn.send_ping(b"wshub");
+                        }
+                        KeepaliveAction::Dead => {
+                            tracing::debug!("keepalive timeout");
+                            self.keepalive = None;
+                            // The peer is gone: Finishing must not wait for it to read.
+                            self.close_deadline = Some(now);
+                            self.finish_abnormally(Some(Error::KeepaliveTimeout));
+                        }
+                        KeepaliveAction::Wait => {}
+                    }
+                }
+                continue;
+            }
+            let mut buf = [0u8; READ_CHUNK];
+            let mut read_buf = ReadBuf::new(&mut buf);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf)) {
+                Ok(()) if read_buf.filled().is_empty() => {
+                    if self.phase == Phase::AwaitingEof {
+                        self.phase = Phase::Done;
+                        self.close_deadline = None;
+                    } else {
+                        self.finish_abnormally(None);
+                    }
+                }
+                Ok(()) => {
+                    if let Err(e) = self.conn.receive(read_buf.filled()) {
+                        self.close_event = Some(CloseEvent {
+                            code: e.close_code().as_u16(),
+                            reason: String::new(),
+                            was_clean: false,
+                        });
+                        self.pending_error = Some(e.into());
+                    }
+                }
+                Err(e) => self.finish_abnormally(Some(e.into())),
+            }
+        }
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.wakers.writer.register(cx.waker());
+        if self.phase != Phase::Open || self.conn.close_sent() {
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
+        while self.conn.buffered_amount() >= self.config.write_buffer_limit {
+            if let Err(e) = ready!(self.poll_write_out()) {
+                self.finish_abnormally(None);
+                return Poll::Ready(Err(e.into()));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.wakers.writer.register(cx.waker());
+        if self.phase == Phase::Done {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(self.poll_write_out()) {
+            Ok(()) => {
+                // Wake the reader: a just-sent Close starts its close timeout.
+                self.wakers.reader.wake();
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => {
+                self.finish_abnormally(None);
+                Poll::Ready(Err(e.into()))
+            }
+        }
+    }
+
+    fn send_with(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<(), Error> {
+        if self.phase != Phase::Open {
+            return Err(Error::ConnectionClosed);
+        }
+        f(&mut self.conn).map_err(Error::from)
+    }
+}
+
+/// A WebSocket connection over any `AsyncRead + AsyncWrite + Unpin` transport.
+///
+/// It is a [`Stream`] of incoming [`Message`]s and a [`Sink`] of outgoing
+/// ones. While it is polled for messages it answers Pings by itself, echoes
+/// the peer's Close, runs the keepalive and enforces the close timeout. The
+/// stream ends after the close handshake (or a failure); [`WebSocket::close_event`]
+/// then tells how it ended.
+///
+/// Sending waits while more than
+/// [`WebSocketConfig::write_buffer_limit`] bytes are queued (backpressure).
+pub struct WebSocket<S> {
+    inner: Inner<S>,
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.inner.conn)
+            .field("phase", &self.inner.phase)
+            .field("url", &self.inner.info.url)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! browser_api {
+    () => {
+        /// The ready state: `Connecting` (0), `Open` (1), `Closing` (2) or `Closed` (3).
+        pub fn ready_state(&self) -> State {
+            self.with_inner(|i| i.ready_state())
+        }
+
+        /// Bytes queued but not yet written to the transport (the browser's
+        /// `bufferedAmount`).
+        pub fn buffered_amount(&self) -> usize {
+            self.with_inner(|i| i.conn.buffered_amount())
+        }
+
+        /// The subprotocol the server selected, if any.
+        pub fn protocol(&self) -> Option<String> {
+            self.with_inner(|i| i.info.protocol.clone())
+        }
+
+        /// The negotiated `Sec-WebSocket-Extensions` value, if any.
+        pub fn extensions(&self) -> Option<String> {
+            self.with_inner(|i| i.info.extensions.clone())
+        }
+
+        /// The URL connected to (client), or the request target (server).
+        pub fn url(&self) -> String {
+            self.with_inner(|i| i.info.url.clone())
+        }
+
+        /// How the connection ended; `None` while it is open.
+        pub fn close_event(&self) -> Option<CloseEvent> {
+            self.with_inner(|i| i.close_event.clone())
+        }
+    };
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport whose opening handshake is complete. `early` holds
+    /// bytes read past the handshake (frames the peer sent right after it).
+    pub fn from_raw(io: S, role: Role, config: WebSocketConfig, early: &[u8]) -> Self {
+        Self::from_parts(io, role, config, HandshakeInfo::default(), early)
+    }
+
+    pub(crate) fn from_parts(
+        io: S,
+        role: Role,
+        config: WebSocketConfig,
+        info: HandshakeInfo,
+        early: &[u8],
+    ) -> Self {
+        Self {
+            inner: Inner::new(io, role, config, info, early),
+        }
+    }
+
+    browser_api!();
+
+    fn with_inner<R>(&self, f: impl FnOnce(&Inner<S>) -> R) -> R {
+        f(&self.inner)
+    }
+
+    /// The next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        std::future::poll_fn(|cx| self.inner.poll_next_message(cx)).await
+    }
+
+    /// Sends a message, waiting for room in the write buffer and then for the
+    /// bytes to reach the transport.
+    ///
+    /// # Errors
+    /// [`Error::ConnectionClosed`] after a Close was sent; [`Error::Io`] if the
+    /// transport fails.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.send_with(|conn| conn.send_message(&message)).await
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_with(|conn| conn.send_text(text)).await
+    }
+
+    /// Sends a message encoded once for many connections (server only).
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`], and [`Error::Send`] with
+    /// [`SendError::MaskRequired`] on a client.
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.send_with(|conn| conn.send_prepared(message)).await
+    }
+
+    /// Queues a message encoded once for many connections without waiting for
+    /// it to be written; [`WebSocket::flush`] writes it out. Errors as
+    /// [`WebSocket::send_prepared`].
+    pub fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.inner.send_with(|conn| conn.send_prepared(message))
+    }
+
+    /// Sends a Ping with `payload` (at most 125 bytes).
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`], and [`Error::Send`] if `payload` is too long.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_with(|conn| conn.send_ping(payload)).await
+    }
+
+    /// Writes everything queued.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the transport fails.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    async fn send_with(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.send_with(f)?;
+        self.flush().await
+    }
+
+    /// Starts the close handshake with `code` and `reason` (at most 123 bytes of
+    /// UTF-8), then reads until the peer's Close arrives or the close timeout
+    /// passes, dropping any messages still in flight (RFC 6455 §7.1.2).
+    /// Returns how the connection ended.
+    ///
+    /// # Errors
+    /// [`Error::Send`] for a code that may not be sent (§7.4) or a reason over
+    /// 123 bytes; nothing is sent then.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<CloseEvent, Error> {
+        if self.inner.phase == Phase::Open && !self.inner.conn.close_sent() {
+            self.inner.conn.send_close(code, reason)?;
+        }
+        while let Some(item) = self.recv().await {
+            if let Err(e) = item {
+                tracing::debug!(error = %e, "error while closing");
+            }
+        }
+        Ok(self.close_event().unwrap_or_else(CloseEvent::abnormal))
+    }
+
+    /// Queues a Close with `code` and `reason` without waiting. Keep reading
+    /// the stream: messages the peer sent before it saw our Close still
+    /// arrive, then the stream ends with the close handshake (RFC 6455 §7.1.2).
+    ///
+    /// # Errors
+    /// As [`WebSocket::close`]; [`Error::ConnectionClosed`] if a Close was
+    /// already sent.
+    pub fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.inner.send_with(|conn| conn.send_close(code, reason))
+    }
+
+    /// Splits into a reading and a writing half, usable from separate tasks.
+    pub fn split(self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+        let shared = Arc::new(Mutex::new(self.inner));
+        (
+            WebSocketReader {
+                shared: shared.clone(),
+            },
+            WebSocketWriter { shared },
+        )
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_next_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut()
+            .inner
+            .send_with(|conn| conn.send_message(&item))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_flush(cx)
+    }
+
+    /// Sends Close 1000 (if no Close was sent yet) and flushes. Keep reading
+    /// the stream to see the peer's answer.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let inner = &mut self.get_mut().inner;
+        if inner.phase == Phase::Open && !inner.conn.close_sent() {
+            inner.conn.send_close(CloseCode::NormalClosure, "")?;
+        }
+        inner.poll_flush(cx)
+    }
+}
+
+fn lock<S>(shared: &Mutex<Inner<S>>) -> MutexGuard<'_, Inner<S>> {
+    // A poisoned lock means a poll panicked mid-way; the state is still
+    // consistent enough to report closed, so take it.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The reading half of a split [`WebSocket`]: a [`Stream`] of messages. It
+/// also answers Pings and echoes Close, so keep polling it.
+pub struct WebSocketReader<S> {
+    // A std Mutex is fine: it is held only inside a poll, never across an `.await`.
+    shared: Arc<Mutex<Inner<S>>>,
+}
+
+/// The writing half of a split [`WebSocket`]: a [`Sink`] of messages.
+pub struct WebSocketWriter<S> {
+    shared: Arc<Mutex<Inner<S>>>,
+}
+
+impl<S> fmt::Debug for WebSocketReader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketReader").finish_non_exhaustive()
+    }
+}
+
+impl<S> fmt::Debug for WebSocketWriter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketWriter").finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
+    browser_api!();
+
+    fn with_inner<R>(&self, f: impl FnOnce(&Inner<S>) -> R) -> R {
+        f(&lock(&self.shared))
+    }
+
+    /// The next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_next_message(cx)).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
+    browser_api!();
+
+    fn with_inner<R>(&self, f: impl FnOnce(&Inner<S>) -> R) -> R {
+        f(&lock(&self.shared))
+    }
+
+    /// Sends a message, waiting for room in the write buffer and for the bytes
+    /// to reach the transport.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_ready(cx)).await?;
+        lock(&self.shared).send_with(|conn| conn.send_message(&message))?;
+        std::future::poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
+    }
+
+    /// Sends a Close with `code` and `reason` and flushes it; the reading half
+    /// sees the peer's answer and then ends.
+    ///
+    /// # Errors
+    /// As [`WebSocket::close`].
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        {
+            let mut inner = lock(&self.shared);
+            if inner.phase == Phase::Open && !inner.conn.close_sent() {
+                inner.conn.send_close(code, reason)?;
+            }
+        }
+        std::future::poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketReader<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        lock(&self.shared).poll_next_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.shared).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        lock(&self.shared).send_with(|conn| conn.send_message(&item))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.shared).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut inner = lock(&self.shared);
+        if inner.phase == Phase::Open && !inner.conn.close_sent() {
+            inner.conn.send_close(CloseCode::NormalClosure, "")?;
+        }
+        inner.poll_flush(cx)
+    }
+}
