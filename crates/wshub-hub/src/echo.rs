@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use wshub::{CloseCode, WebSocket};
 
-use crate::session::log_end;
+use crate::session::{finish, log_end};
 
 pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
@@ -35,5 +35,6 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     }
+    finish(&mut ws).await;
     log_end(conn_id, "/echo", &ws, error.as_ref());
 }

@@ -3,13 +3,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use wshub::{CloseCode, Error, Message, WebSocket};
 
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use crate::rooms::{outbox, Rooms};
+
+/// Drives a finished session's stream to its end, so a queued Close (ours,
+/// an echo, or the one failing the connection) is written and the transport
+/// closed. Bounded by the connection's close timeout.
+pub(crate) async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    let drain = async { while ws.next().await.is_some() {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+}
 
 /// Why a session ended, for the one log line per closed connection.
 pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
@@ -59,6 +67,8 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         error = Some(e);
     }
     while error.is_none() {
+        let mut reply = None;
+        let mut queued_frames = false;
         tokio::select! {
             biased;
             _ = crate::stopped(&mut shutdown) => {
@@ -66,46 +76,79 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 break;
             }
             _ = inbox.kick.notified() => {
-                tracing::info!(conn_id, "send queue full, disconnecting slow consumer");
-                let _ = ws.close(CloseCode::PolicyViolation, "send queue full").await;
+                kick(&mut ws, conn_id).await;
                 break;
             }
             Some(frame) = inbox.rx.recv() => {
-                // Write every frame already queued with one flush.
+                // Queue every frame already waiting, then write them with one flush.
                 let mut result = ws.feed_prepared(&frame);
                 while let (Ok(()), Ok(more)) = (&result, inbox.rx.try_recv()) {
                     result = ws.feed_prepared(&more);
                 }
-                if let Err(e) = result {
-                    error = Some(e);
-                } else if let Err(e) = ws.flush().await {
-                    error = Some(e);
+                match result {
+                    Ok(()) => queued_frames = true,
+                    Err(e) => error = Some(e),
                 }
             }
             incoming = ws.next() => match incoming {
                 None => break,
                 Some(Err(e)) => error = Some(e),
                 Some(Ok(Message::Binary(_))) => {
-                    let reply = ServerMessage::Error {
+                    let reply_json = ServerMessage::Error {
                         code: ErrorCode::BinaryUnsupported,
                         message: "the hub protocol is JSON in text messages",
                         id: None,
                     };
-                    error = ws.send(Message::text(reply.to_json())).await.err();
+                    reply = Some(Message::text(reply_json.to_json()));
                 }
                 Some(Ok(Message::Text(text))) => {
-                    let reply = handle_text(text.as_str(), conn_id, &mut name, &mut joined, &rooms, &out);
-                    if let Some(reply) = reply {
-                        error = ws.send(Message::text(reply)).await.err();
-                    }
+                    reply = handle_text(text.as_str(), conn_id, &mut name, &mut joined, &rooms, &out).map(Message::text);
                 }
             },
+        }
+        if error.is_some() || (reply.is_none() && !queued_frames) {
+            continue;
+        }
+        // A reader that stopped reading blocks this write; its queue then
+        // fills and the kick must still get through.
+        let write = async {
+            if let Some(reply) = reply {
+                ws.feed(reply).await?;
+            }
+            ws.flush().await
+        };
+        let written = tokio::select! {
+            biased;
+            _ = inbox.kick.notified() => None,
+            result = write => Some(result),
+        };
+        match written {
+            None => {
+                kick(&mut ws, conn_id).await;
+                break;
+            }
+            Some(Err(e)) => error = Some(e),
+            Some(Ok(())) => {}
         }
     }
     for room in &joined {
         let _ = rooms.leave(room, conn_id);
     }
+    finish(&mut ws).await;
     log_end(conn_id, "/ws", &ws, error.as_ref());
+}
+
+/// Disconnects a member whose send queue overflowed (docs/protocol.md,
+/// "Slow consumers").
+async fn kick<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, conn_id: u64) {
+    tracing::info!(
+        conn_id,
+        close_code = 1008,
+        "send queue full, disconnecting slow consumer"
+    );
+    let _ = ws
+        .close(CloseCode::PolicyViolation, "send queue full")
+        .await;
 }
 
 /// Carries out one text request; returns the direct answer, if any.

@@ -1,0 +1,348 @@
+//! The hub end to end over real TCP: routes, rooms, fan-out, bad input,
+//! slow consumers, shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use wshub::{CloseCode, Message, WebSocket};
+use wshub_hub::HubConfig;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Hub {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(config: HubConfig) -> Hub {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(wshub_hub::serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+    Hub {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+type Ws = WebSocket<TcpStream>;
+
+async fn client(hub: &Hub, path: &str) -> Ws {
+    let mut ws = timeout(WAIT, wshub::connect(&format!("ws://{}{path}", hub.addr)))
+        .await
+        .unwrap()
+        .unwrap();
+    if path == "/ws" {
+        assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    }
+    ws
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    let message = timeout(WAIT, ws.next()).await.expect("a message in time");
+    let Some(message) = message else {
+        panic!("connection closed: {:?}", ws.close_event());
+    };
+    match message.expect("no error") {
+        Message::Text(t) => serde_json::from_str(t.as_str()).expect("hub sends JSON"),
+        Message::Binary(_) => panic!("hub sent binary"),
+    }
+}
+
+async fn next_of_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
+    send(ws, json!({"op":"join","room":room,"name":name})).await;
+    next_of_type(ws, "joined").await
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    timeout(WAIT, tcp.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn serves_the_page_health_404_and_426_for_plain_http_to_websocket_routes() {
+    let hub = start(HubConfig::default()).await;
+    let page = http_get(hub.addr, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("text/html"));
+    assert!(page.contains("<ul id=\"messages\""));
+    assert!(http_get(hub.addr, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(http_get(hub.addr, "/nope")
+        .await
+        .starts_with("HTTP/1.1 404 Not Found\r\n"));
+    for path in ["/ws", "/echo"] {
+        let r = http_get(hub.addr, path).await;
+        assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{r}");
+        assert!(r.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert!(r.contains("WebSocket endpoint"));
+    }
+}
+
+#[tokio::test]
+async fn publish_reaches_every_member_with_gap_free_sequence_numbers() {
+    let hub = start(HubConfig::default()).await;
+    let mut alice = client(&hub, "/ws").await;
+    let mut bob = client(&hub, "/ws").await;
+    let mut outsider = client(&hub, "/ws").await;
+    assert_eq!(
+        join(&mut alice, "lobby", "alice").await["members"],
+        json!(["alice"])
+    );
+    assert_eq!(
+        join(&mut bob, "lobby", "bob").await["members"],
+        json!(["alice", "bob"])
+    );
+    let presence = next_of_type(&mut alice, "presence").await;
+    assert_eq!(
+        (presence["event"].clone(), presence["name"].clone()),
+        (json!("join"), json!("bob"))
+    );
+    join(&mut outsider, "elsewhere", "carol").await;
+
+    for i in 0..20 {
+        send(
+            &mut alice,
+            json!({"op":"publish","room":"lobby","message":format!("m{i}")}),
+        )
+        .await;
+    }
+    for ws in [&mut alice, &mut bob] {
+        for i in 0..20u64 {
+            let m = next_of_type(ws, "message").await;
+            assert_eq!(m["room"], "lobby");
+            assert_eq!(m["from"], "alice");
+            assert_eq!(m["seq"], i + 1);
+            assert_eq!(m["message"], format!("m{i}"));
+            assert!(m["ts"].as_u64().unwrap() > 1_700_000_000_000);
+        }
+    }
+    // The other room saw none of it: its next message is its own.
+    send(
+        &mut outsider,
+        json!({"op":"publish","room":"elsewhere","message":"x"}),
+    )
+    .await;
+    assert_eq!(next_of_type(&mut outsider, "message").await["seq"], 1);
+}
+
+#[tokio::test]
+async fn bad_requests_get_an_error_and_the_connection_stays_open() {
+    let hub = start(HubConfig::default()).await;
+    let mut ws = client(&hub, "/ws").await;
+    for (text, code) in [
+        ("not json", "bad_json"),
+        ("[1]", "bad_json"),
+        (r#"{"op":"shout","id":9}"#, "unknown_op"),
+        (r#"{"op":"join"}"#, "bad_request"),
+        (r#"{"op":"publish","room":"r","message":1}"#, "not_joined"),
+        (r#"{"op":"leave","room":"r"}"#, "not_joined"),
+    ] {
+        ws.send(Message::text(text)).await.unwrap();
+        let e = next_json(&mut ws).await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{text}"
+        );
+    }
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["code"], "binary_unsupported");
+    // The seeds' application heartbeat.
+    ws.send(Message::text("ping")).await.unwrap();
+    let pong = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(pong, Message::text("pong"));
+    // Still fully usable.
+    join(&mut ws, "r", "z").await;
+    send(
+        &mut ws,
+        json!({"op":"publish","room":"r","message":"after"}),
+    )
+    .await;
+    assert_eq!(next_of_type(&mut ws, "message").await["message"], "after");
+}
+
+#[tokio::test]
+async fn a_protocol_error_closes_only_that_connection() {
+    let hub = start(HubConfig::default()).await;
+    let mut good = client(&hub, "/ws").await;
+    join(&mut good, "r", "good").await;
+
+    // A raw client whose first frame is unmasked: 1002 for it alone.
+    let mut raw = TcpStream::connect(hub.addr).await.unwrap();
+    raw.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x02hi",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    timeout(WAIT, raw.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let close = got
+        .windows(2)
+        .rposition(|w| w[0] == 0x88)
+        .unwrap_or_else(|| panic!("a Close frame in {:?}", String::from_utf8_lossy(&got)));
+    assert_eq!(&got[close + 2..close + 4], 1002u16.to_be_bytes());
+
+    send(
+        &mut good,
+        json!({"op":"publish","room":"r","message":"still here"}),
+    )
+    .await;
+    assert_eq!(
+        next_of_type(&mut good, "message").await["message"],
+        "still here"
+    );
+}
+
+#[tokio::test]
+async fn echo_returns_text_as_text_and_binary_as_binary() {
+    let hub = start(HubConfig::default()).await;
+    let mut ws = client(&hub, "/echo").await;
+    let big = vec![7u8; 3 << 20];
+    for m in [
+        Message::text("héllo"),
+        Message::binary(big),
+        Message::binary(Vec::new()),
+    ] {
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap(), m);
+    }
+    let closed = ws.close(CloseCode::NormalClosure, "bye").await.unwrap();
+    assert_eq!((closed.code, closed.was_clean), (1000, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_disconnected_and_the_room_keeps_flowing() {
+    let mut config = HubConfig::default();
+    config.send_queue = 64;
+    let hub = start(config).await;
+    let mut fast = client(&hub, "/ws").await;
+    join(&mut fast, "r", "fast").await;
+    let mut fast_reader = client(&hub, "/ws").await;
+    join(&mut fast_reader, "r", "reader").await;
+
+    // The slow member joins, then never reads; a tiny receive buffer makes
+    // its socket fill quickly.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(hub.addr).await.unwrap();
+    let mut slow = wshub::ClientBuilder::new(format!("ws://{}/ws", hub.addr))
+        .connect_on(tcp)
+        .await
+        .unwrap();
+    slow.send(Message::text(
+        json!({"op":"join","room":"r","name":"slow"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    next_of_type(&mut fast_reader, "presence").await;
+
+    let payload = "x".repeat(16 * 1024);
+    let count = 1000u64;
+    // The publisher reads its own copies in another task, so only the slow
+    // member falls behind.
+    let (mut fast_rx, mut fast_tx) = fast.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = fast_rx.next().await {} });
+    // The publisher stays at most 16 messages ahead of the member that reads,
+    // so only the member that does not read falls behind.
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let publisher = async {
+        for i in 0..count {
+            let _ = progress.wait_for(|read| read + 16 >= i).await;
+            let text = json!({"op":"publish","room":"r","message":payload}).to_string();
+            fast_tx.send(Message::text(text)).await.unwrap();
+        }
+    };
+    let reader = async {
+        let mut last = 0;
+        while last < count {
+            let m = next_of_type(&mut fast_reader, "message").await;
+            let seq = m["seq"].as_u64().unwrap();
+            assert_eq!(
+                seq,
+                last + 1,
+                "no loss, no reordering for a member that reads"
+            );
+            last = seq;
+            let _ = progress_tx.send(last);
+        }
+    };
+    tokio::join!(publisher, reader);
+    // The slow member was dropped: a presence "leave" for it reaches the room.
+    let left = loop {
+        let p = next_of_type(&mut fast_reader, "presence").await;
+        if p["name"] == "slow" && p["event"] == "leave" {
+            break p;
+        }
+    };
+    assert_eq!(left["room"], "r");
+    // When it finally reads, it finds the stream ends (1008, or 1006 if the
+    // hub gave up waiting for it to read the Close).
+    let ended = timeout(Duration::from_secs(30), async {
+        while let Some(m) = slow.next().await {
+            if m.is_err() {
+                break;
+            }
+        }
+        slow.close_event().map(|e| e.code)
+    })
+    .await
+    .expect("slow consumer disconnected");
+    assert!(matches!(ended, Some(1008 | 1006)), "{ended:?}");
+    drain.abort();
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_with_1001() {
+    let mut hub = start(HubConfig::default()).await;
+    let mut a = client(&hub, "/ws").await;
+    let mut b = client(&hub, "/echo").await;
+    hub.stop.take().unwrap().send(()).unwrap();
+    for ws in [&mut a, &mut b] {
+        let rest = timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+        assert!(rest.is_ok());
+        let event = ws.close_event().unwrap();
+        assert_eq!((event.code, event.was_clean), (1001, true));
+    }
+    timeout(WAIT, hub.task).await.unwrap().unwrap().unwrap();
+    assert!(
+        TcpStream::connect(hub.addr).await.is_err(),
+        "listener closed"
+    );
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole wshub test suite: the one command in README.md, and what CI runs.
+#
+#   ./scripts/test.sh
+#
+# Steps: formatting and lints, unit/property/integration/doc tests, the sans-IO
+# check, fuzz targets build, Autobahn TestSuite in both roles (via kosoku),
+# interop with Node `ws` and Python `websockets`, and the chat page in a real
+# Chromium. Needs cargo, python3, node/npm, and chromium (tests/browser/setup.sh
+# installs it with apt when missing).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "--- ok: $name ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "--- FAILED: $name ($((SECONDS - start)) s)"
+  fi
+}
+
+no_tokio_in_proto() {
+  local tree
+  tree=$(cargo tree -p wshub-proto -e normal --prefix none) || return 1
+  if grep -qE '^(tokio|mio|futures)' <<<"$tree"; then
+    echo "wshub-proto must stay sans-IO, but depends on:"
+    grep -E '^(tokio|mio|futures)' <<<"$tree"
+    return 1
+  fi
+  echo "wshub-proto depends on no async runtime"
+}
+
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test" cargo test --workspace
+step "sans-IO protocol crate" no_tokio_in_proto
+step "release build" cargo build --release -p wshub-cli -p wshub-examples --bins --examples
+step "fuzz targets build" cargo build --manifest-path fuzz/Cargo.toml --bins
+step "autobahn" autobahn/run.sh "$root/target/release/wshub" "$root/target/release/examples/autobahn_client"
+step "interop" tests/interop/run.sh "$root/target/release/wshub"
+step "browser" tests/browser/run.sh "$root/target/release/wshub"
+
+echo
+if [ "$failed" -gt 0 ]; then
+  echo "failed steps: ${failures[*]}"
+fi
+echo "test steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
