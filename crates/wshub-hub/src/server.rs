@@ -95,6 +95,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// After an answer that ends the connection: close our side, then read and
+/// discard what the client still sends for a moment, so unread request bytes
+/// do not turn the close into a reset that destroys the answer in flight.
+async fn linger(tcp: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut budget: usize = 64 * 1024;
+    let drain = async {
+        while budget > 0 {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
 async fn respond(
     tcp: &mut TcpStream,
     status: &str,
@@ -107,7 +126,7 @@ async fn respond(
     );
     tcp.write_all(head.as_bytes()).await?;
     tcp.write_all(body).await?;
-    tcp.shutdown().await
+    tcp.flush().await
 }
 
 async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>) {
@@ -123,6 +142,7 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
         Ok(Err(Error::Handshake(e))) => {
             tracing::info!(%peer, error = %e, "bad HTTP request");
             let _ = write_rejection(&mut tcp, e.status(), &[], &format!("{e}\n")).await;
+            linger(&mut tcp).await;
             return;
         }
         Ok(Err(e)) => {
@@ -133,36 +153,38 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
             tracing::info!(%peer, "handshake timeout");
             let _ =
                 write_rejection(&mut tcp, 408, &[], "request head not received in time\n").await;
+            linger(&mut tcp).await;
             return;
         }
     };
-    let route = match (request.method.as_str(), request.path()) {
-        ("GET" | "HEAD", "/" | "/index.html") => {
-            let _ = respond(
-                &mut tcp,
-                "200 OK",
-                "text/html; charset=utf-8",
-                CHAT_PAGE.as_bytes(),
-            )
-            .await;
-            return;
-        }
-        ("GET" | "HEAD", "/healthz") => {
-            let _ = respond(&mut tcp, "200 OK", "text/plain; charset=utf-8", b"ok\n").await;
-            return;
-        }
-        (_, "/ws") => Route::Hub,
-        (_, "/echo") => Route::Echo,
-        _ => {
-            let _ = respond(
-                &mut tcp,
-                "404 Not Found",
+    let page = |status, content_type, body: &'static [u8]| Some((status, content_type, body));
+    let (route, answer) = match (request.method.as_str(), request.path()) {
+        (_, "/ws") => (Some(Route::Hub), None),
+        (_, "/echo") => (Some(Route::Echo), None),
+        ("GET", "/" | "/index.html") => (
+            None,
+            page("200 OK", "text/html; charset=utf-8", CHAT_PAGE.as_bytes()),
+        ),
+        ("GET", "/healthz") => (None, page("200 OK", "text/plain; charset=utf-8", b"ok\n")),
+        (_, "/" | "/index.html" | "/healthz") => (
+            None,
+            page(
+                "405 Method Not Allowed",
                 "text/plain; charset=utf-8",
-                b"not found\n",
-            )
-            .await;
-            return;
+                b"use GET\n",
+            ),
+        ),
+        _ => (
+            None,
+            page("404 Not Found", "text/plain; charset=utf-8", b"not found\n"),
+        ),
+    };
+    let Some(route) = route else {
+        if let Some((status, content_type, body)) = answer {
+            let _ = respond(&mut tcp, status, content_type, body).await;
         }
+        linger(&mut tcp).await;
+        return;
     };
     let upgrade_request = match validate_request(request) {
         Ok(r) => r,
@@ -176,6 +198,7 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
             };
             tracing::info!(%peer, error = %e, status = e.status(), "handshake refused");
             let _ = write_rejection(&mut tcp, e.status(), &[], &body).await;
+            linger(&mut tcp).await;
             return;
         }
     };

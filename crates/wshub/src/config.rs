@@ -17,6 +17,10 @@ pub struct WebSocketConfig {
     /// connection with [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout).
     /// Default: 10 s.
     pub pong_timeout: Duration,
+    /// Server: time allowed for the client's request head in
+    /// [`accept_with`](crate::accept_with) and [`accept`](crate::accept).
+    /// Default: 10 s.
+    pub handshake_timeout: Duration,
     /// How long to wait for the peer's Close after ours, or for the server to
     /// close TCP after the close handshake (RFC 6455 §7.1.1). Default: 5 s.
     pub close_timeout: Duration,
@@ -29,6 +33,7 @@ impl Default for WebSocketConfig {
             write_buffer_limit: 64 * 1024,
             ping_interval: None,
             pong_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
         }
     }
@@ -56,6 +61,12 @@ impl WebSocketConfig {
     /// Sets [`WebSocketConfig::pong_timeout`].
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
         self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::handshake_timeout`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 

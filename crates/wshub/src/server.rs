@@ -123,6 +123,8 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
 ///   answered with [`HandshakeError::status`] (426 with
 ///   `Sec-WebSocket-Version: 13` for a plain HTTP request or another version).
 /// - [`Error::Rejected`] when `decide` refused; it was answered with its status.
+/// - [`Error::HandshakeTimeout`] when the request head did not arrive within
+///   [`WebSocketConfig::handshake_timeout`].
 /// - [`Error::Io`] if the transport fails.
 pub async fn accept_with<S, F>(
     mut io: S,
@@ -133,7 +135,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
 {
-    let (request, early) = match read_request(&mut io, DEFAULT_MAX_HEAD_LEN).await {
+    let read = tokio::time::timeout(
+        config.handshake_timeout,
+        read_request(&mut io, DEFAULT_MAX_HEAD_LEN),
+    );
+    let (request, early) = match read.await.unwrap_or(Err(Error::HandshakeTimeout)) {
         Ok(ok) => ok,
         Err(Error::Handshake(e)) => {
             let _ = write_rejection(&mut io, e.status(), &[], &format!("{e}\n")).await;

@@ -262,6 +262,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         continue;
                     }
                     State::Closing if self.close_deadline.is_none() => {
+                        // From here the close timeout bounds the wait; a
+                        // keepalive Ping could not be sent after our Close.
+                        self.keepalive = None;
                         self.close_deadline = Some(Instant::now() + self.config.close_timeout);
                     }
                     _ => {}
