@@ -11,8 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wshub::server::{read_request, upgrade, write_rejection};
+use wshub::server::{validate_request, HandshakeError, DEFAULT_MAX_HEAD_LEN};
 use wshub::{Accept, Error};
-use wshub_proto::handshake::{validate_request, HandshakeError, DEFAULT_MAX_HEAD_LEN};
 
 use crate::rooms::Rooms;
 use crate::{echo, session, HubConfig};
@@ -146,7 +146,7 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
             return;
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "connection ended before its request");
+            tracing::debug!(%peer, error = %e.report(), "connection ended before its request");
             return;
         }
         Err(_) => {
@@ -213,7 +213,7 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
     {
         Ok(ws) => ws,
         Err(e) => {
-            tracing::debug!(%peer, error = %e, "upgrade failed");
+            tracing::debug!(%peer, error = %e.report(), "upgrade failed");
             return;
         }
     };

@@ -34,7 +34,7 @@ pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
             tracing::warn!(conn_id, route, close_code = e.close_code().as_u16(), error = %e, "protocol error, connection failed");
         }
         Some(e) => {
-            tracing::info!(conn_id, route, close_code = code, error = %e, "connection closed with error")
+            tracing::info!(conn_id, route, close_code = code, error = %e.report(), "connection closed with error")
         }
         None => tracing::info!(
             conn_id,

@@ -50,6 +50,28 @@ pub enum Error {
     ConnectionClosed,
 }
 
+impl Error {
+    /// This error followed by its chain of sources, `: `-separated, for one
+    /// log line: `i/o error: Connection refused (os error 111)`.
+    pub fn report(&self) -> impl std::fmt::Display + '_ {
+        Report(self)
+    }
+}
+
+struct Report<'a>(&'a Error);
+
+impl std::fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Self {
         Self::Io(err)
@@ -80,6 +102,15 @@ impl From<SendError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_shows_the_whole_chain() {
+        let e = Error::Protocol(ProtocolError::CloseTooShort);
+        assert_eq!(
+            e.report().to_string(),
+            "protocol error: close frame payload is 1 byte"
+        );
+    }
 
     #[test]
     fn error_stays_small() {

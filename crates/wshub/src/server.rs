@@ -1,11 +1,12 @@
 //! The server side of the opening handshake (RFC 6455 §4.2).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wshub_proto::handshake::{
-    accept_response, reject_response, validate_request, HandshakeError, HeadReader, Request,
-    UpgradeRequest, DEFAULT_MAX_HEAD_LEN,
-};
+use wshub_proto::handshake::{accept_response, reject_response, HeadReader};
 use wshub_proto::Role;
+
+pub use wshub_proto::handshake::{
+    validate_request, HandshakeError, Request, UpgradeRequest, DEFAULT_MAX_HEAD_LEN,
+};
 
 use crate::websocket::HandshakeInfo;
 use crate::{Error, WebSocket, WebSocketConfig};

@@ -659,6 +659,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         std::future::poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
     }
 
+    /// Queues a message encoded once for many connections (server only)
+    /// without waiting; [`WebSocketWriter::flush`] writes it out.
+    ///
+    /// # Errors
+    /// As [`WebSocket::feed_prepared`].
+    pub fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        lock(&self.shared).send_with(|conn| conn.send_prepared(message))
+    }
+
+    /// Sends a message encoded once for many connections (server only).
+    ///
+    /// # Errors
+    /// As [`WebSocket::send_prepared`].
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_ready(cx)).await?;
+        self.feed_prepared(message)?;
+        self.flush().await
+    }
+
+    /// Writes everything queued.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the transport fails.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
+    }
+
     /// Sends a Close with `code` and `reason` and flushes it; the reading half
     /// sees the peer's answer and then ends.
     ///

@@ -1,0 +1,39 @@
+//! The `client` example (seed 001) against the `echo_server` example.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{within, Server};
+use wshub::Error;
+use wshub_examples::client::{self, Config};
+use wshub_examples::echo_server;
+
+#[tokio::test]
+async fn says_hello_prints_the_echo_and_closes_normally() {
+    let server = Server::start(echo_server::run).await;
+    let config = Config {
+        listen_for: Duration::from_millis(200),
+    };
+    let mut out = Vec::new();
+    let event = within("client", client::run(&server.url("/"), &config, &mut out))
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!((event.code, event.was_clean), (1000, true), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("open: readyState=1 (Open)"), "{out}");
+    assert!(lines.contains(&"message (text): Hello Server!"), "{out}");
+    assert!(
+        lines.last().unwrap().starts_with("closed: code=1000") && out.contains("wasClean=true"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn wss_is_not_supported_yet() {
+    let mut out = Vec::new();
+    let result = client::run("wss://127.0.0.1:1/", &Config::default(), &mut out).await;
+    assert!(matches!(result, Err(Error::TlsUnsupported)), "{result:?}");
+    assert!(String::from_utf8(out).unwrap().starts_with("error: "));
+}
