@@ -552,7 +552,7 @@ impl Connection {
     /// Queues a text message as one frame.
     ///
     /// # Errors
-    /// [`SendError::NotOpen`] after a Close was sent or the connection failed.
+    /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.send_frame(Opcode::Text, text.as_bytes())
     }
@@ -560,7 +560,7 @@ impl Connection {
     /// Queues a binary message as one frame.
     ///
     /// # Errors
-    /// [`SendError::NotOpen`] after a Close was sent or the connection failed.
+    /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.send_frame(Opcode::Binary, data)
     }
@@ -568,7 +568,7 @@ impl Connection {
     /// Queues a message as one frame.
     ///
     /// # Errors
-    /// [`SendError::NotOpen`] after a Close was sent or the connection failed.
+    /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
         match message {
             Message::Text(t) => self.send_frame(Opcode::Text, t.as_bytes()),
@@ -581,13 +581,25 @@ impl Connection {
     /// last. The caller keeps fragments of one message in order.
     ///
     /// # Errors
-    /// [`SendError::NotOpen`] after a Close was sent or the connection failed.
+    /// - [`SendError::ControlOpcode`] for `Close`, `Ping` or `Pong`: control
+    ///   frames are never fragmented (§5.5); use the `send_close`, `send_ping`
+    ///   and `send_pong` methods.
+    /// - [`SendError::NotOpen`] after a Close was sent.
     pub fn send_fragment(
         &mut self,
         opcode: Opcode,
         payload: &[u8],
         fin: bool,
     ) -> Result<(), SendError> {
+        if opcode.is_control() {
+            return Err(SendError::ControlOpcode {
+                opcode: opcode.as_u8(),
+            });
+        }
+        self.queue_frame(opcode, payload, fin)
+    }
+
+    fn queue_frame(&mut self, opcode: Opcode, payload: &[u8], fin: bool) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::NotOpen);
         }
@@ -601,7 +613,7 @@ impl Connection {
     /// Queues a message encoded once for many connections.
     ///
     /// # Errors
-    /// - [`SendError::NotOpen`] after a Close was sent or the connection failed.
+    /// - [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     /// - [`SendError::MaskRequired`] on a client connection, which must mask
     ///   every frame with a fresh key (§5.3) and so cannot share frame bytes.
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
@@ -662,7 +674,13 @@ impl Connection {
         if self.close_sent {
             return Err(SendError::NotOpen);
         }
-        self.queue_close(Some(&CloseFrame::new(code, reason)));
+        if self.failing_close.is_some() {
+            // The peer broke the protocol: the Close says so, whatever the
+            // application meant to close with.
+            self.queue_failing_close();
+        } else {
+            self.queue_close(Some(&CloseFrame::new(code, reason)));
+        }
         Ok(())
     }
 
@@ -674,6 +692,10 @@ impl Connection {
     pub fn send_close_without_code(&mut self) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::NotOpen);
+        }
+        if self.failing_close.is_some() {
+            self.queue_failing_close();
+            return Ok(());
         }
         self.queue_close(None);
         Ok(())
@@ -692,7 +714,7 @@ impl Connection {
     }
 
     fn send_frame(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
-        self.send_fragment(opcode, payload, true)
+        self.queue_frame(opcode, payload, true)
     }
 
     fn header(&mut self, opcode: Opcode, fin: bool) -> FrameHeader {
@@ -737,7 +759,9 @@ impl Connection {
 
     /// Takes every queued byte at once, for callers that write whole buffers.
     pub fn take_outgoing(&mut self) -> Bytes {
-        self.outgoing();
+        if !self.close_sent {
+            self.flush_pongs();
+        }
         self.out.split().freeze()
     }
 

@@ -140,6 +140,13 @@ pub enum SendError {
         /// The code the caller asked for.
         code: u16,
     },
+    /// A control opcode (Close, Ping, Pong) given where only data opcodes
+    /// fit: control frames are never fragmented (§5.5).
+    #[error("opcode {opcode:#x} is a control opcode; fragments carry data")]
+    ControlOpcode {
+        /// The opcode given.
+        opcode: u8,
+    },
     /// A pre-encoded (unmasked) frame on a client connection, which must mask
     /// every frame with a fresh key (§5.3).
     #[error("client connections must mask every frame; prepared frames are for servers")]

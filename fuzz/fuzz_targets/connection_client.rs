@@ -1,0 +1,8 @@
+//! A client-side `Connection` fed arbitrary server bytes in arbitrary pieces:
+//! never panics, and every failure ends the output with a Close frame.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wshub_proto::Role;
+
+fuzz_target!(|data: &[u8]| wshub_fuzz::drive_connection(Role::Client, data));
