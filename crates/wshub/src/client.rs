@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::{Host, Url};
-use wshub_proto::handshake::{
-    validate_response, ClientRequest, HeadReader, Response, DEFAULT_MAX_HEAD_LEN,
-};
+use wshub_proto::handshake::{validate_response, ClientRequest, Response, DEFAULT_MAX_HEAD_LEN};
 use wshub_proto::Role;
 
 use crate::websocket::HandshakeInfo;
@@ -181,17 +179,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<WebSocket<S>, Error> {
     io.write_all(&request.encode()?).await?;
     io.flush().await?;
-    let mut reader = HeadReader::new(DEFAULT_MAX_HEAD_LEN);
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = io.read(&mut buf).await?;
-        if n == 0 {
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        if reader.push(&buf[..n])? {
-            break;
-        }
-    }
+    let reader = crate::server::read_head(&mut io, DEFAULT_MAX_HEAD_LEN).await?;
     let response = Response::parse(reader.head().expect("the head is complete"))?;
     let accepted = validate_response(&response, request)?;
     let info = HandshakeInfo {

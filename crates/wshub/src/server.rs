@@ -55,6 +55,17 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     max_head_len: usize,
 ) -> Result<(Request, Vec<u8>), Error> {
+    let reader = read_head(io, max_head_len).await?;
+    let head = reader.head().expect("read_head returns a complete head");
+    Ok((Request::parse(head)?, reader.remainder().to_vec()))
+}
+
+/// Reads from `io` until a whole HTTP head (at most `max_head_len` bytes) has
+/// arrived; the reader also holds any bytes after it.
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    max_head_len: usize,
+) -> Result<HeadReader, Error> {
     let mut reader = HeadReader::new(max_head_len);
     let mut buf = [0u8; 4096];
     loop {
@@ -63,11 +74,7 @@ pub async fn read_request<S: AsyncRead + Unpin>(
             return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         if reader.push(&buf[..n])? {
-            let head = reader
-                .head()
-                .expect("push returned true, so the head is complete");
-            let request = Request::parse(head)?;
-            return Ok((request, reader.remainder().to_vec()));
+            return Ok(reader);
         }
     }
 }

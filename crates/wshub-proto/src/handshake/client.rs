@@ -111,26 +111,10 @@ impl Response {
     pub fn parse(head: &[u8]) -> Result<Self, HandshakeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(HandshakeError::MalformedHttp),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(HandshakeError::TooManyHeaders { limit: MAX_HEADERS })
-            }
-            Err(_) => return Err(HandshakeError::MalformedHttp),
-        }
+        super::head::parsed(resp.parse(head))?;
         Ok(Self {
             status: resp.code.unwrap_or(0),
-            headers: resp
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: super::head::owned_headers(resp.headers),
         })
     }
 

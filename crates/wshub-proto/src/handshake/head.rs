@@ -92,6 +92,31 @@ impl HeadReader {
     }
 }
 
+/// Maps httparse's outcome on a complete head to ours.
+pub(crate) fn parsed(outcome: httparse::Result<usize>) -> Result<(), HandshakeError> {
+    match outcome {
+        Ok(httparse::Status::Complete(_)) => Ok(()),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(HandshakeError::TooManyHeaders { limit: MAX_HEADERS })
+        }
+        // A complete head never parses as partial; treat it as malformed.
+        Ok(httparse::Status::Partial) | Err(_) => Err(HandshakeError::MalformedHttp),
+    }
+}
+
+/// Header names and values, owned; values that are not UTF-8 are kept lossily.
+pub(crate) fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

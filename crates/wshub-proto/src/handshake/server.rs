@@ -27,28 +27,12 @@ impl Request {
     pub fn parse(head: &[u8]) -> Result<Self, HandshakeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        match req.parse(head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(HandshakeError::MalformedHttp),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(HandshakeError::TooManyHeaders { limit: MAX_HEADERS })
-            }
-            Err(_) => return Err(HandshakeError::MalformedHttp),
-        }
+        super::head::parsed(req.parse(head))?;
         Ok(Self {
             method: req.method.unwrap_or_default().to_owned(),
             target: req.path.unwrap_or_default().to_owned(),
             minor_version: req.version.unwrap_or(0),
-            headers: req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: super::head::owned_headers(req.headers),
         })
     }
 
