@@ -1,9 +1,9 @@
 //! `/echo`: every message back to its sender, text as text, binary as binary.
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use wshub::{CloseCode, WebSocket};
+use wshub::{CloseCode, Error, Message, WebSocket};
 
 use crate::session::{finish, log_end};
 
@@ -27,7 +27,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     break;
                 }
                 Some(Ok(message)) => {
-                    if let Err(e) = ws.send(message).await {
+                    if let Err(e) = echo_batch(&mut ws, message).await {
                         error = Some(e);
                         break;
                     }
@@ -37,4 +37,23 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     finish(&mut ws).await;
     log_end(conn_id, "/echo", &ws, error.as_ref());
+}
+
+/// Echoes `first` and every message already parsed or readable without
+/// waiting, then writes them all with one flush: a pipelining client gets a
+/// batch of echoes per write instead of a write per message.
+async fn echo_batch<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    first: Message,
+) -> Result<(), Error> {
+    ws.feed(first).await?;
+    // `now_or_never` polls once: a message if one is ready, else we flush.
+    while let Some(Some(next)) = ws.next().now_or_never() {
+        match next {
+            Ok(message) => ws.feed(message).await?,
+            // The failing Close is queued; flushing it is `finish`'s job.
+            Err(e) => return Err(e),
+        }
+    }
+    ws.flush().await
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wshub::server::{read_request, upgrade, write_rejection};
 use wshub::server::{validate_request, HandshakeError, DEFAULT_MAX_HEAD_LEN};
-use wshub::{Accept, Error};
+use wshub::{Accept, Error, WebSocket};
 
 use crate::rooms::Rooms;
 use crate::{echo, session, HubConfig};
@@ -129,7 +130,48 @@ async fn respond(
     tcp.flush().await
 }
 
-async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>) {
+/// A connection's life after its handshake, in an allocation of its own.
+type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>) {
+    // The handshake's state (request, buffers) lives in its own allocation,
+    // freed once the connection is open; the session then lives in one
+    // allocation of its own size, so an idle connection costs little more
+    // than its session's state.
+    let session = Box::pin(handshake(tcp, peer, &shared)).await;
+    drop(shared);
+    if let Some(session) = session {
+        session.await;
+    }
+}
+
+fn start_session(
+    ws: WebSocket<TcpStream>,
+    route: Route,
+    peer: std::net::SocketAddr,
+    shared: &Shared,
+) -> Session {
+    let conn_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(conn_id, %peer, path = %ws.url(), "connection opened");
+    let shutdown = shared.shutdown.clone();
+    match route {
+        Route::Hub => Box::pin(session::run(
+            ws,
+            conn_id,
+            shared.rooms.clone(),
+            shared.config.send_queue,
+            shutdown,
+        )),
+        Route::Echo => Box::pin(echo::run(ws, conn_id, shutdown)),
+    }
+}
+
+/// Reads the request, answers plain HTTP routes, and upgrades WebSocket ones.
+async fn handshake(
+    mut tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: &Shared,
+) -> Option<Session> {
     let _ = tcp.set_nodelay(true);
     let config = &shared.config;
     let read = tokio::time::timeout(
@@ -143,18 +185,18 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
             tracing::info!(%peer, error = %e, "bad HTTP request");
             let _ = write_rejection(&mut tcp, e.status(), &[], &format!("{e}\n")).await;
             linger(&mut tcp).await;
-            return;
+            return None;
         }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e.report(), "connection ended before its request");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "handshake timeout");
             let _ =
                 write_rejection(&mut tcp, 408, &[], "request head not received in time\n").await;
             linger(&mut tcp).await;
-            return;
+            return None;
         }
     };
     let page = |status, content_type, body: &'static [u8]| Some((status, content_type, body));
@@ -184,7 +226,7 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
             let _ = respond(&mut tcp, status, content_type, body).await;
         }
         linger(&mut tcp).await;
-        return;
+        return None;
     };
     let upgrade_request = match validate_request(request) {
         Ok(r) => r,
@@ -199,10 +241,10 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
             tracing::info!(%peer, error = %e, status = e.status(), "handshake refused");
             let _ = write_rejection(&mut tcp, e.status(), &[], &body).await;
             linger(&mut tcp).await;
-            return;
+            return None;
         }
     };
-    let ws = match upgrade(
+    match upgrade(
         tcp,
         &upgrade_request,
         &early,
@@ -211,28 +253,16 @@ async fn handle(mut tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shar
     )
     .await
     {
-        Ok(ws) => ws,
+        Ok(ws) => {
+            if let Some(origin) = upgrade_request.origin() {
+                tracing::debug!(%peer, origin, "upgrade");
+            }
+            Some(start_session(ws, route, peer, shared))
+        }
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");
-            return;
+            None
         }
-    };
-    let conn_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let path = upgrade_request.path();
-    tracing::info!(conn_id, %peer, path, origin = upgrade_request.origin(), "connection opened");
-    let shutdown = shared.shutdown.clone();
-    match route {
-        Route::Hub => {
-            session::run(
-                ws,
-                conn_id,
-                shared.rooms.clone(),
-                config.send_queue,
-                shutdown,
-            )
-            .await
-        }
-        Route::Echo => echo::run(ws, conn_id, shutdown).await,
     }
 }
 

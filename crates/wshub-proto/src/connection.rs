@@ -183,6 +183,8 @@ pub struct Connection {
     // Write side.
     close_sent: bool,
     out: BytesMut,
+    /// A control frame sits in `out`, so `out` should be written promptly.
+    control_queued: bool,
     pending_pongs: VecDeque<Bytes>,
     mask_keys: Option<MaskKeySource>,
 }
@@ -232,6 +234,7 @@ impl Connection {
             failing_close: None,
             close_sent: false,
             out: BytesMut::new(),
+            control_queued: false,
             pending_pongs: VecDeque::new(),
             mask_keys,
         }
@@ -605,6 +608,7 @@ impl Connection {
         }
         // Pongs owed for Pings received earlier go first, in wire order.
         self.flush_pongs();
+        self.control_queued |= opcode.is_control();
         let header = self.header(opcode, fin);
         encode_frame(&mut self.out, header, payload);
         Ok(())
@@ -711,6 +715,7 @@ impl Connection {
         let header = self.header(Opcode::Close, true);
         encode_frame(&mut self.out, header, &payload);
         self.close_sent = true;
+        self.control_queued = true;
     }
 
     fn send_frame(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
@@ -733,6 +738,7 @@ impl Connection {
         while let Some(payload) = self.pending_pongs.pop_front() {
             let header = self.header(Opcode::Pong, true);
             encode_frame(&mut self.out, header, &payload);
+            self.control_queued = true;
         }
     }
 
@@ -755,6 +761,9 @@ impl Connection {
     /// If `n` is more than the length of [`Connection::outgoing`].
     pub fn advance_outgoing(&mut self, n: usize) {
         self.out.advance(n);
+        if self.out.is_empty() {
+            self.control_queued = false;
+        }
     }
 
     /// Takes every queued byte at once, for callers that write whole buffers.
@@ -762,6 +771,7 @@ impl Connection {
         if !self.close_sent {
             self.flush_pongs();
         }
+        self.control_queued = false;
         self.out.split().freeze()
     }
 
@@ -769,6 +779,14 @@ impl Connection {
     /// (owed Pongs not counted).
     pub fn buffered_amount(&self) -> usize {
         self.out.len()
+    }
+
+    /// Whether the connection owes the peer a frame the protocol requires:
+    /// a Pong, or a Close (ours, an echo, or a failing one) not yet written,
+    /// or a Ping. An async driver writes these out without waiting for the
+    /// application to flush.
+    pub fn owes_control(&self) -> bool {
+        (!self.pending_pongs.is_empty() && !self.close_sent) || self.control_queued
     }
 
     /// Whether anything (frames or owed Pongs) waits to be written.

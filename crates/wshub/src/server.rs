@@ -67,7 +67,9 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     max_head_len: usize,
 ) -> Result<HeadReader, Error> {
     let mut reader = HeadReader::new(max_head_len);
-    let mut buf = [0u8; 4096];
+    // On the heap and dropped after the handshake: a stack array here would
+    // live inside the connection's future, and so for its whole life.
+    let mut buf = vec![0u8; 2048];
     loop {
         let n = io.read(&mut buf).await?;
         if n == 0 {

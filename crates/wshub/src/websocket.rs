@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
@@ -197,9 +198,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.wakers.reader.register(cx.waker());
         loop {
             if let Some(event) = self.conn.next_event() {
-                if let Some(k) = self.keepalive.as_mut() {
-                    k.on_frame(Instant::now());
-                }
                 match event {
                     Event::Message(message) => return Poll::Ready(Some(Ok(message))),
                     Event::Ping(_) | Event::Pong(_) => continue,
@@ -251,11 +249,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 Phase::AwaitingEof | Phase::Open => {}
             }
-            if self.phase == Phase::Open {
+            // Replies the protocol owes (Pongs, our Close) go out now; data the
+            // application fed without flushing waits for its flush, so a
+            // batch of messages leaves in one write.
+            if self.phase == Phase::Open && self.conn.owes_control() {
                 if let Poll::Ready(Err(e)) = self.poll_write_out() {
                     self.finish_abnormally(Some(e.into()));
                     continue;
                 }
+            }
+            if self.phase == Phase::Open {
                 match self.conn.state() {
                     State::Closed => {
                         self.phase = Phase::Finishing;
@@ -288,6 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 if let Some(k) = self.keepalive.as_mut() {
                     match k.poll(now) {
                         KeepaliveAction::Ping => {
+                            // Written by the owed-control flush at the top of the loop.
                             let _ = self.conn.send_ping(b"wshub");
                         }
                         KeepaliveAction::Dead => {
@@ -302,8 +306,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 continue;
             }
-            let mut buf = [0u8; READ_CHUNK];
-            let mut read_buf = ReadBuf::new(&mut buf);
+            // Uninitialised: zeroing 16 KiB on every poll would cost more than
+            // parsing a batch of small frames.
+            let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
+            let mut read_buf = ReadBuf::uninit(&mut buf);
             match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf)) {
                 Ok(()) if read_buf.filled().is_empty() => {
                     if self.phase == Phase::AwaitingEof {
@@ -314,6 +320,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     }
                 }
                 Ok(()) => {
+                    // Any bytes from the peer prove it alive.
+                    if let Some(k) = self.keepalive.as_mut() {
+                        k.on_frame(Instant::now());
+                    }
                     if let Err(e) = self.conn.receive(read_buf.filled()) {
                         self.close_event = Some(CloseEvent {
                             code: e.close_code().as_u16(),
