@@ -19,6 +19,10 @@ pub struct HubConfig {
     /// Frames queued per connection before a slow reader is disconnected with
     /// 1008. Default: 1024.
     pub send_queue: usize,
+    /// Rooms send join and leave notices while they have at most this many
+    /// members; bigger rooms stay quiet about presence (a notice per member per
+    /// join would cost the square of a crowd's size). Default: 1000.
+    pub presence_limit: usize,
     /// Time allowed for a client to send its HTTP request head. Default: 10 s.
     pub handshake_timeout: Duration,
     /// On shutdown, time allowed for connections to finish their close
@@ -34,6 +38,7 @@ impl Default for HubConfig {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
             send_queue: 1024,
+            presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
         }

@@ -154,8 +154,11 @@ pub enum ServerMessage<'a> {
         room: &'a str,
         /// This connection's display name.
         name: &'a str,
-        /// Display names of the members, this one included.
+        /// Display names of up to 100 members, this one included when the
+        /// room is that small.
         members: Vec<&'a str>,
+        /// Number of members, this one included.
+        member_count: usize,
         /// The room's last sequence number (0 before any message).
         seq: u64,
         /// The request's id.

@@ -81,11 +81,17 @@ impl Room {
     }
 }
 
+/// Most member names listed in a `joined` answer.
+pub const MAX_LISTED_MEMBERS: usize = 100;
+
 /// What a join settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
-    /// Display names of the members, sorted, the joiner included.
+    /// Display names of up to [`MAX_LISTED_MEMBERS`] members, sorted, the
+    /// joiner included when the room is that small.
     pub members: Vec<String>,
+    /// Number of members, the joiner included.
+    pub member_count: usize,
     /// The room's last sequence number.
     pub seq: u64,
 }
@@ -96,14 +102,35 @@ pub struct NotJoined;
 
 /// Every room of one hub. An empty room is dropped, and its sequence starts
 /// again from 1 when it is next used.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Rooms {
     // A std Mutex is fine: no `.await` happens under it, and fan-out only
     // does non-blocking `try_send`s.
     rooms: Mutex<HashMap<String, Room>>,
+    presence_limit: usize,
 }
 
+impl Default for Rooms {
+    fn default() -> Self {
+        Self::new(DEFAULT_PRESENCE_LIMIT)
+    }
+}
+
+/// Default for [`Rooms::new`]'s `presence_limit`.
+pub const DEFAULT_PRESENCE_LIMIT: usize = 1000;
+
 impl Rooms {
+    /// Rooms that send join and leave notices while a room has at most
+    /// `presence_limit` members. Above it a join or leave would cost a
+    /// message to every member, and a crowd joining at once would cost the
+    /// square of its size, so big rooms go quiet about presence.
+    pub fn new(presence_limit: usize) -> Self {
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+            presence_limit,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -123,7 +150,7 @@ impl Rooms {
                 },
             )
             .is_none();
-        if fresh {
+        if fresh && r.members.len() <= self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
                 event: "join",
@@ -132,10 +159,17 @@ impl Rooms {
             };
             r.fan_out(notice.to_json(), Some(id));
         }
-        let mut members: Vec<String> = r.members.values().map(|m| m.name.clone()).collect();
+        // A bounded list: a join into a big room must not cost O(n log n).
+        let mut members: Vec<String> = r
+            .members
+            .values()
+            .take(MAX_LISTED_MEMBERS)
+            .map(|m| m.name.clone())
+            .collect();
         members.sort();
         Joined {
             members,
+            member_count: r.members.len(),
             seq: r.seq,
         }
     }
@@ -150,7 +184,7 @@ impl Rooms {
         let member = r.members.remove(&id).ok_or(NotJoined)?;
         if r.members.is_empty() {
             rooms.remove(room);
-        } else {
+        } else if r.members.len() < self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
                 event: "leave",
@@ -240,6 +274,25 @@ mod tests {
         assert_eq!(rooms.leave("x", 2), Err(NotJoined));
         assert_eq!(rooms.leave("x", 1), Ok(()));
         assert_eq!(rooms.member_count("x"), 0);
+    }
+
+    #[test]
+    fn big_rooms_list_a_bounded_sample_and_stay_quiet_about_presence() {
+        let rooms = Rooms::new(3);
+        let mut inboxes = Vec::new();
+        for id in 0..150u64 {
+            let (o, i) = outbox(256);
+            let joined = rooms.join("big", id, &format!("m{id:03}"), &o);
+            assert_eq!(joined.member_count, id as usize + 1);
+            assert!(joined.members.len() <= MAX_LISTED_MEMBERS);
+            inboxes.push(i);
+        }
+        // Member 0 heard of joins 1 and 2 (room sizes 2 and 3), then nothing.
+        let mut heard = 0;
+        while inboxes[0].rx.try_recv().is_ok() {
+            heard += 1;
+        }
+        assert_eq!(heard, 2);
     }
 
     #[tokio::test]

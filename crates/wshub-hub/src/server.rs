@@ -52,8 +52,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
+        rooms: Arc::new(Rooms::new(config.presence_limit)),
         config,
-        rooms: Arc::new(Rooms::default()),
         next_id: AtomicU64::new(1),
         shutdown: stop_rx,
     });

@@ -202,6 +202,7 @@ fn handle_text(
                     room,
                     name,
                     members,
+                    member_count: result.member_count,
                     seq: result.seq,
                     id,
                 }

@@ -138,6 +138,9 @@ impl PreparedMessage {
     }
 }
 
+/// Smallest growth of the message buffer, in bytes.
+const MESSAGE_BLOCK: usize = 4096;
+
 /// Most Pongs waiting to be written before older ones are dropped. RFC 6455
 /// §5.5.3 lets an endpoint answer "only the most recently processed Ping", so a
 /// peer that floods Pings without reading cannot grow our output.
@@ -419,7 +422,13 @@ impl Connection {
             &mut self.control
         } else {
             // Grows with the bytes that actually arrive, never from the
-            // untrusted length field alone.
+            // untrusted length field alone, and by a block at least: small
+            // messages then share one buffer (an allocation per block, not two
+            // per message), and a block whose messages were all dropped is
+            // reused in place.
+            if self.message.capacity() - self.message.len() < chunk.len() {
+                self.message.reserve(chunk.len().max(MESSAGE_BLOCK));
+            }
             let start = self.message.len();
             self.message.extend_from_slice(chunk);
             if let Some(key) = key {
@@ -787,6 +796,34 @@ impl Connection {
     /// application to flush.
     pub fn owes_control(&self) -> bool {
         (!self.pending_pongs.is_empty() && !self.close_sent) || self.control_queued
+    }
+
+    /// Frees the buffers a quiet connection does not need: the message buffer
+    /// when no message is in progress, the output buffer when it is empty,
+    /// and the event queues when empty. Call it when the connection goes
+    /// idle; the next message allocates again.
+    pub fn shrink_buffers(&mut self) {
+        if self.message.is_empty() && self.message_opcode.is_none() {
+            self.message = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.pending_pongs.is_empty() {
+            self.pending_pongs = VecDeque::new();
+        }
+        let in_control_frame = self.frame.is_some_and(|f| f.header.opcode.is_control());
+        if !in_control_frame {
+            self.control = Vec::new();
+        }
+    }
+
+    /// Bytes held in buffers (message, output, control), for memory accounting.
+    pub fn buffer_capacity(&self) -> usize {
+        self.message.capacity() + self.out.capacity() + self.control.capacity()
     }
 
     /// Whether anything (frames or owed Pongs) waits to be written.

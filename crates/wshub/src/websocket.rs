@@ -24,6 +24,10 @@ use crate::{Error, WebSocketConfig};
 /// duration of a poll, so an idle connection holds no read buffer at all.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Buffers above this size are freed as soon as the connection has nothing
+/// more to read; smaller ones at the next keepalive tick.
+const LARGE_BUFFER: usize = 64 * 1024;
+
 /// How a connection ended, as the browser's `CloseEvent` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseEvent {
@@ -293,6 +297,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         KeepaliveAction::Ping => {
                             // Written by the owed-control flush at the top of the loop.
                             let _ = self.conn.send_ping(b"wshub");
+                            // Once per interval, give back what a quiet
+                            // connection does not need.
+                            self.conn.shrink_buffers();
                         }
                         KeepaliveAction::Dead => {
                             tracing::debug!("keepalive timeout");
@@ -310,7 +317,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // parsing a batch of small frames.
             let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
             let mut read_buf = ReadBuf::uninit(&mut buf);
-            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf)) {
+            let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
+            if read.is_pending() && self.conn.buffer_capacity() > LARGE_BUFFER {
+                // Nothing more to read: do not keep a big message's buffer.
+                self.conn.shrink_buffers();
+            }
+            match ready!(read) {
                 Ok(()) if read_buf.filled().is_empty() => {
                     if self.phase == Phase::AwaitingEof {
                         self.phase = Phase::Done;

@@ -1,0 +1,198 @@
+//! No allocation per message on the echo path at steady state (issue 3, §3).
+//!
+//! A counting global allocator wraps the system one. Each test warms a server
+//! [`Connection`] up with a few echoes, so its buffers reach their working
+//! size, then counts the allocations its own thread makes across 10,000
+//! echoes: receive a masked frame, take the message, queue the echo, write
+//! the output out with `outgoing` and `advance_outgoing`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use wshub_proto::{Config, Connection, Event, Message, Role};
+
+/// Counts the allocations of each thread that opted in with [`count_allocations`].
+///
+/// The count is per thread, not one global atomic: the test harness runs the
+/// tests on parallel threads, and a global count would charge one test with
+/// another's allocations.
+struct CountingAllocator;
+
+thread_local! {
+    // `const` and without destructors, so using them never allocates and is
+    // safe from inside the allocator.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+impl CountingAllocator {
+    fn record(&self) {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees are ours; counting touches only const
+// thread-locals without destructors, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.record();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.record();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A realloc may move the block: as costly as an allocation.
+        self.record();
+        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from `System` through us.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Allocations (and reallocations) this thread makes while running `f`.
+fn count_allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
+
+const WARM_UP: usize = 16;
+const MESSAGES: usize = 10_000;
+
+/// `count` copies of `message` as a client would send them: masked frames,
+/// back to back.
+fn masked_frames(message: &Message, count: usize) -> Vec<u8> {
+    let mut client = Connection::with_masking_keys(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    for _ in 0..count {
+        client.send_message(message).unwrap();
+    }
+    client.take_outgoing().to_vec()
+}
+
+/// One echo: receive `frame`, echo the message it holds, write the output.
+/// The message is dropped before this returns, so before the next receive.
+fn echo_once(server: &mut Connection, frame: &[u8], written: &mut usize) {
+    server.receive(frame).unwrap();
+    let Some(Event::Message(message)) = server.next_event() else {
+        panic!("one message per frame");
+    };
+    assert!(server.next_event().is_none());
+    server.send_message(&message).unwrap();
+    drop(message);
+    let n = server.outgoing().len();
+    *written += n;
+    server.advance_outgoing(n);
+}
+
+/// Allocations per 10,000 echoes of `message` after a warm-up.
+fn allocations_echoing(message: &Message) -> u64 {
+    let frame = masked_frames(message, 1);
+    // The echo is the same frame, unmasked: four bytes of masking key fewer.
+    let echo_len = frame.len() - 4;
+    let mut server = Connection::new(Role::Server, Config::default());
+    let mut written = 0;
+    for _ in 0..WARM_UP {
+        echo_once(&mut server, &frame, &mut written);
+    }
+    let count = count_allocations(|| {
+        for _ in 0..MESSAGES {
+            echo_once(&mut server, &frame, &mut written);
+        }
+    });
+    assert_eq!(
+        written,
+        (WARM_UP + MESSAGES) * echo_len,
+        "every echo written"
+    );
+    count
+}
+
+#[test]
+fn echoing_20_byte_text_messages_does_not_allocate() {
+    let message = Message::text("twenty bytes of text");
+    assert_eq!(message.len(), 20);
+    assert_eq!(
+        allocations_echoing(&message),
+        0,
+        "allocations in {MESSAGES} echoes"
+    );
+}
+
+#[test]
+fn echoing_16_kib_binary_messages_does_not_allocate() {
+    let payload: Vec<u8> = (0..16 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+    let message = Message::binary(payload);
+    assert_eq!(
+        allocations_echoing(&message),
+        0,
+        "allocations in {MESSAGES} echoes"
+    );
+}
+
+#[test]
+fn the_counter_sees_an_allocation() {
+    // Guards the two tests above against a counter that never counts.
+    let count = count_allocations(|| drop(std::hint::black_box(Box::new(7u64))));
+    assert_eq!(count, 1);
+}
+
+/// One read holding `BATCH` frames, as from a client with 16 messages in
+/// flight: receive them all, then echo each, then write the output once.
+fn echo_batch(server: &mut Connection, frames: &[u8]) -> usize {
+    server.receive(frames).unwrap();
+    let mut echoed = 0;
+    while let Some(Event::Message(message)) = server.next_event() {
+        server.send_message(&message).unwrap();
+        echoed += 1;
+    }
+    let n = server.outgoing().len();
+    server.advance_outgoing(n);
+    echoed
+}
+
+const BATCH: usize = 16;
+
+#[test]
+fn echoing_batches_of_16_text_messages_read_at_once_allocates_per_block_not_per_message() {
+    let message = Message::text("twenty bytes of text");
+    let frames = masked_frames(&message, BATCH);
+    let mut server = Connection::new(Role::Server, Config::default());
+    for _ in 0..WARM_UP {
+        assert_eq!(echo_batch(&mut server, &frames), BATCH);
+    }
+    let count = count_allocations(|| {
+        for _ in 0..MESSAGES / BATCH {
+            assert_eq!(echo_batch(&mut server, &frames), BATCH);
+        }
+    });
+    // Messages of one read share the connection's 4 KiB message block. When
+    // a block runs out while messages cut from it are still queued, a new one
+    // is allocated (the buffer, and its shared header at the first split):
+    // at most 2 allocations per 4 KiB of payload, never 2 per message as
+    // before. A block whose messages were all dropped is reused in place.
+    let payload = (MESSAGES / BATCH * BATCH * message.len()) as u64;
+    let blocks = payload.div_ceil(4096);
+    assert!(
+        count <= 2 * blocks,
+        "{count} allocations for {} echoes ({blocks} blocks of payload)",
+        MESSAGES / BATCH * BATCH
+    );
+}
