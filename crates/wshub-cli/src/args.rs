@@ -24,6 +24,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Connect to a WebSocket server: stdin lines are sent, messages printed.
     Connect(ConnectArgs),
+    /// Load-test any WebSocket server: echo, connect, idle or hub fan-out.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +55,11 @@ pub(crate) struct ServeArgs {
     /// Frames queued per client before a slow reader is disconnected (1008).
     #[arg(long, default_value_t = 1024, value_name = "FRAMES")]
     pub(crate) send_queue: usize,
+
+    /// Rooms announce joins and leaves while they have at most this many
+    /// members; bigger rooms stay quiet about presence.
+    #[arg(long, default_value_t = 1000, value_name = "MEMBERS")]
+    pub(crate) presence_limit: usize,
 
     /// Time a client has to send its HTTP request head.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -126,4 +133,172 @@ pub(crate) struct ConnectArgs {
     /// Largest message accepted, in bytes (suffixes KiB, MiB, GiB).
     #[arg(long, default_value = "64MiB", value_name = "BYTES")]
     pub(crate) max_message_size: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    pub(crate) mode: BenchMode,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchMode {
+    /// Round trips through an echo server; every echo is checked (bytes, type,
+    /// order) and any mismatch makes the exit code 1.
+    Echo(BenchEchoArgs),
+    /// Handshake rate: each loop connects, upgrades, does a clean close
+    /// handshake, and starts again.
+    Connect(BenchConnectArgs),
+    /// Open many connections and hold them, answering Pings; with --pid,
+    /// report the server's memory per connection.
+    Idle(BenchIdleArgs),
+    /// Hub fan-out (the hub's /ws): subscribers join one room, one publisher
+    /// publishes; lost or reordered messages make the exit code 1.
+    Fanout(BenchFanoutArgs),
+}
+
+/// Flags every bench mode takes.
+#[derive(Debug, Args)]
+pub(crate) struct BenchOutputArgs {
+    /// Worker threads, each a single-threaded async runtime with its share of
+    /// the connections.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) threads: usize,
+
+    /// Bound on one TCP connect plus opening handshake, and on each close
+    /// handshake.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) timeout: Duration,
+
+    /// Print the summary as JSON on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// How long a measured mode runs.
+#[derive(Debug, Args)]
+pub(crate) struct BenchTimeArgs {
+    /// Time measured, after the warm-up.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) duration: Duration,
+
+    /// Time run before measuring starts.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) warmup: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchEchoArgs {
+    /// Echo server URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo", value_name = "URL")]
+    pub(crate) url: String,
+
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 100, value_name = "N")]
+    pub(crate) connections: usize,
+
+    /// Payload of each message, in bytes (suffixes KiB, MiB).
+    #[arg(short = 's', long, default_value = "20", value_name = "BYTES")]
+    pub(crate) size: String,
+
+    /// Send binary messages instead of text.
+    #[arg(long)]
+    pub(crate) binary: bool,
+
+    /// Messages in flight per connection.
+    #[arg(short = 'p', long, default_value_t = 1, value_name = "P")]
+    pub(crate) in_flight: usize,
+
+    #[command(flatten)]
+    pub(crate) time: BenchTimeArgs,
+
+    #[command(flatten)]
+    pub(crate) output: BenchOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchConnectArgs {
+    /// Server URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo", value_name = "URL")]
+    pub(crate) url: String,
+
+    /// Concurrent connect-upgrade-close loops.
+    #[arg(short = 'c', long, default_value_t = 50, value_name = "C")]
+    pub(crate) concurrency: usize,
+
+    #[command(flatten)]
+    pub(crate) time: BenchTimeArgs,
+
+    #[command(flatten)]
+    pub(crate) output: BenchOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchIdleArgs {
+    /// Server URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo", value_name = "URL")]
+    pub(crate) url: String,
+
+    /// Connections to open and hold.
+    #[arg(short = 'c', long, default_value_t = 10_000, value_name = "N")]
+    pub(crate) connections: usize,
+
+    /// Handshakes in progress at once while opening.
+    #[arg(long, default_value_t = 200, value_name = "K")]
+    pub(crate) handshake_concurrency: usize,
+
+    /// Time to hold the connections once all are open.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) hold: Duration,
+
+    /// Server process id: its resident memory (VmRSS in /proc/PID/status) is
+    /// sampled before and after opening, giving KiB per connection.
+    #[arg(long, value_name = "PID")]
+    pub(crate) pid: Option<u32>,
+
+    /// Join this hub room on every connection (the URL must be the hub's /ws).
+    #[arg(long, value_name = "ROOM")]
+    pub(crate) join: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) output: BenchOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchFanoutArgs {
+    /// The hub's JSON endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws", value_name = "URL")]
+    pub(crate) url: String,
+
+    /// Subscribers of the room.
+    #[arg(short = 'm', long, default_value_t = 1_000, value_name = "M")]
+    pub(crate) subscribers: usize,
+
+    /// Publishes per second; default: as fast as --window allows.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub(crate) rate: Option<f64>,
+
+    /// Bytes of each published message (at least 16, the time stamp).
+    #[arg(short = 's', long, default_value = "64", value_name = "BYTES")]
+    pub(crate) size: String,
+
+    /// Publishes allowed ahead of the slowest subscriber; keep it well under
+    /// the hub's --send-queue so the generator never trips its slow-consumer
+    /// kick.
+    #[arg(long, default_value_t = 128, value_name = "MESSAGES")]
+    pub(crate) window: usize,
+
+    /// Handshakes in progress at once while subscribers connect.
+    #[arg(long, default_value_t = 200, value_name = "K")]
+    pub(crate) handshake_concurrency: usize,
+
+    /// Room to use (default: bench- and random digits).
+    #[arg(long, value_name = "ROOM")]
+    pub(crate) room: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) time: BenchTimeArgs,
+
+    #[command(flatten)]
+    pub(crate) output: BenchOutputArgs,
 }

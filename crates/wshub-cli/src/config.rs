@@ -51,6 +51,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.max_message_size = parse_size("--max-message-size", &args.max_message_size)?;
     config.max_frame_size = parse_size("--max-frame-size", &args.max_frame_size)?;
     config.send_queue = args.send_queue;
+    config.presence_limit = args.presence_limit;
     config.handshake_timeout = args.handshake_timeout;
     config.shutdown_timeout = args.shutdown_timeout;
     Ok(config)

@@ -1,12 +1,16 @@
 //! The `wshub` command: `wshub serve` runs the hub, `wshub connect` is an
-//! interactive client. Arguments are parsed in `args.rs`, checked into
-//! configuration in `config.rs`, and carried out by `cmd/`.
+//! interactive client, `wshub bench` a load generator. Arguments are parsed
+//! in `args.rs`, checked into configuration in `config.rs` (or, for bench,
+//! `cmd/bench.rs`), and carried out by `cmd/`.
 #![forbid(unsafe_code)]
 
 mod args;
 mod cmd;
 mod config;
 
+use std::future::Future;
+
+use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -27,22 +31,12 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
+    let code = match cli.command {
+        Command::Serve(args) => block_on(async { cmd::serve::run(args).await.map(|()| 0) }),
+        Command::Connect(args) => block_on(cmd::connect::run(args)),
+        // The benchmark starts its own single-threaded runtimes (--threads).
+        Command::Bench(args) => cmd::bench::run(args),
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => cmd::serve::run(args).await.map(|()| 0),
-            Command::Connect(args) => cmd::connect::run(args).await,
-        }
-    });
     match code {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -52,4 +46,13 @@ fn main() {
             std::process::exit(if usage { 2 } else { 1 });
         }
     }
+}
+
+/// Runs `command` on a multi-threaded tokio runtime.
+fn block_on(command: impl Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(command)
 }

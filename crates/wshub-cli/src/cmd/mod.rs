@@ -1,2 +1,3 @@
+pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod serve;

@@ -1,0 +1,826 @@
+//! `fanout`: one publisher, many subscribers of one room of the wshub hub.
+//!
+//! Speaks the hub protocol (docs/protocol.md): every connection sends
+//! `{"op":"join","room":…}`; once all have their `joined` answer the clock
+//! starts and one more connection, also a member, publishes
+//! `{"op":"publish","room":…,"message":"<16 hex digits><padding>"}`. The
+//! digits are the publish time in nanoseconds since an `Instant` that the
+//! publisher and the subscribers share (they run in this one process), so
+//! publish→receive latency needs no clock sync.
+//!
+//! Every subscriber checks the room's `seq`: a gap counts its missing
+//! messages as lost, a `seq` at or below one already seen counts as out of
+//! order. At the end every subscriber must have seen the last `seq`
+//! published; what it has not is lost too.
+//!
+//! "As fast as allowed" keeps a window: the publisher waits while it is
+//! `window` publishes ahead of the slowest connected subscriber (the
+//! publisher's own connection, a member too, included). So no member's
+//! queue in the hub holds more than `window` of our messages, and the
+//! generator never trips the hub's slow-consumer kick by itself. Latency is
+//! then measured under that standing backlog; with `rate` the publisher also
+//! keeps to the given schedule (catching up, window permitting, when late).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use wshub_proto::frame::Opcode;
+
+use crate::client::{drive, flush, open, Driven, Session};
+use crate::error::ConnectionError;
+use crate::frames::{FrameReader, Item, OutBuf};
+use crate::report::{FanoutReport, Report, Results};
+use crate::runner::{
+    join_shards, run_started, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
+};
+use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
+use crate::{Error, FanoutConfig};
+
+/// Largest hub message a connection accepts: the hub's own frames are small;
+/// a `joined` answer lists every member's name, so allow for many.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// Digits of the publish time at the start of each published message.
+const STAMP_LEN: usize = 16;
+
+/// A slot in [`FanState::seen`] of a connection that has gone.
+const GONE: u64 = u64::MAX;
+
+/// What the publisher and every subscriber share across threads.
+#[derive(Debug)]
+struct FanState {
+    /// The last `seq` each subscriber has seen; the publisher's own
+    /// connection is the last slot. [`GONE`] once a connection has failed.
+    seen: Box<[AtomicU64]>,
+    /// The `seq` of the last publish.
+    last_seq: AtomicU64,
+    /// The publisher has stopped publishing.
+    publishing_done: AtomicBool,
+    /// The publisher waits for the window to open.
+    waiting: AtomicBool,
+    notify: Notify,
+    /// Publish times are nanoseconds since this.
+    epoch: Instant,
+    timing: OnceLock<Timing>,
+}
+
+impl FanState {
+    fn new(subscribers: usize) -> Self {
+        Self {
+            seen: (0..=subscribers).map(|_| AtomicU64::new(0)).collect(),
+            last_seq: AtomicU64::new(0),
+            publishing_done: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
+            notify: Notify::new(),
+            epoch: Instant::now(),
+            timing: OnceLock::new(),
+        }
+    }
+
+    /// The lowest `seq` seen by a connected member ([`GONE`] if none is).
+    fn min_seen(&self) -> u64 {
+        self.seen
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(GONE)
+    }
+
+    fn set_seen(&self, slot: usize, seq: u64) {
+        self.seen[slot].store(seq, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FanStats {
+    hist: Histogram<u64>,
+    deliveries: u64,
+    joined: u64,
+    disconnected: u64,
+    lost: u64,
+    out_of_order: u64,
+    published: u64,
+    published_total: u64,
+    errors: Errors,
+    publisher_error: Option<ConnectionError>,
+}
+
+impl FanStats {
+    fn new() -> Self {
+        Self {
+            hist: histogram(),
+            deliveries: 0,
+            joined: 0,
+            disconnected: 0,
+            lost: 0,
+            out_of_order: 0,
+            published: 0,
+            published_total: 0,
+            errors: Errors::default(),
+            publisher_error: None,
+        }
+    }
+}
+
+/// Runs `fanout` and reports.
+pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, Error> {
+    let state = Arc::new(FanState::new(fanout.subscribers));
+    let setup = Arc::new(Semaphore::new(fanout.handshake_concurrency));
+    let handles = {
+        let state = state.clone();
+        let fanout = fanout.clone();
+        spawn_shards(&shared, move |shard| {
+            shard_main(shard, state.clone(), setup.clone(), fanout.clone())
+        })?
+    };
+    let mut coordinator = Coordinator::new(&shared, "deliveries");
+    let live = &shared.live;
+    let members = fanout.subscribers as u64 + 1;
+    coordinator.wait_until(&handles, || {
+        Live::get(&live.opened) + Live::get(&live.failed) >= members
+    });
+    let config = &shared.config;
+    if !state.publishing_done.load(Ordering::SeqCst) {
+        let timing = Timing::new(Instant::now(), config.warmup, config.duration);
+        let _ = state.timing.set(timing);
+        shared.set_phase(Phase::Run(timing));
+        coordinator.sleep_until(&handles, timing.end);
+        let drain_until = Instant::now() + config.timeout;
+        coordinator.wait_until(&handles, || {
+            Instant::now() >= drain_until
+                || (state.publishing_done.load(Ordering::SeqCst)
+                    && state.min_seen() >= state.last_seq.load(Ordering::SeqCst))
+        });
+    }
+    shared.set_phase(Phase::Stop);
+    coordinator.wait_until(&handles, || false);
+    drop(coordinator);
+    let mut total = FanStats::new();
+    for s in join_shards(handles)? {
+        if let Some(e) = s.publisher_error {
+            return Err(Error::Publisher(e));
+        }
+        total
+            .hist
+            .add(&s.hist)
+            .expect("histograms share their bounds");
+        total.deliveries += s.deliveries;
+        total.joined += s.joined;
+        total.disconnected += s.disconnected;
+        total.lost += s.lost;
+        total.out_of_order += s.out_of_order;
+        total.published += s.published;
+        total.published_total += s.published_total;
+        total.errors.merge(s.errors);
+    }
+    let secs = config.duration.as_secs_f64();
+    let report = FanoutReport {
+        subscribers: fanout.subscribers,
+        joined: total.joined,
+        failed: fanout.subscribers as u64 - total.joined,
+        disconnected: total.disconnected,
+        room: fanout.room.clone(),
+        size: fanout.size,
+        window: fanout.window,
+        rate: fanout.rate,
+        published: total.published,
+        published_total: total.published_total,
+        publishes_per_sec: total.published as f64 / secs,
+        deliveries: total.deliveries,
+        deliveries_per_sec: total.deliveries as f64 / secs,
+        latency: Latency::from_histogram(&total.hist),
+        lost: total.lost,
+        out_of_order: total.out_of_order,
+        errors: total.errors.count,
+        first_error: total.errors.first,
+    };
+    Ok(Report::new(config, Results::Fanout(report)))
+}
+
+async fn shard_main(
+    shard: Rc<Shard>,
+    state: Arc<FanState>,
+    setup: Arc<Semaphore>,
+    fanout: FanoutConfig,
+) -> FanStats {
+    let stats = Rc::new(RefCell::new(FanStats::new()));
+    let join: Rc<[u8]> = serde_json::json!({ "op": "join", "room": fanout.room })
+        .to_string()
+        .into_bytes()
+        .into();
+    let mut tasks: Vec<_> = shard
+        .owned(fanout.subscribers)
+        .map(|slot| {
+            tokio::task::spawn_local(subscriber(
+                shard.clone(),
+                state.clone(),
+                setup.clone(),
+                stats.clone(),
+                join.clone(),
+                slot,
+            ))
+        })
+        .collect();
+    if shard.index == 0 {
+        tasks.push(tokio::task::spawn_local(publisher(
+            shard.clone(),
+            state.clone(),
+            stats.clone(),
+            join.clone(),
+            fanout,
+        )));
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+    Rc::try_unwrap(stats)
+        .expect("every connection task has ended")
+        .into_inner()
+}
+
+/// Opens a member's connection and joins the room, reading everything the
+/// hub sends meanwhile. `None` if that failed (counted).
+async fn join_room<'a>(
+    shard: &'a Shard,
+    state: &'a FanState,
+    stats: &'a RefCell<FanStats>,
+    join: &[u8],
+    slot: usize,
+    setup: Option<&Semaphore>,
+) -> Result<(TcpStream, FanSession<'a>), ConnectionError> {
+    let shared = &shard.shared;
+    let timeout = shared.config.timeout;
+    let opened = {
+        let _permit = match setup {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
+        open(&shared.target, timeout).await
+    };
+    let (mut tcp, early) = opened?;
+    let mut session = FanSession::new(state, stats, &shared.live, slot);
+    session.control.push(Opcode::Text, join);
+    if !early.is_empty() {
+        session.on_read(&early, Instant::now());
+    }
+    if !session.track.joined && session.error.is_none() {
+        let limit = tokio::time::sleep(timeout);
+        tokio::pin!(limit);
+        match drive(&mut tcp, &mut session, &shard.buf, limit).await {
+            Driven::Stopped => return Err(ConnectionError::Timeout),
+            Driven::Done => {}
+            Driven::Eof => return Err(ConnectionError::Eof),
+            Driven::Io(e) => return Err(ConnectionError::Io(e)),
+        }
+    }
+    match session.error.take() {
+        Some(e) => Err(e),
+        None if session.track.joined => Ok((tcp, session)),
+        None => Err(ConnectionError::BadHubMessage),
+    }
+}
+
+async fn subscriber(
+    shard: Rc<Shard>,
+    state: Arc<FanState>,
+    setup: Arc<Semaphore>,
+    stats: Rc<RefCell<FanStats>>,
+    join: Rc<[u8]>,
+    slot: usize,
+) {
+    let live = &shard.shared.live;
+    let joined = join_room(&shard, &state, &stats, &join, slot, Some(&setup)).await;
+    let (mut tcp, mut session) = match joined {
+        Ok(joined) => joined,
+        Err(e) => {
+            state.set_seen(slot, GONE);
+            Live::add(&live.failed, 1);
+            stats.borrow_mut().errors.add(live, &e);
+            return;
+        }
+    };
+    stats.borrow_mut().joined += 1;
+    Live::add(&live.opened, 1);
+    let stop = stopped(shard.shared.watch_phase());
+    tokio::pin!(stop);
+    let ended = drive(&mut tcp, &mut session, &shard.buf, stop).await;
+    finish(&shard, &mut tcp, &mut session, ended).await;
+}
+
+/// Closes a member's connection after [`Phase::Stop`] (or records why it
+/// ended before), and adds up its lost messages.
+async fn finish(shard: &Shard, tcp: &mut TcpStream, session: &mut FanSession<'_>, ended: Driven) {
+    let live = &shard.shared.live;
+    let mut error = session.error.take();
+    match ended {
+        Driven::Stopped => {
+            session.closing = true;
+            session.control.close();
+            let limit = tokio::time::sleep(shard.shared.config.timeout);
+            tokio::pin!(limit);
+            error = match drive(tcp, session, &shard.buf, limit).await {
+                Driven::Done => session.error.take(),
+                Driven::Stopped => Some(ConnectionError::Timeout),
+                Driven::Eof => Some(ConnectionError::Eof),
+                Driven::Io(e) => Some(ConnectionError::Io(e)),
+            };
+        }
+        Driven::Done => flush(tcp, session).await,
+        Driven::Eof => error = error.or(Some(ConnectionError::Eof)),
+        Driven::Io(e) => error = error.or(Some(ConnectionError::Io(e))),
+    }
+    let disconnected = !session.closing;
+    if disconnected {
+        session.state.set_seen(session.slot, GONE);
+    }
+    let last = session.state.last_seq.load(Ordering::SeqCst);
+    let mut stats = session.stats.borrow_mut();
+    if session.counted {
+        stats.lost += session.track.lost + last.saturating_sub(session.track.last_seen);
+        stats.out_of_order += session.track.out_of_order;
+        if disconnected {
+            stats.disconnected += 1;
+        }
+    }
+    if let Some(e) = error.or(disconnected.then_some(ConnectionError::Eof)) {
+        stats.errors.add(live, &e);
+    }
+}
+
+async fn publisher(
+    shard: Rc<Shard>,
+    state: Arc<FanState>,
+    stats: Rc<RefCell<FanStats>>,
+    join: Rc<[u8]>,
+    fanout: FanoutConfig,
+) {
+    let live = &shard.shared.live;
+    let slot = fanout.subscribers;
+    let joined = join_room(&shard, &state, &stats, &join, slot, None).await;
+    let (mut tcp, mut session) = match joined {
+        Ok(joined) => joined,
+        Err(e) => {
+            state.set_seen(slot, GONE);
+            state.publishing_done.store(true, Ordering::SeqCst);
+            Live::add(&live.failed, 1);
+            stats.borrow_mut().publisher_error = Some(e);
+            return;
+        }
+    };
+    session.counted = false;
+    Live::add(&live.opened, 1);
+    let base = session.track.last_seen;
+    // Keep reading (presence notices of the subscribers joining) until the run starts.
+    let mut phase = shard.shared.watch_phase();
+    let started = {
+        let run = run_started(&mut phase);
+        tokio::pin!(run);
+        drive(&mut tcp, &mut session, &shard.buf, run).await
+    };
+    let timing = match (started, shard.shared.phase()) {
+        (Driven::Stopped, Phase::Run(timing)) => Some(timing),
+        (Driven::Stopped, _) => None,
+        (ended, _) => {
+            state.publishing_done.store(true, Ordering::SeqCst);
+            finish(&shard, &mut tcp, &mut session, ended).await;
+            return;
+        }
+    };
+    if let Some(timing) = timing {
+        let mut publish = Publish::new(&fanout.room, fanout.size);
+        let interval = fanout.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+        let window = fanout.window as u64;
+        let mut published: u64 = 0;
+        let mut min_cache = base;
+        let end = tokio::time::sleep_until(timing.end.into());
+        tokio::pin!(end);
+        loop {
+            let next_seq = base + published + 1;
+            let due = interval.map(|i| timing.start + i.mul_f64(published as f64));
+            let gate = async {
+                if let Some(due) = due.filter(|d| *d > Instant::now()) {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                wait_window(&state, next_seq, window, &mut min_cache).await;
+            };
+            let stop = async {
+                tokio::select! {
+                    biased;
+                    () = &mut end => {}
+                    () = gate => {}
+                }
+            };
+            tokio::pin!(stop);
+            match drive(&mut tcp, &mut session, &shard.buf, stop).await {
+                Driven::Stopped => {}
+                ended => {
+                    state.publishing_done.store(true, Ordering::SeqCst);
+                    finish(&shard, &mut tcp, &mut session, ended).await;
+                    return;
+                }
+            }
+            let now = Instant::now();
+            if now >= timing.end {
+                break;
+            }
+            let stamp = now.duration_since(state.epoch).as_nanos() as u64;
+            publish.queue(&mut session.control, stamp);
+            published += 1;
+            state.last_seq.store(base + published, Ordering::SeqCst);
+            let mut stats = stats.borrow_mut();
+            stats.published_total += 1;
+            if timing.measuring(now) {
+                stats.published += 1;
+            }
+        }
+    }
+    state.publishing_done.store(true, Ordering::SeqCst);
+    let stop = stopped(shard.shared.watch_phase());
+    tokio::pin!(stop);
+    let ended = drive(&mut tcp, &mut session, &shard.buf, stop).await;
+    finish(&shard, &mut tcp, &mut session, ended).await;
+}
+
+/// Waits until publishing `next_seq` keeps within `window` of the slowest
+/// member. `min_cache` is a lower bound of that member's `seq` (they only
+/// grow), so the common case reads no shared state.
+async fn wait_window(state: &FanState, next_seq: u64, window: u64, min_cache: &mut u64) {
+    if next_seq.saturating_sub(*min_cache) <= window {
+        return;
+    }
+    loop {
+        let notified = state.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        state.waiting.store(true, Ordering::SeqCst);
+        *min_cache = state.min_seen();
+        if next_seq.saturating_sub(*min_cache) <= window {
+            state.waiting.store(false, Ordering::SeqCst);
+            return;
+        }
+        // The notification is the wake-up; the timeout only bounds a miss.
+        let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
+    }
+}
+
+/// The publish request, with the stamp rewritten in place each time.
+#[derive(Debug)]
+struct Publish {
+    payload: Vec<u8>,
+    stamp_at: usize,
+}
+
+impl Publish {
+    fn new(room: &str, size: usize) -> Self {
+        let mut payload = br#"{"op":"publish","room":"#.to_vec();
+        payload.extend_from_slice(
+            serde_json::to_string(room)
+                .expect("a string serializes")
+                .as_bytes(),
+        );
+        payload.extend_from_slice(br#","message":""#);
+        let stamp_at = payload.len();
+        payload.resize(stamp_at + STAMP_LEN, b'0');
+        payload.resize(stamp_at + size, b'.');
+        payload.extend_from_slice(br#""}"#);
+        Self { payload, stamp_at }
+    }
+
+    fn queue(&mut self, out: &mut OutBuf, stamp: u64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in self.payload[self.stamp_at..self.stamp_at + STAMP_LEN]
+            .iter_mut()
+            .enumerate()
+        {
+            *byte = HEX[(stamp >> (60 - 4 * i)) as usize & 0xf];
+        }
+        out.push(Opcode::Text, &self.payload);
+    }
+}
+
+/// Reads `seq` and the publish stamp of a hub `message` laid out as the hub
+/// writes it, `{"type":"message","room":"…","from":"…","seq":N,"ts":N,"message":…}`,
+/// without a JSON parser: this is the hot path of a fan-out run, and serde
+/// took half the generator's time. `None` for any other layout, which then
+/// goes through serde. The room is ours and the publisher never names
+/// itself, so neither string can hold the `","seq":` searched for.
+fn scan_message(text: &[u8]) -> Option<(u64, Option<u64>)> {
+    let rest = text.strip_prefix(br#"{"type":"message","room":""#)?;
+    const SEQ: &[u8] = br#"","seq":"#;
+    let at = rest.windows(SEQ.len()).position(|w| w == SEQ)?;
+    let (seq, rest) = number(&rest[at + SEQ.len()..])?;
+    let rest = rest.strip_prefix(br#","ts":"#)?;
+    let (_, rest) = number(rest)?;
+    let rest = rest.strip_prefix(br#","message":"#)?;
+    Some((seq, rest.strip_prefix(b"\"").and_then(stamp)))
+}
+
+/// A decimal number at the start of `bytes`, and what follows it.
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let n = std::str::from_utf8(&bytes[..len]).ok()?.parse().ok()?;
+    Some((n, &bytes[len..]))
+}
+
+/// The publish time at the start of a published message: 16 hex digits.
+fn stamp(message: &[u8]) -> Option<u64> {
+    let hex = std::str::from_utf8(message.get(..STAMP_LEN)?).ok()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// A hub message, borrowed from the read buffer where possible.
+#[derive(Debug, Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+/// One member's view of the room's sequence.
+#[derive(Debug, Default)]
+struct Track {
+    joined: bool,
+    /// The highest `seq` seen.
+    last_seen: u64,
+    lost: u64,
+    out_of_order: u64,
+}
+
+/// What one read's messages add up to, applied once per read.
+struct Tally<'s> {
+    stats: &'s mut FanStats,
+    now_ns: u64,
+    measuring: bool,
+    counted: bool,
+    deliveries: u64,
+    error: Option<ConnectionError>,
+}
+
+impl Track {
+    /// One delivery of `seq`, published at `stamp` (if it is one of ours).
+    fn delivered(&mut self, seq: u64, stamp: Option<u64>, tally: &mut Tally<'_>) {
+        tally.deliveries += 1;
+        if tally.counted && tally.measuring {
+            if let Some(stamp) = stamp {
+                tally.stats.deliveries += 1;
+                let ns = tally.now_ns.saturating_sub(stamp);
+                record(&mut tally.stats.hist, Duration::from_nanos(ns));
+            }
+        }
+        if seq == self.last_seen + 1 {
+            self.last_seen = seq;
+        } else if seq > self.last_seen {
+            self.lost += seq - self.last_seen - 1;
+            self.last_seen = seq;
+        } else {
+            self.out_of_order += 1;
+        }
+    }
+
+    fn on_message(&mut self, text: &[u8], tally: &mut Tally<'_>) {
+        // Presence notices are most of what a big room's members receive
+        // while it fills up; they need no parsing.
+        if text.starts_with(br#"{"type":"presence""#) {
+            return;
+        }
+        if let Some((seq, stamp)) = scan_message(text) {
+            self.delivered(seq, stamp, tally);
+            return;
+        }
+        let Ok(incoming) = serde_json::from_slice::<Incoming<'_>>(text) else {
+            if text != b"pong" {
+                tally.error.get_or_insert(ConnectionError::BadHubMessage);
+            }
+            return;
+        };
+        match (&*incoming.kind, incoming.seq) {
+            ("message", Some(seq)) => {
+                let stamp = incoming
+                    .message
+                    .as_deref()
+                    .and_then(|m| stamp(m.as_bytes()));
+                self.delivered(seq, stamp, tally);
+            }
+            ("joined", Some(seq)) if !self.joined => {
+                self.joined = true;
+                self.last_seen = seq;
+            }
+            ("error", _) => {
+                let code = incoming.code.map_or_else(String::new, Cow::into_owned);
+                tally.error.get_or_insert(ConnectionError::Hub { code });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A room member's connection: the publisher's or a subscriber's.
+struct FanSession<'a> {
+    state: &'a FanState,
+    stats: &'a RefCell<FanStats>,
+    live: &'a Live,
+    slot: usize,
+    /// Deliveries, latency and losses count (not on the publisher's own connection).
+    counted: bool,
+    reader: FrameReader,
+    control: OutBuf,
+    /// A message arriving in several reads or frames.
+    message: Vec<u8>,
+    track: Track,
+    closing: bool,
+    error: Option<ConnectionError>,
+}
+
+impl<'a> FanSession<'a> {
+    fn new(state: &'a FanState, stats: &'a RefCell<FanStats>, live: &'a Live, slot: usize) -> Self {
+        Self {
+            state,
+            stats,
+            live,
+            slot,
+            counted: true,
+            reader: FrameReader::default(),
+            control: OutBuf::default(),
+            message: Vec::new(),
+            track: Track::default(),
+            closing: false,
+            error: None,
+        }
+    }
+}
+
+impl Session for FanSession<'_> {
+    fn on_read(&mut self, data: &[u8], now: Instant) -> bool {
+        let was_joined = self.track.joined;
+        let measuring = self.state.timing.get().is_some_and(|t| t.measuring(now));
+        let mut stats = self.stats.borrow_mut();
+        let mut tally = Tally {
+            stats: &mut stats,
+            now_ns: now.duration_since(self.state.epoch).as_nanos() as u64,
+            measuring,
+            counted: self.counted,
+            deliveries: 0,
+            error: None,
+        };
+        let mut close = None;
+        let Self {
+            reader,
+            control,
+            message,
+            track,
+            ..
+        } = self;
+        let result = reader.feed(data, &mut |item| match item {
+            Item::Data {
+                payload,
+                first,
+                last,
+                ..
+            } => {
+                if first && last {
+                    track.on_message(payload, &mut tally);
+                    return;
+                }
+                if first {
+                    message.clear();
+                }
+                if message.len() + payload.len() > MAX_MESSAGE {
+                    tally.error.get_or_insert(ConnectionError::MessageTooBig {
+                        size: (message.len() + payload.len()) as u64,
+                    });
+                    return;
+                }
+                message.extend_from_slice(payload);
+                if last {
+                    track.on_message(message, &mut tally);
+                }
+            }
+            Item::Ping(payload) => control.pong(payload),
+            Item::Pong => {}
+            Item::Close(code) => close = Some(code),
+        });
+        let deliveries = tally.deliveries;
+        let error = tally.error.take();
+        drop(stats);
+        if self.counted {
+            Live::add(&self.live.events, deliveries);
+        }
+        if self.track.joined && (deliveries > 0 || !was_joined) {
+            self.state.set_seen(self.slot, self.track.last_seen);
+        }
+        if let Err(e) = result {
+            self.error = Some(e.into());
+            return false;
+        }
+        if let Some(e) = error {
+            self.error.get_or_insert(e);
+        }
+        if let Some(code) = close {
+            if !self.closing {
+                self.error
+                    .get_or_insert(ConnectionError::ClosedByServer { code });
+                self.control.close();
+            }
+            return false;
+        }
+        // While joining, the join answer ends the first `drive`.
+        self.error.is_none() && (was_joined || !self.track.joined)
+    }
+
+    fn pending(&self) -> &[u8] {
+        self.control.pending()
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.control.advance(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publish_request_is_json_with_the_stamp_first_in_the_message() {
+        let mut publish = Publish::new("bench \"1\"", 20);
+        let mut out = OutBuf::default();
+        publish.queue(&mut out, 0x0123_4567_89ab_cdef);
+        let start = publish.stamp_at;
+        let value: serde_json::Value = serde_json::from_slice(&publish.payload).unwrap();
+        assert_eq!(value["op"], "publish");
+        assert_eq!(value["room"], "bench \"1\"");
+        assert_eq!(value["message"], "0123456789abcdef....");
+        assert_eq!(&publish.payload[start..start + 4], b"0123");
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn the_hub_layout_is_scanned_without_a_parser_and_others_fall_back() {
+        let hub = br#"{"type":"message","room":"bench-1","from":"anon-3","seq":7,"ts":1763791200000,"message":"00000000000000ff...."}"#;
+        assert_eq!(scan_message(hub), Some((7, Some(255))));
+        let foreign =
+            br#"{"type":"message","room":"lobby","from":"alice","seq":8,"ts":1,"message":{"a":1}}"#;
+        assert_eq!(scan_message(foreign), Some((8, None)));
+        let reordered = br#"{"seq":7,"type":"message","room":"r","from":"a","ts":1,"message":"x"}"#;
+        assert_eq!(scan_message(reordered), None);
+        assert_eq!(
+            scan_message(br#"{"type":"joined","room":"r","seq":1}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn gaps_count_as_lost_and_old_seqs_as_out_of_order() {
+        let mut stats = FanStats::new();
+        let mut tally = Tally {
+            stats: &mut stats,
+            now_ns: 0,
+            measuring: false,
+            counted: true,
+            deliveries: 0,
+            error: None,
+        };
+        let mut track = Track::default();
+        track.on_message(
+            br#"{"type":"joined","room":"r","name":"n","members":[],"seq":4}"#,
+            &mut tally,
+        );
+        assert!(track.joined);
+        for seq in [5, 6, 9, 7, 10] {
+            let text = format!(
+                r#"{{"type":"message","room":"r","from":"p","seq":{seq},"ts":1,"message":"x"}}"#
+            );
+            track.on_message(text.as_bytes(), &mut tally);
+        }
+        assert_eq!(
+            (track.last_seen, track.lost, track.out_of_order),
+            (10, 2, 1)
+        );
+        assert_eq!(tally.deliveries, 5);
+        assert!(tally.error.is_none());
+        track.on_message(
+            br#"{"type":"error","code":"not_joined","message":"m"}"#,
+            &mut tally,
+        );
+        assert!(matches!(tally.error, Some(ConnectionError::Hub { .. })));
+    }
+}

@@ -1,0 +1,448 @@
+//! Client-side framing for load generation.
+//!
+//! [`FrameReader`] parses server frames in place from whatever the socket
+//! returned, handing out payload slices as they arrive: a message is never
+//! copied or buffered by the reader, so one read buffer per thread serves
+//! every connection, and a 1 MiB echo is checked chunk by chunk. Headers are
+//! parsed with [`FrameHeader::parse`]; only a header cut by a read (at most
+//! 13 bytes) and a control payload (at most 125 bytes) are kept between
+//! reads.
+
+use wshub_proto::frame::{apply_mask, FrameHeader, Opcode, MAX_HEADER_LEN};
+use wshub_proto::{CloseFrame, ProtocolError};
+
+/// Something the server sent, in wire order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Item<'a> {
+    /// Payload bytes of a data message, as they arrive. `first` is set on the
+    /// message's first chunk, `last` on its last (both on a message that fits
+    /// one chunk, and on an empty message).
+    Data {
+        /// The message's type, `Text` or `Binary`, also on its continuations.
+        opcode: Opcode,
+        payload: &'a [u8],
+        first: bool,
+        last: bool,
+    },
+    /// A Ping and its payload, to be answered with a Pong (RFC 6455 §5.5.2).
+    Ping(&'a [u8]),
+    /// A Pong.
+    Pong,
+    /// A Close frame and its code. Nothing after it is read (§5.5.1).
+    Close(Option<u16>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    /// `Close`, `Ping` or `Pong`, or the message's `Text` or `Binary`.
+    opcode: Opcode,
+    fin: bool,
+    remaining: u64,
+}
+
+/// Parses server-to-client frames (unmasked, no extension).
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    head: [u8; MAX_HEADER_LEN],
+    head_len: usize,
+    frame: Option<Frame>,
+    /// The data message in progress, and whether its first chunk is still due.
+    message: Option<(Opcode, bool)>,
+    control: [u8; 125],
+    control_len: usize,
+    closed: bool,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        Self {
+            head: [0; MAX_HEADER_LEN],
+            head_len: 0,
+            frame: None,
+            message: None,
+            control: [0; 125],
+            control_len: 0,
+            closed: false,
+        }
+    }
+}
+
+impl FrameReader {
+    /// Whether the server's Close frame has arrived.
+    pub(crate) fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Parses every complete frame part in `data` (any split of the stream)
+    /// and calls `on` for each [`Item`] in wire order. Bytes after a Close
+    /// frame are ignored.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] when the server broke RFC 6455: a masked frame
+    /// (§5.1), reserved bits (§5.2), a fragmented or long control frame
+    /// (§5.5), a continuation out of place (§5.4), a bad Close payload
+    /// (§5.5.1). The stream cannot be parsed further.
+    pub(crate) fn feed(
+        &mut self,
+        mut data: &[u8],
+        on: &mut impl FnMut(Item<'_>),
+    ) -> Result<(), ProtocolError> {
+        while !data.is_empty() && !self.closed {
+            let Some(frame) = self.frame.as_mut() else {
+                data = self.header(data, on)?;
+                continue;
+            };
+            let take = frame.remaining.min(data.len() as u64) as usize;
+            let (chunk, rest) = data.split_at(take);
+            data = rest;
+            frame.remaining -= take as u64;
+            let done = frame.remaining == 0;
+            let Frame { opcode, fin, .. } = *frame;
+            if opcode.is_control() {
+                self.control[self.control_len..self.control_len + take].copy_from_slice(chunk);
+                self.control_len += take;
+                if done {
+                    self.finish_control(opcode, on)?;
+                }
+            } else {
+                self.data(chunk, done, fin, on);
+            }
+        }
+        Ok(())
+    }
+
+    fn header<'a>(
+        &mut self,
+        data: &'a [u8],
+        on: &mut impl FnMut(Item<'_>),
+    ) -> Result<&'a [u8], ProtocolError> {
+        if self.head_len == 0 {
+            if let Some((header, n)) = FrameHeader::parse(data)? {
+                self.start(header, on)?;
+                return Ok(&data[n..]);
+            }
+            // Incomplete, so shorter than the longest header.
+            self.head[..data.len()].copy_from_slice(data);
+            self.head_len = data.len();
+            return Ok(&[]);
+        }
+        let take = (MAX_HEADER_LEN - self.head_len).min(data.len());
+        self.head[self.head_len..self.head_len + take].copy_from_slice(&data[..take]);
+        let have = self.head_len + take;
+        match FrameHeader::parse(&self.head[..have])? {
+            Some((header, n)) => {
+                let used = n - self.head_len;
+                self.head_len = 0;
+                self.start(header, on)?;
+                Ok(&data[used..])
+            }
+            None => {
+                // `have` is short of a full header, so `take` was all of `data`.
+                self.head_len = have;
+                Ok(&data[take..])
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        header: FrameHeader,
+        on: &mut impl FnMut(Item<'_>),
+    ) -> Result<(), ProtocolError> {
+        let rsv = (header.rsv1 as u8) << 2 | (header.rsv2 as u8) << 1 | header.rsv3 as u8;
+        if rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet { bits: rsv });
+        }
+        // "A client MUST close a connection if it detects a masked frame" (§5.1).
+        if header.masking_key.is_some() {
+            return Err(ProtocolError::MaskedFrame);
+        }
+        let len = header.payload_len;
+        let opcode = if header.opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong { len });
+            }
+            self.control_len = 0;
+            header.opcode
+        } else {
+            match (header.opcode, self.message) {
+                (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (Opcode::Continuation, Some((opcode, _))) => opcode,
+                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+                (opcode, None) => {
+                    self.message = Some((opcode, true));
+                    opcode
+                }
+            }
+        };
+        self.frame = Some(Frame {
+            opcode,
+            fin: header.fin,
+            remaining: len,
+        });
+        if len == 0 {
+            if opcode.is_control() {
+                self.finish_control(opcode, on)?;
+            } else {
+                self.data(&[], true, header.fin, on);
+            }
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, chunk: &[u8], done: bool, fin: bool, on: &mut impl FnMut(Item<'_>)) {
+        let Some((opcode, first)) = self.message.as_mut() else {
+            return;
+        };
+        let opcode = *opcode;
+        let first = std::mem::replace(first, false);
+        let last = done && fin;
+        if done {
+            self.frame = None;
+        }
+        if last {
+            self.message = None;
+        }
+        on(Item::Data {
+            opcode,
+            payload: chunk,
+            first,
+            last,
+        });
+    }
+
+    fn finish_control(
+        &mut self,
+        opcode: Opcode,
+        on: &mut impl FnMut(Item<'_>),
+    ) -> Result<(), ProtocolError> {
+        self.frame = None;
+        let payload = &self.control[..self.control_len];
+        match opcode {
+            Opcode::Ping => on(Item::Ping(payload)),
+            Opcode::Pong => on(Item::Pong),
+            _ => {
+                let code = CloseFrame::parse(payload)?.map(|c| c.code.as_u16());
+                self.closed = true;
+                on(Item::Close(code));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends one masked, unfragmented frame (RFC 6455 §5.2, §5.3).
+pub(crate) fn push_masked(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], key: [u8; 4]) {
+    let header = FrameHeader {
+        fin: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode,
+        masking_key: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    out.extend_from_slice(&head[..n]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], key);
+}
+
+/// A fresh masking key. A client "MUST pick a fresh masking key for each
+/// frame" (§5.3) so that a script in a browser cannot predict the bytes on
+/// the wire; a load generator has no such script, and the server cannot tell
+/// a reused key from a fresh one.
+pub(crate) fn masking_key() -> [u8; 4] {
+    rand::random()
+}
+
+/// Bytes queued for the socket, written from the front, reused once empty:
+/// no allocation at steady state.
+#[derive(Debug, Default)]
+pub(crate) struct OutBuf {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+impl OutBuf {
+    /// Bytes still to write.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.bytes[self.pos..]
+    }
+
+    /// Whether nothing is left to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    /// Marks `n` bytes as written.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos == self.bytes.len() {
+            self.bytes.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Queues a masked frame.
+    pub(crate) fn push(&mut self, opcode: Opcode, payload: &[u8]) {
+        push_masked(&mut self.bytes, opcode, payload, masking_key());
+    }
+
+    /// Queues a Pong answering a Ping's `payload` (§5.5.3).
+    pub(crate) fn pong(&mut self, payload: &[u8]) {
+        self.push(Opcode::Pong, payload);
+    }
+
+    /// Queues a Close 1000 (§5.5.1).
+    pub(crate) fn close(&mut self) {
+        self.push(Opcode::Close, &1000u16.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Owned {
+        Data(Opcode, Vec<u8>, bool, bool),
+        Ping(Vec<u8>),
+        Pong,
+        Close(Option<u16>),
+    }
+
+    fn parse_split(wire: &[u8], split: usize) -> Vec<Owned> {
+        let mut reader = FrameReader::default();
+        let mut items = Vec::new();
+        let mut on = |item: Item<'_>| {
+            items.push(match item {
+                Item::Data {
+                    opcode,
+                    payload,
+                    first,
+                    last,
+                } => Owned::Data(opcode, payload.to_vec(), first, last),
+                Item::Ping(p) => Owned::Ping(p.to_vec()),
+                Item::Pong => Owned::Pong,
+                Item::Close(c) => Owned::Close(c),
+            })
+        };
+        for chunk in wire.chunks(split.max(1)) {
+            reader.feed(chunk, &mut on).unwrap();
+        }
+        items
+    }
+
+    /// Joins chunks into whole messages for comparison across splits.
+    fn messages(items: Vec<Owned>) -> Vec<Owned> {
+        let mut out: Vec<Owned> = Vec::new();
+        let mut current: Option<(Opcode, Vec<u8>)> = None;
+        for item in items {
+            match item {
+                Owned::Data(opcode, bytes, first, last) => {
+                    if first {
+                        current = Some((opcode, Vec::new()));
+                    }
+                    let (_, buf) = current.as_mut().unwrap();
+                    buf.extend_from_slice(&bytes);
+                    if last {
+                        let (opcode, buf) = current.take().unwrap();
+                        out.push(Owned::Data(opcode, buf, true, true));
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parses_the_unmasked_frames_of_rfc_6455_section_5_7_at_every_split() {
+        let mut wire = vec![0x81, 0x05, b'H', b'e', b'l', b'l', b'o'];
+        // A fragmented "Hello" with a Ping in between.
+        wire.extend_from_slice(&[0x01, 0x03, b'H', b'e', b'l']);
+        wire.extend_from_slice(&[0x89, 0x05, b'H', b'e', b'l', b'l', b'o']);
+        wire.extend_from_slice(&[0x80, 0x02, b'l', b'o']);
+        // 256 bytes of binary in a 16-bit length.
+        wire.extend_from_slice(&[0x82, 0x7E, 0x01, 0x00]);
+        wire.extend((0..256).map(|i| i as u8));
+        wire.extend_from_slice(&[0x8A, 0x00, 0x82, 0x00, 0x88, 0x02, 0x03, 0xE8]);
+        let expected = vec![
+            Owned::Data(Opcode::Text, b"Hello".to_vec(), true, true),
+            Owned::Ping(b"Hello".to_vec()),
+            Owned::Data(Opcode::Text, b"Hello".to_vec(), true, true),
+            Owned::Data(
+                Opcode::Binary,
+                (0..256).map(|i| i as u8).collect(),
+                true,
+                true,
+            ),
+            Owned::Pong,
+            Owned::Data(Opcode::Binary, Vec::new(), true, true),
+            Owned::Close(Some(1000)),
+        ];
+        for split in 1..=wire.len() {
+            assert_eq!(
+                messages(parse_split(&wire, split)),
+                expected,
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn masked_server_frames_and_stray_continuations_are_errors() {
+        let mut reader = FrameReader::default();
+        let masked = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            reader.feed(&masked, &mut |_| {}),
+            Err(ProtocolError::MaskedFrame)
+        );
+        let mut reader = FrameReader::default();
+        assert_eq!(
+            reader.feed(&[0x80, 0x00], &mut |_| {}),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn nothing_is_read_after_a_close() {
+        let mut reader = FrameReader::default();
+        let mut count = 0;
+        reader
+            .feed(&[0x88, 0x00, 0x81, 0x01, b'x'], &mut |_| count += 1)
+            .unwrap();
+        assert!(reader.closed());
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn masked_frames_round_trip_through_the_protocol_core() {
+        let mut out = Vec::new();
+        push_masked(&mut out, Opcode::Text, b"Hello", [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(
+            out,
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+    }
+
+    #[test]
+    fn out_buf_is_reused_once_written() {
+        let mut out = OutBuf::default();
+        out.close();
+        assert_eq!(out.pending().len(), 8);
+        out.advance(3);
+        assert_eq!(out.pending().len(), 5);
+        out.advance(5);
+        assert!(out.is_empty());
+        assert!(out.bytes.capacity() >= 8);
+    }
+}

@@ -1,0 +1,288 @@
+//! `idle`: many open, quiet connections, and what they cost the server.
+//!
+//! Connections open at a bounded handshake concurrency; each one is polled
+//! from the moment it opens, so the server's keepalive Pings are answered
+//! (RFC 6455 §5.5.2). Once all are open the hold starts. With a server
+//! process id, its `VmRSS` is sampled before the first connection, once all
+//! are open (after a settling pause of at most 1 s, half the hold if
+//! shorter, so the server's per-connection setup is done), and at the end of
+//! the hold.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wshub_proto::frame::Opcode;
+
+use crate::client::{drive, flush, open, Driven, Session};
+use crate::error::ConnectionError;
+use crate::frames::{FrameReader, Item, OutBuf};
+use crate::report::{IdleReport, Report, Results};
+use crate::runner::{join_shards, spawn_shards, stopped, Coordinator, Phase, Shard, Shared};
+use crate::stats::{Errors, Live, Timing};
+use crate::{Error, IdleConfig};
+
+#[derive(Debug, Default)]
+struct IdleStats {
+    opened: u64,
+    dropped: u64,
+    pings: u64,
+    errors: Errors,
+}
+
+/// Runs `idle` and reports.
+pub(crate) fn run(shared: Arc<Shared>, idle: IdleConfig) -> Result<Report, Error> {
+    let rss_before = idle.pid.map(rss_kib).transpose()?;
+    let setup = Arc::new(Semaphore::new(idle.handshake_concurrency));
+    let join = idle.join.as_deref().map(join_request);
+    let handles = {
+        let connections = idle.connections;
+        spawn_shards(&shared, move |shard| {
+            shard_main(shard, setup.clone(), join.clone(), connections)
+        })?
+    };
+    let mut coordinator = Coordinator::new(&shared, "");
+    let live = &shared.live;
+    let started = Instant::now();
+    let total = idle.connections as u64;
+    coordinator.wait_until(&handles, || {
+        Live::get(&live.opened) + Live::get(&live.failed) >= total
+    });
+    let all_open = Instant::now();
+    let timing = Timing::new(all_open, Duration::ZERO, idle.hold);
+    shared.set_phase(Phase::Run(timing));
+    coordinator.sleep_until(
+        &handles,
+        all_open + (idle.hold / 2).min(Duration::from_secs(1)),
+    );
+    let rss_open = idle.pid.and_then(|pid| rss_kib(pid).ok());
+    coordinator.sleep_until(&handles, timing.end);
+    let rss_end = idle.pid.and_then(|pid| rss_kib(pid).ok());
+    shared.set_phase(Phase::Stop);
+    coordinator.wait_until(&handles, || false);
+    drop(coordinator);
+    let mut total = IdleStats::default();
+    for s in join_shards(handles)? {
+        total.opened += s.opened;
+        total.dropped += s.dropped;
+        total.pings += s.pings;
+        total.errors.merge(s.errors);
+    }
+    let open_secs = (all_open - started).as_secs_f64();
+    let kib_per_connection = match (rss_before, rss_open) {
+        (Some(before), Some(open)) if total.opened > 0 => {
+            Some((open as f64 - before as f64) / total.opened as f64)
+        }
+        _ => None,
+    };
+    let report = IdleReport {
+        connections: idle.connections,
+        handshake_concurrency: idle.handshake_concurrency,
+        opened: total.opened,
+        failed: idle.connections as u64 - total.opened,
+        open_secs,
+        hold_secs: idle.hold.as_secs_f64(),
+        dropped: total.dropped,
+        pings_answered: total.pings,
+        pid: idle.pid,
+        rss_before_kib: rss_before,
+        rss_open_kib: rss_open,
+        rss_end_kib: rss_end,
+        kib_per_connection,
+        errors: total.errors.count,
+        first_error: total.errors.first,
+    };
+    Ok(Report::new(&shared.config, Results::Idle(report)))
+}
+
+/// The hub's join request (docs/protocol.md), as a text payload.
+fn join_request(room: &str) -> Arc<str> {
+    serde_json::json!({ "op": "join", "room": room })
+        .to_string()
+        .into()
+}
+
+/// Resident memory of process `pid` in KiB: the `VmRSS` line of
+/// `/proc/PID/status`.
+pub(crate) fn rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|source| Error::Rss { pid, source })?;
+    parse_vm_rss(&status).ok_or_else(|| Error::Rss {
+        pid,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no VmRSS line"),
+    })
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_whitespace();
+    let kib = words.next()?.parse().ok()?;
+    (words.next()? == "kB").then_some(kib)
+}
+
+async fn shard_main(
+    shard: Rc<Shard>,
+    setup: Arc<Semaphore>,
+    join: Option<Arc<str>>,
+    connections: usize,
+) -> IdleStats {
+    let stats = Rc::new(RefCell::new(IdleStats::default()));
+    let tasks: Vec<_> = shard
+        .owned(connections)
+        .map(|_| {
+            tokio::task::spawn_local(connection(
+                shard.clone(),
+                setup.clone(),
+                join.clone(),
+                stats.clone(),
+            ))
+        })
+        .collect();
+    for task in tasks {
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+    Rc::try_unwrap(stats)
+        .expect("every connection task has ended")
+        .into_inner()
+}
+
+async fn connection(
+    shard: Rc<Shard>,
+    setup: Arc<Semaphore>,
+    join: Option<Arc<str>>,
+    stats: Rc<RefCell<IdleStats>>,
+) {
+    let shared = &shard.shared;
+    let live = &shared.live;
+    let timeout = shared.config.timeout;
+    let opened = {
+        let _permit = setup.acquire().await;
+        open(&shared.target, timeout).await
+    };
+    let (mut tcp, early) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            Live::add(&live.failed, 1);
+            stats.borrow_mut().errors.add(live, &e);
+            return;
+        }
+    };
+    stats.borrow_mut().opened += 1;
+    Live::add(&live.opened, 1);
+    let mut session = IdleSession::default();
+    if let Some(join) = &join {
+        session.control.push(Opcode::Text, join.as_bytes());
+    }
+    let mut ended = None;
+    if !early.is_empty() {
+        session.on_read(&early, Instant::now());
+    }
+    if !session.reader.closed() && session.error.is_none() {
+        let stop = stopped(shared.watch_phase());
+        tokio::pin!(stop);
+        ended = match drive(&mut tcp, &mut session, &shard.buf, stop).await {
+            Driven::Stopped => {
+                session.closing = true;
+                session.control.close();
+                let limit = tokio::time::sleep(timeout);
+                tokio::pin!(limit);
+                match drive(&mut tcp, &mut session, &shard.buf, limit).await {
+                    Driven::Done => None,
+                    Driven::Stopped => Some(ConnectionError::Timeout),
+                    Driven::Eof => Some(ConnectionError::Eof),
+                    Driven::Io(e) => Some(ConnectionError::Io(e)),
+                }
+            }
+            Driven::Done => {
+                flush(&mut tcp, &mut session).await;
+                None
+            }
+            Driven::Eof => Some(ConnectionError::Eof),
+            Driven::Io(e) => Some(ConnectionError::Io(e)),
+        };
+    }
+    let mut stats = stats.borrow_mut();
+    stats.pings += session.pings;
+    if let Some(e) = session.error.take().or(ended) {
+        if !session.closing {
+            stats.dropped += 1;
+        }
+        stats.errors.add(live, &e);
+    }
+}
+
+/// Reads everything, answers Pings, and ends at the server's Close.
+#[derive(Debug, Default)]
+struct IdleSession {
+    reader: FrameReader,
+    control: OutBuf,
+    pings: u64,
+    closing: bool,
+    error: Option<ConnectionError>,
+}
+
+impl Session for IdleSession {
+    fn on_read(&mut self, data: &[u8], _now: Instant) -> bool {
+        let mut close = None;
+        let Self {
+            reader,
+            control,
+            pings,
+            ..
+        } = self;
+        let result = reader.feed(data, &mut |item| match item {
+            Item::Ping(payload) => {
+                *pings += 1;
+                control.pong(payload);
+            }
+            Item::Close(code) => close = Some(code),
+            Item::Data { .. } | Item::Pong => {}
+        });
+        if let Err(e) = result {
+            self.error = Some(e.into());
+            return false;
+        }
+        match close {
+            None => true,
+            Some(code) => {
+                if !self.closing {
+                    // Not asked for: answer it (RFC 6455 §5.5.1) and count it.
+                    self.error = Some(ConnectionError::ClosedByServer { code });
+                    self.control.close();
+                }
+                false
+            }
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        self.control.pending()
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.control.advance(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss_in_kib() {
+        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t   4321 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss(status), Some(4321));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_our_own_rss() {
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
+    }
+}
