@@ -141,6 +141,10 @@ impl PreparedMessage {
 /// Smallest growth of the message buffer, in bytes.
 const MESSAGE_BLOCK: usize = 4096;
 
+/// Most bytes reserved for a frame when its header arrives, before its
+/// payload does.
+const PRESIZE_LIMIT: usize = 64 * 1024;
+
 /// Most Pongs waiting to be written before older ones are dropped. RFC 6455
 /// §5.5.3 lets an endpoint answer "only the most recently processed Ping", so a
 /// peer that floods Pings without reading cannot grow our output.
@@ -393,6 +397,13 @@ impl Connection {
                     size,
                     limit: self.config.max_message_size as u64,
                 });
+            }
+            // Room for the frame in one allocation rather than a regrowth
+            // per read, but never more than PRESIZE_LIMIT on the say-so of
+            // a length field: past it the buffer grows as bytes arrive.
+            let want = (len as usize).min(PRESIZE_LIMIT);
+            if self.message.capacity() - self.message.len() < want {
+                self.message.reserve(want.max(MESSAGE_BLOCK));
             }
         }
         self.frame = Some(FrameInProgress {

@@ -22,7 +22,7 @@ use crate::{Error, WebSocketConfig};
 
 /// Bytes read from the socket per call. The buffer lives on the stack for the
 /// duration of a poll, so an idle connection holds no read buffer at all.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Buffers above this size are freed as soon as the connection has nothing
 /// more to read; smaller ones at the next keepalive tick.
@@ -313,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 continue;
             }
-            // Uninitialised: zeroing 16 KiB on every poll would cost more than
+            // Uninitialised: zeroing 64 KiB on every poll would cost more than
             // parsing a batch of small frames.
             let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
             let mut read_buf = ReadBuf::uninit(&mut buf);
