@@ -2,8 +2,6 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use url::{Host, Url};
-
 use crate::Error;
 
 /// Where every connection goes and what it asks for.
@@ -24,35 +22,16 @@ impl Target {
             url: url.to_owned(),
             reason,
         };
-        let parsed = Url::parse(url).map_err(|_| invalid("not a URL"))?;
-        match parsed.scheme() {
-            "ws" => {}
-            "wss" => return Err(invalid("wss:// (TLS) is not supported yet; use ws://")),
-            _ => return Err(invalid("the scheme must be ws://")),
-        }
-        if parsed.fragment().is_some() {
-            return Err(invalid("a WebSocket URL has no #fragment (RFC 6455 §3)"));
-        }
-        let host = match parsed.host() {
-            Some(Host::Domain(d)) => d.to_owned(),
-            Some(Host::Ipv4(a)) => a.to_string(),
-            Some(Host::Ipv6(a)) => a.to_string(),
-            None => return Err(invalid("missing host")),
-        };
-        let port = parsed.port().unwrap_or(80);
-        let host_str = parsed.host_str().unwrap_or_default();
-        let authority = match parsed.port() {
-            Some(p) => format!("{host_str}:{p}"),
-            None => host_str.to_owned(),
-        };
-        let mut resource = parsed.path().to_owned();
-        if resource.is_empty() {
-            resource.push('/');
-        }
-        if let Some(q) = parsed.query() {
-            resource.push('?');
-            resource.push_str(q);
-        }
+        let wshub::WsUrl {
+            host,
+            port,
+            authority,
+            resource,
+        } = wshub::WsUrl::parse(url).map_err(|e| match e {
+            wshub::Error::InvalidUrl { reason, .. } => invalid(reason),
+            wshub::Error::TlsUnsupported => invalid("wss:// (TLS) is not supported yet; use ws://"),
+            _ => invalid("not a ws:// URL"),
+        })?;
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .and_then(|mut addrs| {

@@ -11,17 +11,32 @@ use wshub_proto::Role;
 use crate::websocket::HandshakeInfo;
 use crate::{Error, WebSocket, WebSocketConfig};
 
-/// A parsed `ws://` URL.
+/// A parsed `ws://` URL: where to connect and what to ask for (RFC 6455 §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
+pub struct WsUrl {
     /// Host name or address to connect to (IPv6 without brackets).
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    /// `Host` header value.
-    pub(crate) authority: String,
-    /// Path and query.
-    pub(crate) resource: String,
+    pub host: String,
+    /// TCP port; 80 when the URL has none.
+    pub port: u16,
+    /// `Host` header value: host, and `:port` when the URL names one.
+    pub authority: String,
+    /// Request target: path (at least `/`) and query.
+    pub resource: String,
 }
+
+impl WsUrl {
+    /// Parses `url`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for anything but `ws://host[:port][/path][?query]`
+    /// (a `#fragment` included, RFC 6455 §3), [`Error::TlsUnsupported`] for
+    /// `wss://`.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        parse_url(url)
+    }
+}
+
+type Target = WsUrl;
 
 pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
     let invalid = |reason| Error::InvalidUrl {

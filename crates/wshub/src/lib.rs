@@ -40,7 +40,7 @@ pub mod reconnect;
 pub mod server;
 mod websocket;
 
-pub use client::{connect, ClientBuilder};
+pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::Error;
 pub use server::{accept, accept_with, Accept, Reject};
