@@ -20,7 +20,9 @@ use crate::client::open;
 use crate::error::ConnectionError;
 use crate::frames::{masking_key, push_masked, FrameReader, Item};
 use crate::report::{ConnectReport, Report, Results};
-use crate::runner::{join_shards, run_started, spawn_shards, Coordinator, Phase, Shard, Shared};
+use crate::runner::{
+    join_local, join_shards, run_started, spawn_shards, Coordinator, Phase, Shard, Shared,
+};
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
 use crate::{ConnectConfig, Error};
 
@@ -74,16 +76,7 @@ async fn shard_main(shard: Rc<Shard>, loops: usize) -> ConnectStats {
         .owned(loops)
         .map(|_| tokio::task::spawn_local(handshake_loop(shard.clone(), stats.clone(), timing)))
         .collect();
-    for task in tasks {
-        if let Err(e) = task.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
-    }
-    Rc::try_unwrap(stats)
-        .expect("every loop has ended")
-        .into_inner()
+    join_local(tasks, stats).await
 }
 
 async fn handshake_loop(shard: Rc<Shard>, stats: Rc<RefCell<ConnectStats>>, timing: Timing) {

@@ -25,7 +25,9 @@ use crate::client::{drive, flush, open, Driven, Session};
 use crate::error::ConnectionError;
 use crate::frames::{masking_key, push_masked, FrameReader, Item, OutBuf};
 use crate::report::{EchoReport, Report, Results};
-use crate::runner::{join_shards, run_started, spawn_shards, Coordinator, Phase, Shard, Shared};
+use crate::runner::{
+    join_local, join_shards, run_started, spawn_shards, Coordinator, Phase, Shard, Shared,
+};
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
 use crate::{EchoConfig, Error};
 
@@ -196,16 +198,7 @@ async fn shard_main(
             ))
         })
         .collect();
-    for task in tasks {
-        if let Err(e) = task.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
-    }
-    Rc::try_unwrap(stats)
-        .expect("every connection task has ended")
-        .into_inner()
+    join_local(tasks, stats).await
 }
 
 async fn connection(

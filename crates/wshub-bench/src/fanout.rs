@@ -39,7 +39,7 @@ use crate::error::ConnectionError;
 use crate::frames::{FrameReader, Item, OutBuf};
 use crate::report::{FanoutReport, Report, Results};
 use crate::runner::{
-    join_shards, run_started, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
+    join_local, join_shards, run_started, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
 };
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
 use crate::{Error, FanoutConfig};
@@ -241,16 +241,7 @@ async fn shard_main(
             fanout,
         )));
     }
-    for task in tasks {
-        if let Err(e) = task.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
-    }
-    Rc::try_unwrap(stats)
-        .expect("every connection task has ended")
-        .into_inner()
+    join_local(tasks, stats).await
 }
 
 /// Opens a member's connection and joins the room, reading everything the

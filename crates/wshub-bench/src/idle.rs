@@ -20,7 +20,9 @@ use crate::client::{drive, flush, open, Driven, Session};
 use crate::error::ConnectionError;
 use crate::frames::{FrameReader, Item, OutBuf};
 use crate::report::{IdleReport, Report, Results};
-use crate::runner::{join_shards, spawn_shards, stopped, Coordinator, Phase, Shard, Shared};
+use crate::runner::{
+    join_local, join_shards, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
+};
 use crate::stats::{Errors, Live, Timing};
 use crate::{Error, IdleConfig};
 
@@ -140,16 +142,7 @@ async fn shard_main(
             ))
         })
         .collect();
-    for task in tasks {
-        if let Err(e) = task.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
-    }
-    Rc::try_unwrap(stats)
-        .expect("every connection task has ended")
-        .into_inner()
+    join_local(tasks, stats).await
 }
 
 async fn connection(

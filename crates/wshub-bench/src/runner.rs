@@ -69,6 +69,24 @@ impl Shared {
 
 /// Waits until the run leaves [`Phase::Setup`]; `None` if it went straight
 /// to [`Phase::Stop`].
+/// Waits for a shard's local tasks, re-raising a panic from any of them, and
+/// returns the statistics they shared once every one has ended.
+pub(crate) async fn join_local<S>(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: Rc<RefCell<S>>,
+) -> S {
+    for task in tasks {
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+    Rc::try_unwrap(stats)
+        .unwrap_or_else(|_| unreachable!("every task holding the statistics has ended"))
+        .into_inner()
+}
+
 pub(crate) async fn run_started(rx: &mut watch::Receiver<Phase>) -> Option<Timing> {
     let phase = rx.wait_for(|p| *p != Phase::Setup).await.map(|p| *p);
     match phase {
