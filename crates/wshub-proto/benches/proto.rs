@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the protocol core (issue 3, §2): frame headers,
-//! unmasking, UTF-8 validation, the receive → echo path and the opening
-//! handshake.
+//! unmasking, UTF-8 validation, the receive → echo path, the opening
+//! handshake and permessage-deflate (RFC 7692).
 //!
 //! ```text
 //! cargo bench -p wshub-proto --bench proto -- --warm-up-time 1 --measurement-time 2
@@ -195,6 +195,126 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
+/// JSON-like text of exactly `len` bytes, as a chat hub sends; messages
+/// with different `first_seq` differ.
+#[cfg(feature = "deflate")]
+fn json_text(len: usize, first_seq: u32) -> String {
+    let mut text = String::with_capacity(len + 128);
+    let mut seq = first_seq;
+    while text.len() < len {
+        text.push_str(&format!(
+            "{{\"op\":\"message\",\"room\":\"lobby-{}\",\"seq\":{seq},\"user\":\"user-{}\",\"text\":\"hello {} from the benchmark\"}},",
+            seq % 7,
+            seq * 7919 % 1000,
+            seq * 31 % 97,
+        ));
+        seq += 1;
+    }
+    text.truncate(len);
+    text
+}
+
+/// permessage-deflate agreements for a server and a client at `level`,
+/// threshold 0, with or without context takeover in both directions.
+#[cfg(feature = "deflate")]
+fn deflate_agreements(
+    level: u32,
+    takeover: bool,
+) -> (
+    wshub_proto::deflate::DeflateAgreement,
+    wshub_proto::deflate::DeflateAgreement,
+) {
+    use wshub_proto::deflate::{self, DeflateConfig};
+    let client = DeflateConfig::client()
+        .server_no_context_takeover(!takeover)
+        .client_no_context_takeover(!takeover)
+        .level(level)
+        .threshold(0);
+    let server = DeflateConfig::server()
+        .server_no_context_takeover(!takeover)
+        .client_no_context_takeover(!takeover)
+        .level(level)
+        .threshold(0);
+    let (server_side, answer) =
+        deflate::negotiate([deflate::offer(&client).as_str()], &server).unwrap();
+    let client_side = deflate::validate_response([answer.as_str()], &client)
+        .unwrap()
+        .unwrap();
+    (server_side, client_side)
+}
+
+/// permessage-deflate (RFC 7692 §7.2): a server compressing one text
+/// message into its output (`compress`), and a new server connection
+/// receiving 64 masked compressed messages and taking them
+/// (`decompress_x64`), for 16 KiB JSON-like messages and 64-byte ones, at
+/// levels 1, 2 and 6 without context takeover (a fresh zlib state per
+/// message, the server default) and at level 2 with it (state kept).
+/// Messages cycle through 16 different texts, so context takeover does not
+/// get to match a whole message against its twin. Throughput in bytes of
+/// uncompressed payload. The compressed sizes are printed once, to weigh
+/// speed against ratio.
+#[cfg(feature = "deflate")]
+fn deflate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate");
+    for (name, size) in [("16KiB_json", 16 << 10), ("64B_json", 64)] {
+        let texts: Vec<String> = (0..16).map(|i| json_text(size, i * 1000)).collect();
+        for (level, takeover) in [(1, false), (2, false), (6, false), (2, true)] {
+            let id = format!(
+                "{name}/level{level}/{}",
+                if takeover { "takeover" } else { "no_takeover" }
+            );
+            let (server_side, client_side) = deflate_agreements(level, takeover);
+            let mut server = Connection::new(
+                Role::Server,
+                Config::default().deflate(Some(server_side.clone())),
+            );
+            server.send_text(&texts[0]).unwrap();
+            let sent = server.take_outgoing();
+            eprintln!(
+                "deflate {id}: {size} bytes -> {} bytes on the wire",
+                sent.len()
+            );
+            group.throughput(Throughput::Bytes(size as u64));
+            let mut next = 0;
+            group.bench_function(BenchmarkId::new("compress", &id), |b| {
+                b.iter(|| {
+                    next = (next + 1) % texts.len();
+                    server.send_text(black_box(&texts[next])).unwrap();
+                    black_box(server.take_outgoing())
+                })
+            });
+
+            // With context takeover every frame must come from the same
+            // client stream, so a batch is prepared once and replayed into
+            // a fresh connection each time.
+            const BATCH: usize = 64;
+            let mut client =
+                Connection::with_masking_keys(Config::default().deflate(Some(client_side)), || {
+                    MASKING_KEY
+                });
+            for i in 0..BATCH {
+                client.send_text(&texts[i % texts.len()]).unwrap();
+            }
+            let wire = client.take_outgoing().to_vec();
+            let config = Config::default().deflate(Some(server_side));
+            group.throughput(Throughput::Bytes((size * BATCH) as u64));
+            group.bench_function(BenchmarkId::new("decompress_x64", &id), |b| {
+                b.iter(|| {
+                    let mut server = Connection::new(Role::Server, config.clone());
+                    server.receive(black_box(&wire)).unwrap();
+                    let mut n = 0;
+                    while let Some(event) = server.next_event() {
+                        black_box(event);
+                        n += 1;
+                    }
+                    assert_eq!(n, BATCH);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 /// Runs every group of this file; what `criterion_group!` would generate,
 /// written out so that the public function has a doc comment.
 pub fn benches() {
@@ -204,5 +324,7 @@ pub fn benches() {
     utf8_validation(&mut c);
     echo_path(&mut c);
     handshake(&mut c);
+    #[cfg(feature = "deflate")]
+    deflate(&mut c);
 }
 criterion_main!(benches);

@@ -2,11 +2,17 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+#[cfg(feature = "deflate")]
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Buf, Bytes, BytesMut};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
+#[cfg(feature = "deflate")]
+use crate::deflate::codec::{self, Deflater, InflateError, Inflater};
+#[cfg(feature = "deflate")]
+use crate::deflate::DeflateAgreement;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{apply_mask_offset, encode_frame, FrameHeader, Opcode, MAX_HEADER_LEN};
 use crate::message::{Message, Utf8Bytes};
@@ -38,7 +44,8 @@ pub enum State {
 }
 
 /// Limits and behaviour of a [`Connection`]. Every limit counts bytes of
-/// payload, after any extension has decoded it.
+/// payload, after any extension has decoded it (for permessage-deflate,
+/// inflated bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
@@ -48,7 +55,10 @@ pub struct Config {
     pub max_frame_size: usize,
     /// Largest message, in bytes, summed over its fragments. Checked when each
     /// frame header arrives, before its payload is buffered; exceeding it fails
-    /// the connection with 1009. Default: 64 MiB.
+    /// the connection with 1009. A compressed message (RFC 7692) is counted
+    /// after inflation and checked while it inflates, so a deflate bomb fails
+    /// as soon as its output passes the limit, having held at most the limit
+    /// plus one byte. Default: 64 MiB.
     pub max_message_size: usize,
     /// Most fragments one message may have (1009 beyond). Default: 131,072,
     /// enough for a 4 MiB message in 64-byte fragments (Autobahn case 9.3.1).
@@ -56,6 +66,9 @@ pub struct Config {
     /// Answer each Ping with a Pong carrying the same payload (§5.5.2).
     /// Default: true.
     pub auto_pong: bool,
+    /// The negotiated permessage-deflate, if any (RFC 7692). Default: none.
+    #[cfg(feature = "deflate")]
+    deflate: Option<DeflateAgreement>,
 }
 
 impl Default for Config {
@@ -65,6 +78,8 @@ impl Default for Config {
             max_message_size: 64 << 20,
             max_fragments: 128 << 10,
             auto_pong: true,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -93,6 +108,27 @@ impl Config {
         self.auto_pong = on;
         self
     }
+
+    /// Turns permessage-deflate on with the parameters negotiated in the
+    /// opening handshake (RFC 7692), or off with `None` (the default, which
+    /// behaves exactly as a connection without the extension).
+    ///
+    /// The agreement comes from [`deflate::negotiate`](crate::deflate::negotiate)
+    /// on a server, [`deflate::validate_response`](crate::deflate::validate_response)
+    /// on a client.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(mut self, agreement: Option<DeflateAgreement>) -> Self {
+        self.deflate = agreement;
+        self
+    }
+
+    /// The permessage-deflate agreement in force, if any.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate_agreement(&self) -> Option<&DeflateAgreement> {
+        self.deflate.as_ref()
+    }
 }
 
 /// What the peer sent, in wire order.
@@ -114,10 +150,49 @@ pub enum Event {
 /// A message encoded once as an unmasked (server-to-client) frame, to be sent
 /// to many connections without encoding it again: the fan-out's unit.
 ///
-/// Cloning shares the bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Cloning shares the bytes. With the `deflate` feature it also shares the
+/// compressed forms (RFC 7692 §7.2.1), each computed at most once, on first
+/// use, by whichever connection needs it first (see
+/// [`PreparedMessage::deflated_frame`]).
+#[derive(Debug, Clone)]
 pub struct PreparedMessage {
     frame: Bytes,
+    #[cfg(feature = "deflate")]
+    opcode: Opcode,
+    /// Bytes of frame header before the payload (at most 10).
+    #[cfg(feature = "deflate")]
+    header_len: u8,
+    #[cfg(feature = "deflate")]
+    deflated: Arc<DeflatedFrames>,
+}
+
+impl PartialEq for PreparedMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.frame == other.frame
+    }
+}
+
+impl Eq for PreparedMessage {}
+
+/// Distinct (window bits, level) pairs whose compressed frame a
+/// [`PreparedMessage`] keeps; a fifth pair is compressed on every use.
+#[cfg(feature = "deflate")]
+const DEFLATED_SLOTS: usize = 4;
+
+/// The compressed frames of one prepared message, filled in slot order.
+#[cfg(feature = "deflate")]
+#[derive(Debug, Default)]
+struct DeflatedFrames {
+    slots: [OnceLock<DeflatedFrame>; DEFLATED_SLOTS],
+}
+
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct DeflatedFrame {
+    window_bits: u8,
+    level: u32,
+    /// `None` when compressing would not make the frame smaller.
+    frame: Option<Bytes>,
 }
 
 impl PreparedMessage {
@@ -127,14 +202,83 @@ impl PreparedMessage {
             Message::Text(_) => Opcode::Text,
             Message::Binary(_) => Opcode::Binary,
         };
+        let payload = message.as_bytes();
+        let frame = crate::frame::encode_unmasked_frame(opcode, payload);
         Self {
-            frame: crate::frame::encode_unmasked_frame(opcode, message.as_bytes()),
+            #[cfg(feature = "deflate")]
+            header_len: (frame.len() - payload.len()) as u8,
+            frame,
+            #[cfg(feature = "deflate")]
+            opcode,
+            #[cfg(feature = "deflate")]
+            deflated: Arc::default(),
         }
     }
 
     /// The encoded frame, header included.
     pub fn frame(&self) -> &Bytes {
         &self.frame
+    }
+
+    #[cfg(feature = "deflate")]
+    fn payload(&self) -> &[u8] {
+        &self.frame[usize::from(self.header_len)..]
+    }
+
+    /// The frame compressed for a connection whose outbound direction has no
+    /// context takeover (RFC 7692 §7.1.1.1): RSV1 set, the payload deflated
+    /// with a fresh state and a window of `2^window_bits` bytes (8–15,
+    /// clamped) at `level` (0–9), trailer removed (§7.2.1). `None` if that
+    /// is not smaller than [`PreparedMessage::frame`], which is then sent
+    /// as it is.
+    ///
+    /// Computed once per distinct (`window_bits`, `level`), for the first
+    /// four pairs asked for, and shared by every clone: all recipients with
+    /// the same parameters get the same bytes.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflated_frame(&self, window_bits: u8, level: u32) -> Option<Bytes> {
+        let window_bits = window_bits.clamp(
+            crate::deflate::MIN_WINDOW_BITS,
+            crate::deflate::MAX_WINDOW_BITS,
+        );
+        let level = level.min(9);
+        for slot in &self.deflated.slots {
+            // Slots fill in order, so an empty slot means no later one holds
+            // this pair; a racing thread that filled it first is waited for.
+            let entry = slot.get_or_init(|| DeflatedFrame {
+                window_bits,
+                level,
+                frame: self.compress(window_bits, level),
+            });
+            if entry.window_bits == window_bits && entry.level == level {
+                return entry.frame.clone();
+            }
+        }
+        self.compress(window_bits, level)
+    }
+
+    #[cfg(feature = "deflate")]
+    fn compress(&self, window_bits: u8, level: u32) -> Option<Bytes> {
+        #[cfg(test)]
+        tests::COMPRESSIONS.with(|n| n.set(n.get() + 1));
+        let payload = self.payload();
+        let compressed = codec::compress_once(payload, window_bits, level);
+        if compressed.len() >= payload.len() {
+            return None;
+        }
+        let mut out = BytesMut::with_capacity(crate::frame::encoded_len(compressed.len(), false));
+        let header = FrameHeader {
+            fin: true,
+            rsv1: true,
+            rsv2: false,
+            rsv3: false,
+            opcode: self.opcode,
+            masking_key: None,
+            payload_len: 0,
+        };
+        encode_frame(&mut out, header, &compressed);
+        Some(out.freeze())
     }
 }
 
@@ -161,6 +305,104 @@ struct FrameInProgress {
 
 /// A source of masking keys for a client connection.
 type MaskKeySource = Box<dyn FnMut() -> [u8; 4] + Send + Sync>;
+
+/// Bytes of masked compressed payload unmasked at a time on the stack
+/// before inflating, so a server never copies a compressed frame whole.
+#[cfg(feature = "deflate")]
+const UNMASK_BLOCK: usize = 4096;
+
+/// Largest compression scratch buffer kept between messages, in bytes.
+#[cfg(feature = "deflate")]
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// A connection's permessage-deflate state (RFC 7692 §7.2).
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct DeflateCodec {
+    inbound: Inflater,
+    outbound: Deflater,
+    threshold: usize,
+    /// The message being received had RSV1 set on its first frame (§6).
+    compressed: bool,
+    /// The compressed message being received, inflated so far.
+    inflated: Vec<u8>,
+    /// Compressed output before it is framed.
+    scratch: Vec<u8>,
+}
+
+#[cfg(feature = "deflate")]
+impl DeflateCodec {
+    fn new(agreement: &DeflateAgreement, role: Role) -> Self {
+        Self {
+            inbound: Inflater::new(agreement.inbound(role)),
+            outbound: Deflater::new(agreement.outbound(role), agreement.level),
+            threshold: agreement.threshold,
+            compressed: false,
+            inflated: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Inflates one piece of a compressed frame's payload, unmasking it
+    /// first in blocks on the stack.
+    fn inflate(
+        &mut self,
+        chunk: &[u8],
+        key: Option<[u8; 4]>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        let result = match key {
+            None => self.inbound.inflate(chunk, &mut self.inflated, limit),
+            Some(key) => {
+                let mut block = [0u8; UNMASK_BLOCK];
+                chunk
+                    .chunks(UNMASK_BLOCK)
+                    .enumerate()
+                    .try_for_each(|(i, piece)| {
+                        let block = &mut block[..piece.len()];
+                        block.copy_from_slice(piece);
+                        apply_mask_offset(block, key, offset + i * UNMASK_BLOCK);
+                        self.inbound.inflate(block, &mut self.inflated, limit)
+                    })
+            }
+        };
+        result.map_err(|err| inflate_error(err, limit))
+    }
+
+    /// Ends a compressed message (§7.2.2) and hands over its bytes.
+    fn finish(&mut self, limit: usize) -> Result<Bytes, ProtocolError> {
+        self.compressed = false;
+        self.inbound
+            .finish(&mut self.inflated, limit)
+            .map_err(|err| inflate_error(err, limit))?;
+        Ok(Bytes::from(std::mem::take(&mut self.inflated)))
+    }
+
+    fn reset_inbound(&mut self) {
+        self.compressed = false;
+        self.inflated = Vec::new();
+        self.inbound.reset();
+    }
+
+    fn memory(&self) -> usize {
+        self.inbound.memory()
+            + self.outbound.memory()
+            + self.inflated.capacity()
+            + self.scratch.capacity()
+    }
+}
+
+#[cfg(feature = "deflate")]
+fn inflate_error(err: InflateError, limit: usize) -> ProtocolError {
+    match err {
+        InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+        InflateError::TooBig { size } => ProtocolError::MessageTooBig {
+            size,
+            limit: limit as u64,
+        },
+    }
+}
 
 /// One WebSocket connection after the opening handshake, without I/O.
 ///
@@ -194,6 +436,10 @@ pub struct Connection {
     control_queued: bool,
     pending_pongs: VecDeque<Bytes>,
     mask_keys: Option<MaskKeySource>,
+    /// Present when permessage-deflate was negotiated; boxed so that a
+    /// connection without it stays as small as before.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<DeflateCodec>>,
 }
 
 impl fmt::Debug for Connection {
@@ -224,6 +470,11 @@ impl Connection {
             }
             Role::Server => None,
         };
+        #[cfg(feature = "deflate")]
+        let deflate = config
+            .deflate
+            .as_ref()
+            .map(|agreement| Box::new(DeflateCodec::new(agreement, role)));
         Self {
             role,
             config,
@@ -244,6 +495,8 @@ impl Connection {
             control_queued: false,
             pending_pongs: VecDeque::new(),
             mask_keys,
+            #[cfg(feature = "deflate")]
+            deflate,
         }
     }
 
@@ -352,7 +605,7 @@ impl Connection {
 
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
         let rsv = (header.rsv1 as u8) << 2 | (header.rsv2 as u8) << 1 | header.rsv3 as u8;
-        if rsv != 0 {
+        if rsv != 0 && !self.rsv1_marks_compression(&header, rsv) {
             return Err(ProtocolError::ReservedBitsSet { bits: rsv });
         }
         match (self.role, header.masking_key.is_some()) {
@@ -377,6 +630,10 @@ impl Connection {
                 (opcode, None) => {
                     self.message_opcode = Some(opcode);
                     self.fragments = 0;
+                    #[cfg(feature = "deflate")]
+                    if let Some(codec) = &mut self.deflate {
+                        codec.compressed = header.rsv1;
+                    }
                 }
             }
             self.fragments += 1;
@@ -391,19 +648,23 @@ impl Connection {
                     limit: self.config.max_frame_size as u64,
                 });
             }
-            let size = self.message.len() as u64 + len;
-            if size > self.config.max_message_size as u64 {
-                return Err(ProtocolError::MessageTooBig {
-                    size,
-                    limit: self.config.max_message_size as u64,
-                });
-            }
-            // Room for the frame in one allocation rather than a regrowth
-            // per read, but never more than PRESIZE_LIMIT on the say-so of
-            // a length field: past it the buffer grows as bytes arrive.
-            let want = (len as usize).min(PRESIZE_LIMIT);
-            if self.message.capacity() - self.message.len() < want {
-                self.message.reserve(want.max(MESSAGE_BLOCK));
+            // A compressed message is measured after inflation, as it
+            // inflates; its wire length says nothing of that.
+            if !self.receiving_compressed() {
+                let size = self.message.len() as u64 + len;
+                if size > self.config.max_message_size as u64 {
+                    return Err(ProtocolError::MessageTooBig {
+                        size,
+                        limit: self.config.max_message_size as u64,
+                    });
+                }
+                // Room for the frame in one allocation rather than a regrowth
+                // per read, but never more than PRESIZE_LIMIT on the say-so of
+                // a length field: past it the buffer grows as bytes arrive.
+                let want = (len as usize).min(PRESIZE_LIMIT);
+                if self.message.capacity() - self.message.len() < want {
+                    self.message.reserve(want.max(MESSAGE_BLOCK));
+                }
             }
         }
         self.frame = Some(FrameInProgress {
@@ -417,6 +678,37 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether RSV1 (and only it) may be set on this frame: "the RSV1 bit
+    /// [...] set on the first frame of a message" marks it compressed when
+    /// permessage-deflate was negotiated (RFC 7692 §6), and nowhere else:
+    /// "An endpoint MUST NOT set the Per-Message Compressed bit of control
+    /// frames and non-first fragments of a data message" (§6.1).
+    fn rsv1_marks_compression(&self, header: &FrameHeader, rsv: u8) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            rsv == 0b100
+                && self.deflate.is_some()
+                && matches!(header.opcode, Opcode::Text | Opcode::Binary)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = (header, rsv);
+            false
+        }
+    }
+
+    /// Whether the data message being received is compressed.
+    fn receiving_compressed(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate.as_ref().is_some_and(|c| c.compressed)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
+        }
+    }
+
     fn receive_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
         let frame = self
             .frame
@@ -428,6 +720,22 @@ impl Connection {
         frame.remaining -= chunk.len() as u64;
         let done = frame.remaining == 0;
         let opcode = frame.header.opcode;
+
+        #[cfg(feature = "deflate")]
+        if !opcode.is_control() {
+            if let Some(codec) = self.deflate.as_mut().filter(|c| c.compressed) {
+                codec.inflate(chunk, key, offset, self.config.max_message_size)?;
+                if self.message_opcode == Some(Opcode::Text) {
+                    self.utf8
+                        .feed(&codec.inflated)
+                        .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
+                }
+                if done {
+                    self.finish_frame()?;
+                }
+                return Ok(());
+            }
+        }
 
         let buf = if opcode.is_control() {
             &mut self.control
@@ -501,7 +809,10 @@ impl Connection {
                         .message_opcode
                         .take()
                         .expect("a data frame belongs to a message");
-                    let payload = self.message.split().freeze();
+                    let payload = match self.finish_compressed()? {
+                        Some(inflated) => inflated,
+                        None => self.message.split().freeze(),
+                    };
                     let message = if opcode == Opcode::Text {
                         self.utf8
                             .finish(&payload)
@@ -517,6 +828,16 @@ impl Connection {
         Ok(())
     }
 
+    /// The whole inflated payload if the message that just ended was
+    /// compressed.
+    fn finish_compressed(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.deflate.as_mut().filter(|c| c.compressed) {
+            return codec.finish(self.config.max_message_size).map(Some);
+        }
+        Ok(None)
+    }
+
     /// Fails the connection (§7.1.7): queue a Close with the error's code unless
     /// one was already sent, and stop reading.
     fn fail(&mut self, err: &ProtocolError) {
@@ -525,6 +846,10 @@ impl Connection {
         self.message = BytesMut::new();
         self.message_opcode = None;
         self.utf8.reset();
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &mut self.deflate {
+            codec.reset_inbound();
+        }
         if !self.close_sent {
             let mut reason = err.to_string();
             truncate_at_char_boundary(&mut reason, MAX_REASON_LEN);
@@ -574,34 +899,96 @@ impl Connection {
 
     /// Queues a text message as one frame.
     ///
+    /// With permessage-deflate negotiated and `text` at least the agreed
+    /// threshold long, the frame is compressed (RSV1 set, RFC 7692 §7.2.1);
+    /// without context takeover, a payload that would not shrink goes
+    /// uncompressed instead.
+    ///
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_frame(Opcode::Text, text.as_bytes())
+        self.send_data(Opcode::Text, text.as_bytes())
     }
 
-    /// Queues a binary message as one frame.
+    /// Queues a binary message as one frame, compressed as
+    /// [`Connection::send_text`] says.
     ///
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_frame(Opcode::Binary, data)
+        self.send_data(Opcode::Binary, data)
     }
 
-    /// Queues a message as one frame.
+    /// Queues a message as one frame, compressed as
+    /// [`Connection::send_text`] says.
     ///
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
         match message {
-            Message::Text(t) => self.send_frame(Opcode::Text, t.as_bytes()),
-            Message::Binary(b) => self.send_frame(Opcode::Binary, b),
+            Message::Text(t) => self.send_data(Opcode::Text, t.as_bytes()),
+            Message::Binary(b) => self.send_data(Opcode::Binary, b),
         }
+    }
+
+    /// Queues a whole data message, compressed if permessage-deflate is on
+    /// and it is long enough.
+    fn send_data(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
+        #[cfg(feature = "deflate")]
+        if self
+            .deflate
+            .as_ref()
+            .is_some_and(|codec| payload.len() >= codec.threshold)
+        {
+            return self.send_compressed(opcode, payload);
+        }
+        self.send_frame(opcode, payload)
+    }
+
+    /// Compresses `payload` with this connection's deflater and queues it as
+    /// one frame with RSV1 set (RFC 7692 §7.2.1). Without context takeover,
+    /// a result no smaller than `payload` is dropped and `payload` sent
+    /// uncompressed instead: the peer's inflater starts afresh for the next
+    /// message anyway. With context takeover the compressed form is always
+    /// sent, since our deflater's window now holds `payload` and the peer's
+    /// must too.
+    #[cfg(feature = "deflate")]
+    fn send_compressed(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::NotOpen);
+        }
+        self.flush_pongs();
+        let codec = self
+            .deflate
+            .as_mut()
+            .expect("send_compressed runs only with deflate negotiated");
+        let mut scratch = std::mem::take(&mut codec.scratch);
+        scratch.clear();
+        codec.outbound.compress(payload, &mut scratch);
+        let keep_compressed =
+            !codec.outbound.direction().no_context_takeover || scratch.len() < payload.len();
+        let mut header = self.header(opcode, true);
+        if keep_compressed {
+            header.rsv1 = true;
+            encode_frame(&mut self.out, header, &scratch);
+        } else {
+            encode_frame(&mut self.out, header, payload);
+        }
+        if scratch.capacity() <= SCRATCH_KEEP {
+            if let Some(codec) = &mut self.deflate {
+                codec.scratch = scratch;
+            }
+        }
+        Ok(())
     }
 
     /// Queues one fragment of a message (§5.4): `opcode` is `Text` or `Binary`
     /// for the first fragment and `Continuation` for the rest; `fin` marks the
     /// last. The caller keeps fragments of one message in order.
+    ///
+    /// Fragments are never compressed, even with permessage-deflate: a
+    /// message whose first frame has RSV1 clear is a valid uncompressed
+    /// message (RFC 7692 §6), and the deflater's context is left untouched.
     ///
     /// # Errors
     /// - [`SendError::ControlOpcode`] for `Close`, `Ping` or `Pong`: control
@@ -636,6 +1023,15 @@ impl Connection {
 
     /// Queues a message encoded once for many connections.
     ///
+    /// With permessage-deflate negotiated and the payload at least the
+    /// threshold long:
+    /// - without context takeover on our outbound side (the server default),
+    ///   the compressed frame from [`PreparedMessage::deflated_frame`] is
+    ///   queued, computed once per (window bits, level) and shared by every
+    ///   connection that sends the message;
+    /// - with context takeover, the payload goes through this connection's
+    ///   own deflater, as [`Connection::send_message`] does.
+    ///
     /// # Errors
     /// - [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     /// - [`SendError::MaskRequired`] on a client connection, which must mask
@@ -648,6 +1044,22 @@ impl Connection {
             return Err(SendError::NotOpen);
         }
         self.flush_pongs();
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &self.deflate {
+            let payload = message.payload();
+            if payload.len() >= codec.threshold {
+                let outbound = codec.outbound.direction();
+                if !outbound.no_context_takeover {
+                    return self.send_compressed(message.opcode, payload);
+                }
+                if let Some(frame) =
+                    message.deflated_frame(outbound.max_window_bits, codec.outbound.level())
+                {
+                    self.out.extend_from_slice(&frame);
+                    return Ok(());
+                }
+            }
+        }
         self.out.extend_from_slice(&message.frame);
         Ok(())
     }
@@ -830,11 +1242,43 @@ impl Connection {
         if !in_control_frame {
             self.control = Vec::new();
         }
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &mut self.deflate {
+            codec.scratch = Vec::new();
+            if !codec.compressed {
+                codec.inflated = Vec::new();
+            }
+        }
     }
 
-    /// Bytes held in buffers (message, output, control), for memory accounting.
+    /// Bytes held in buffers (message, output, control, and with
+    /// permessage-deflate the inflated message in progress and the
+    /// compression scratch buffer), for memory accounting.
     pub fn buffer_capacity(&self) -> usize {
-        self.message.capacity() + self.out.capacity() + self.control.capacity()
+        let buffers = self.message.capacity() + self.out.capacity() + self.control.capacity();
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &self.deflate {
+            return buffers + codec.inflated.capacity() + codec.scratch.capacity();
+        }
+        buffers
+    }
+
+    /// Bytes of permessage-deflate state this connection holds now
+    /// (RFC 7692 §7.2): the zlib states (371 KiB to deflate with a 15-bit
+    /// window, 46 KiB to inflate, as measured for zlib-rs) plus the inflated
+    /// message in progress and the compression scratch buffer.
+    ///
+    /// A state is allocated on the first compressed message in its direction
+    /// and, in a direction without context takeover, freed at the end of each
+    /// message: a server with the default
+    /// [`DeflateConfig::server`](crate::deflate::DeflateConfig::server)
+    /// holds 0 bytes between messages. 0 without permessage-deflate.
+    pub fn deflate_memory(&self) -> usize {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &self.deflate {
+            return codec.memory();
+        }
+        0
     }
 
     /// Whether anything (frames or owed Pongs) waits to be written.
@@ -850,5 +1294,65 @@ fn truncate_at_char_boundary(s: &mut String, max: usize) {
             end -= 1;
         }
         s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(feature = "deflate")]
+    use super::*;
+
+    #[cfg(feature = "deflate")]
+    thread_local! {
+        /// Compressions done by `PreparedMessage` on this thread.
+        pub(super) static COMPRESSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    #[cfg(feature = "deflate")]
+    fn server_with(config: crate::deflate::DeflateConfig) -> Connection {
+        let offer = crate::deflate::offer(&crate::deflate::DeflateConfig::client());
+        let (agreement, _) = crate::deflate::negotiate([offer.as_str()], &config).unwrap();
+        Connection::new(Role::Server, Config::default().deflate(Some(agreement)))
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn a_prepared_message_is_compressed_once_for_every_recipient_with_the_same_parameters() {
+        let text = "{\"room\":\"lobby\",\"message\":\"hello everyone\"} ".repeat(100);
+        let message = PreparedMessage::new(&Message::text(text));
+        let before = COMPRESSIONS.with(|n| n.get());
+        let mut outputs = Vec::new();
+        for _ in 0..10 {
+            let mut server = server_with(crate::deflate::DeflateConfig::server());
+            server.send_prepared(&message.clone()).unwrap();
+            outputs.push(server.take_outgoing());
+        }
+        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 1);
+        assert!(outputs.iter().all(|o| o == &outputs[0]));
+        assert_eq!(outputs[0][0], 0xc1, "FIN, RSV1, text");
+        assert!(outputs[0].len() < message.frame().len() / 10);
+        let a = message.deflated_frame(15, 2).unwrap();
+        let b = message.clone().deflated_frame(15, 2).unwrap();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one shared buffer");
+        assert_eq!(&a[..], &outputs[0][..]);
+
+        // Other window bits: a second compression, then shared too.
+        let small = crate::deflate::DeflateConfig::server().server_max_window_bits(10);
+        for _ in 0..3 {
+            server_with(small.clone()).send_prepared(&message).unwrap();
+        }
+        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 2);
+        // Five pairs: the fifth (after 15/2, 10/2, 9/2, 8/2) is not cached.
+        for bits in [9, 8, 12, 12] {
+            message.deflated_frame(bits, 2);
+        }
+        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 6);
+    }
+
+    #[test]
+    fn connections_and_prepared_messages_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<super::PreparedMessage>();
+        send_sync::<super::Connection>();
     }
 }

@@ -78,7 +78,9 @@ pub enum ProtocolError {
         /// The configured limit in bytes.
         limit: u64,
     },
-    /// A message outgrew `Config::max_message_size` (bytes, summed over fragments).
+    /// A message outgrew `Config::max_message_size` (bytes, summed over
+    /// fragments; for a compressed message, bytes after inflation, checked
+    /// while inflating, RFC 7692 §7.2.2).
     #[error("message reached {size} bytes, the limit is {limit}")]
     MessageTooBig {
         /// The message size in bytes that the frame would have reached.
@@ -86,6 +88,15 @@ pub enum ProtocolError {
         /// The configured limit in bytes.
         limit: u64,
     },
+    /// A compressed message (RSV1 set, RFC 7692 §6) whose payload is not
+    /// valid DEFLATE data (RFC 1951), or refers back past the negotiated
+    /// window. "An endpoint MUST _Fail the WebSocket Connection_" on data it
+    /// cannot decompress (RFC 7692 §6.1 leaves the code open); like Node's
+    /// `ws` and Python's `websockets`, we close with 1007
+    /// (`InvalidPayloadData`): the data does not fit the message's type,
+    /// here its compression.
+    #[error("compressed message is not valid DEFLATE data")]
+    InvalidCompressedData,
     /// A message had more fragments than `Config::max_fragments`.
     #[error("message has more than {limit} fragments")]
     TooManyFragments {
@@ -111,7 +122,7 @@ impl ProtocolError {
             | Self::ExpectedContinuation
             | Self::CloseTooShort
             | Self::InvalidCloseCode { .. } => CloseCode::ProtocolError,
-            Self::InvalidUtf8 { .. } => CloseCode::InvalidPayloadData,
+            Self::InvalidUtf8 { .. } | Self::InvalidCompressedData => CloseCode::InvalidPayloadData,
             Self::FrameTooBig { .. }
             | Self::MessageTooBig { .. }
             | Self::TooManyFragments { .. } => CloseCode::MessageTooBig,

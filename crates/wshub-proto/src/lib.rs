@@ -1,9 +1,10 @@
-//! Sans-IO WebSocket protocol core (RFC 6455).
+//! Sans-IO WebSocket protocol core (RFC 6455, RFC 7692).
 //!
 //! `wshub-proto` takes bytes and hands back events and bytes: no sockets, no
 //! async runtime, no clock. It implements the opening handshake (§4), framing
 //! and masking (§5), UTF-8 validation of text (§8.1) and the close handshake
-//! (§5.5.1, §7), with limits on frame and message size. The `wshub` crate
+//! (§5.5.1, §7), with limits on frame and message size, and, with the default
+//! feature `deflate`, permessage-deflate (RFC 7692, module [`deflate`]). The `wshub` crate
 //! moves the bytes over tokio; any other I/O model can drive it the same way.
 //!
 //! The whole I/O loop, with a masked "Hello" from RFC 6455 §5.7 as input:
@@ -31,6 +32,9 @@
 
 pub mod close;
 mod connection;
+#[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;

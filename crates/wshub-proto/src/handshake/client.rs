@@ -139,7 +139,13 @@ pub struct Accepted {
 /// # Errors
 /// [`HandshakeError::UnexpectedStatus`] (not 101), [`HandshakeError::ResponseNotUpgrade`],
 /// [`HandshakeError::InvalidAccept`], [`HandshakeError::UnexpectedProtocol`],
-/// [`HandshakeError::InvalidExtensions`] or [`HandshakeError::UnexpectedExtension`].
+/// [`HandshakeError::InvalidExtensions`], [`HandshakeError::UnexpectedExtension`]
+/// or, with the `deflate` feature, [`HandshakeError::InvalidDeflateResponse`]
+/// when the server's `permessage-deflate` answer fits none of the request's
+/// offers (RFC 7692 §7.1). To get the agreement for a
+/// [`Connection`](crate::Connection), pass the response's
+/// `Sec-WebSocket-Extensions` values to
+/// [`deflate::validate_response`](crate::deflate::validate_response).
 pub fn validate_response(
     response: &Response,
     request: &ClientRequest,
@@ -188,6 +194,9 @@ pub fn validate_response(
             name: e.name.clone(),
         });
     }
+    #[cfg(feature = "deflate")]
+    crate::deflate::params::check_response_to_request(&offered, &extensions)
+        .map_err(|error| HandshakeError::InvalidDeflateResponse { error })?;
     Ok(Accepted {
         protocol,
         extensions,

@@ -79,6 +79,65 @@ pub enum HandshakeError {
         /// The extension's name.
         name: String,
     },
+    /// Client: the server's `permessage-deflate` response breaks RFC 7692
+    /// §7.1 or does not fit what was offered. "If the response does not
+    /// conform to the requirements [...] the client MUST _Fail the WebSocket
+    /// Connection_" (RFC 7692 §5); an async layer reports it as a handshake
+    /// failure, or closes with 1010 (`MandatoryExtension`) if it already
+    /// switched protocols.
+    #[error("invalid permessage-deflate response")]
+    InvalidDeflateResponse {
+        /// What is wrong with it.
+        #[source]
+        error: DeflateResponseError,
+    },
+}
+
+/// Why a client refuses a server's `permessage-deflate` response
+/// (RFC 7692 §5, §7.1). Parameter names are the RFC's, as received.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeflateResponseError {
+    /// More than one `permessage-deflate` element in the response: a server
+    /// accepts at most one offer (RFC 7692 §5).
+    #[error("more than one permessage-deflate element")]
+    DuplicateExtension,
+    /// A parameter RFC 7692 §7.1 does not define.
+    #[error("unknown parameter {name:?}")]
+    UnknownParameter {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A parameter given twice (RFC 7692 §7: "MUST NOT ... more than one").
+    #[error("parameter {name:?} appears more than once")]
+    DuplicateParameter {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A value where none is allowed (`*_no_context_takeover`), no value where
+    /// one is required, or a window size that is not a decimal integer from 8
+    /// to 15 without leading zeros (RFC 7692 §7.1.2).
+    #[error("invalid value for parameter {name:?}")]
+    InvalidValue {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A parameter the offer did not allow in the response:
+    /// `client_max_window_bits` when the offer did not carry it (RFC 7692
+    /// §7.1.2.2), or a `*_max_window_bits` above the value offered.
+    #[error("parameter {name:?} does not fit the offer")]
+    NotOffered {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A parameter the offer asked for and the response lacks:
+    /// `server_no_context_takeover` (RFC 7692 §7.1.1.1) or
+    /// `server_max_window_bits` (§7.1.2.1).
+    #[error("parameter {name:?} was requested but is missing")]
+    MissingParameter {
+        /// The parameter's name.
+        name: String,
+    },
 }
 
 impl HandshakeError {
@@ -99,7 +158,8 @@ impl HandshakeError {
             | Self::ResponseNotUpgrade
             | Self::InvalidAccept
             | Self::UnexpectedProtocol { .. }
-            | Self::UnexpectedExtension { .. } => 400,
+            | Self::UnexpectedExtension { .. }
+            | Self::InvalidDeflateResponse { .. } => 400,
         }
     }
 }

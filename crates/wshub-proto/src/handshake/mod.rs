@@ -13,7 +13,7 @@ mod server;
 
 pub use accept_key::accept_key;
 pub use client::{generate_key, validate_response, Accepted, ClientRequest, Response};
-pub use error::HandshakeError;
+pub use error::{DeflateResponseError, HandshakeError};
 pub use extensions::{parse_extensions, Extension};
 pub use head::{HeadReader, DEFAULT_MAX_HEAD_LEN, MAX_HEADERS};
 pub use server::{accept_response, reject_response, validate_request, Request, UpgradeRequest};
