@@ -21,7 +21,9 @@ pub struct HubConfig {
     pub send_queue: usize,
     /// Rooms send join and leave notices while they have at most this many
     /// members; bigger rooms stay quiet about presence (a notice per member per
-    /// join would cost the square of a crowd's size). Default: 1000.
+    /// join would cost the square of a crowd's size). Default: 100, the most
+    /// members a `joined` answer lists, so a room either shows its members
+    /// and their comings and goings or only counts them.
     pub presence_limit: usize,
     /// Time allowed for a client to send its HTTP request head. Default: 10 s.
     pub handshake_timeout: Duration,

@@ -3,57 +3,77 @@
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use wshub::{CloseCode, Error, Message, WebSocket};
+use wshub::{CloseCode, WebSocket};
 
 use crate::session::{finish, log_end};
 
-pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+///
+/// Every idle connection holds this future, so its size is the echo route's
+/// memory per connection. Two things keep it small:
+/// - it is not an `async fn`: an `async fn` future keeps its arguments twice
+///   (as arguments and as locals, rust-lang/rust#62958), which would pay for
+///   the `WebSocket` twice; the `async move` block uses its captures in place;
+/// - the `select!` only picks what happened and the work is done after it,
+///   so the futures it polls and the echo's own never coexist.
+// Written out by hand on purpose: see above.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     conn_id: u64,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let mut error = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = crate::stopped(&mut shutdown) => {
-                let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
-                break;
-            }
-            incoming = ws.next() => match incoming {
-                None => break,
-                Some(Err(e)) => {
-                    error = Some(e);
-                    break;
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let error = loop {
+            // `changed` rather than `crate::stopped`: a smaller future, and
+            // this receiver was cloned before any shutdown could be sent, so
+            // a change is the shutdown (or the server gone, `Err`).
+            let incoming = tokio::select! {
+                biased;
+                _ = shutdown.changed() => None,
+                incoming = ws.next() => Some(incoming),
+            };
+            let first = match incoming {
+                None => {
+                    let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
+                    break None;
                 }
-                Some(Ok(message)) => {
-                    if let Err(e) = echo_batch(&mut ws, message).await {
-                        error = Some(e);
+                Some(None) => break None,
+                Some(Some(Err(e))) => break Some(e),
+                Some(Some(Ok(message))) => message,
+            };
+            // Echo `first` and every message already parsed or readable
+            // without waiting, then write them all with one flush: a
+            // pipelining client gets a batch of echoes per write instead of a
+            // write per message. Inline rather than a helper `async fn`, whose
+            // future would sit beside the `select!`'s in every idle connection.
+            if let Err(e) = ws.feed(first).await {
+                break Some(e);
+            }
+            // `now_or_never` polls once: a message if one is ready, else flush.
+            let mut failed = None;
+            while let Some(Some(next)) = ws.next().now_or_never() {
+                match next {
+                    Ok(message) => {
+                        if let Err(e) = ws.feed(message).await {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    // The failing Close is queued; flushing it is `finish`'s job.
+                    Err(e) => {
+                        failed = Some(e);
                         break;
                     }
                 }
-            },
-        }
+            }
+            if failed.is_none() {
+                failed = ws.flush().await.err();
+            }
+            if failed.is_some() {
+                break failed;
+            }
+        };
+        Box::pin(finish(&mut ws)).await;
+        log_end(conn_id, "/echo", &ws, error.as_ref());
     }
-    finish(&mut ws).await;
-    log_end(conn_id, "/echo", &ws, error.as_ref());
-}
-
-/// Echoes `first` and every message already parsed or readable without
-/// waiting, then writes them all with one flush: a pipelining client gets a
-/// batch of echoes per write instead of a write per message.
-async fn echo_batch<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocket<S>,
-    first: Message,
-) -> Result<(), Error> {
-    ws.feed(first).await?;
-    // `now_or_never` polls once: a message if one is ready, else we flush.
-    while let Some(Some(next)) = ws.next().now_or_never() {
-        match next {
-            Ok(message) => ws.feed(message).await?,
-            // The failing Close is queued; flushing it is `finish`'s job.
-            Err(e) => return Err(e),
-        }
-    }
-    ws.flush().await
 }

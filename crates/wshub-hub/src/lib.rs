@@ -24,9 +24,3 @@ mod session;
 
 pub use config::HubConfig;
 pub use server::serve;
-
-/// Resolves once the hub's shutdown flag is set.
-pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not Send; drop it before returning.
-    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
-}

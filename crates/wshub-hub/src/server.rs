@@ -133,15 +133,21 @@ async fn respond(
 /// A connection's life after its handshake, in an allocation of its own.
 type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-async fn handle(tcp: TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>) {
-    // The handshake's state (request, buffers) lives in its own allocation,
-    // freed once the connection is open; the session then lives in one
-    // allocation of its own size, so an idle connection costs little more
-    // than its session's state.
-    let session = Box::pin(handshake(tcp, peer, &shared)).await;
-    drop(shared);
-    if let Some(session) = session {
-        session.await;
+/// The connection's task: the handshake, then the session. Each lives in an
+/// allocation of its own: the handshake's state (request, buffers) is freed
+/// once the connection is open, and the session is sized for what an open
+/// connection needs. The task's own future holds only the two pointers, so
+/// tokio's task cell stays small too; every idle connection pays for it.
+fn handle(
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()> + Send {
+    let handshake = Box::pin(async move { handshake(tcp, peer, &shared).await });
+    async move {
+        if let Some(session) = handshake.await {
+            session.await;
+        }
     }
 }
 
@@ -269,4 +275,45 @@ async fn handshake(
 enum Route {
     Hub,
     Echo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server_socket(listener: &TcpListener) -> (WebSocket<TcpStream>, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = WebSocket::from_raw(tcp, wshub_proto::Role::Server, Default::default(), &[]);
+        (ws, client)
+    }
+
+    /// Every idle connection holds its session future, so its size is most
+    /// of the hub's memory per connection (bench/README.md, idle rows). This
+    /// catches a change that makes it balloon, such as an `async fn` keeping
+    /// the `WebSocket` twice (it did: 1,840 B for the echo route).
+    #[tokio::test]
+    async fn idle_session_futures_stay_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+
+        let (socket, _client) = server_socket(&listener).await;
+        let socket_size = std::mem::size_of_val(&socket);
+        let echo = echo::run(socket, 1, stop_rx.clone());
+        let echo_size = std::mem::size_of_val(&echo);
+        assert!(
+            echo_size <= socket_size + 320,
+            "echo session {echo_size} B around a {socket_size} B WebSocket"
+        );
+
+        let (socket, _client) = server_socket(&listener).await;
+        let hub = session::run(socket, 2, Arc::new(Rooms::default()), 16, stop_rx);
+        let hub_size = std::mem::size_of_val(&hub);
+        assert!(
+            hub_size <= socket_size + 640,
+            "hub session {hub_size} B around a {socket_size} B WebSocket"
+        );
+    }
 }

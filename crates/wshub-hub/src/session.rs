@@ -1,6 +1,5 @@
 //! One `/ws` connection: requests in, room messages out.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -9,7 +8,7 @@ use tokio::sync::watch;
 use wshub::{CloseCode, Error, Message, WebSocket};
 
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
-use crate::rooms::{outbox, Rooms};
+use crate::rooms::{outbox, Rooms, Signal};
 
 /// Drives a finished session's stream to its end, so a queued Close (ours,
 /// an echo, or the one failing the connection) is written and the transport
@@ -46,54 +45,64 @@ pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+/// The `/ws` session. Not an `async fn`, whose future keeps its arguments
+/// twice (rust-lang/rust#62958): every idle member would pay for the
+/// `WebSocket` twice.
+// Written out by hand on purpose: see above.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     conn_id: u64,
     rooms: Arc<Rooms>,
     send_queue: usize,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let (out, mut inbox) = outbox(send_queue);
-    let mut name = format!("anon-{conn_id}");
-    let mut joined: BTreeSet<String> = BTreeSet::new();
-    let mut error = None;
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let (out, mut inbox) = outbox(send_queue);
+        let mut name = format!("anon-{conn_id}");
+        // The rooms joined: a few, so a Vec beats a set's node allocation.
+        let mut joined: Vec<String> = Vec::new();
+        let mut error = None;
 
-    let welcome = ServerMessage::Welcome {
-        id: conn_id,
-        name: &name,
-    }
-    .to_json();
-    if let Err(e) = ws.send(Message::text(welcome)).await {
-        error = Some(e);
-    }
-    while error.is_none() {
-        let mut reply = None;
-        let mut queued_frames = false;
-        tokio::select! {
-            biased;
-            _ = crate::stopped(&mut shutdown) => {
-                let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
-                break;
-            }
-            _ = inbox.kick.notified() => {
-                kick(&mut ws, conn_id).await;
-                break;
-            }
-            Some(frame) = inbox.rx.recv() => {
-                // Queue every frame already waiting, then write them with one flush.
-                let mut result = ws.feed_prepared(&frame);
-                while let (Ok(()), Ok(more)) = (&result, inbox.rx.try_recv()) {
-                    result = ws.feed_prepared(&more);
+        let welcome = ServerMessage::Welcome {
+            id: conn_id,
+            name: &name,
+        }
+        .to_json();
+        if let Err(e) = ws.send(Message::text(welcome)).await {
+            error = Some(e);
+        }
+        while error.is_none() {
+            let mut reply = None;
+            let mut queued_frames = false;
+            // Only picks what happened; the work is done after it, so the
+            // futures polled here and the work's own never coexist in the
+            // session's state.
+            let happened = tokio::select! {
+                biased;
+                _ = shutdown.changed() => Happened::Shutdown,
+                signal = inbox.signal() => Happened::Inbox(signal),
+                incoming = ws.next() => Happened::Incoming(incoming),
+            };
+            match happened {
+                Happened::Shutdown => {
+                    let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
+                    break;
                 }
-                match result {
-                    Ok(()) => queued_frames = true,
-                    Err(e) => error = Some(e),
+                Happened::Inbox(Signal::Kicked) => {
+                    kick(&mut ws, conn_id).await;
+                    break;
                 }
-            }
-            incoming = ws.next() => match incoming {
-                None => break,
-                Some(Err(e)) => error = Some(e),
-                Some(Ok(Message::Binary(_))) => {
+                Happened::Inbox(Signal::Frames) => {
+                    // Queue every frame waiting, then write them with one flush.
+                    match inbox.drain(|frame| ws.feed_prepared(frame)) {
+                        Ok(()) => queued_frames = true,
+                        Err(e) => error = Some(e),
+                    }
+                }
+                Happened::Incoming(None) => break,
+                Happened::Incoming(Some(Err(e))) => error = Some(e),
+                Happened::Incoming(Some(Ok(Message::Binary(_)))) => {
                     let reply_json = ServerMessage::Error {
                         code: ErrorCode::BinaryUnsupported,
                         message: "the hub protocol is JSON in text messages",
@@ -101,41 +110,51 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                     reply = Some(Message::text(reply_json.to_json()));
                 }
-                Some(Ok(Message::Text(text))) => {
-                    reply = handle_text(text.as_str(), conn_id, &mut name, &mut joined, &rooms, &out).map(Message::text);
+                Happened::Incoming(Some(Ok(Message::Text(text)))) => {
+                    reply =
+                        handle_text(text.as_str(), conn_id, &mut name, &mut joined, &rooms, &out)
+                            .map(Message::text);
                 }
-            },
-        }
-        if error.is_some() || (reply.is_none() && !queued_frames) {
-            continue;
-        }
-        // A reader that stopped reading blocks this write; its queue then
-        // fills and the kick must still get through.
-        let write = async {
-            if let Some(reply) = reply {
-                ws.feed(reply).await?;
             }
-            ws.flush().await
-        };
-        let written = tokio::select! {
-            biased;
-            _ = inbox.kick.notified() => None,
-            result = write => Some(result),
-        };
-        match written {
-            None => {
-                kick(&mut ws, conn_id).await;
-                break;
+            if error.is_some() || (reply.is_none() && !queued_frames) {
+                continue;
             }
-            Some(Err(e)) => error = Some(e),
-            Some(Ok(())) => {}
+            // A reader that stopped reading blocks this write; its queue then
+            // fills and the kick must still get through.
+            let write = async {
+                if let Some(reply) = reply {
+                    ws.feed(reply).await?;
+                }
+                ws.flush().await
+            };
+            let written = tokio::select! {
+                biased;
+                _ = inbox.kicked() => None,
+                result = write => Some(result),
+            };
+            match written {
+                None => {
+                    kick(&mut ws, conn_id).await;
+                    break;
+                }
+                Some(Err(e)) => error = Some(e),
+                Some(Ok(())) => {}
+            }
         }
+        for room in &joined {
+            let _ = rooms.leave(room, conn_id);
+        }
+        drop(inbox);
+        Box::pin(finish(&mut ws)).await;
+        log_end(conn_id, "/ws", &ws, error.as_ref());
     }
-    for room in &joined {
-        let _ = rooms.leave(room, conn_id);
-    }
-    finish(&mut ws).await;
-    log_end(conn_id, "/ws", &ws, error.as_ref());
+}
+
+/// What woke a session.
+enum Happened {
+    Shutdown,
+    Inbox(Signal),
+    Incoming(Option<Result<Message, Error>>),
 }
 
 /// Disconnects a member whose send queue overflowed (docs/protocol.md,
@@ -156,7 +175,7 @@ fn handle_text(
     text: &str,
     conn_id: u64,
     name: &mut String,
-    joined: &mut BTreeSet<String>,
+    joined: &mut Vec<String>,
     rooms: &Rooms,
     out: &crate::rooms::Outbox,
 ) -> Option<String> {
@@ -195,7 +214,9 @@ fn handle_text(
                 name.clone_from(n);
             }
             let result = rooms.join(room, conn_id, name, out);
-            joined.insert(room.clone());
+            if !joined.contains(room) {
+                joined.push(room.clone());
+            }
             let members = result.members.iter().map(String::as_str).collect();
             Some(
                 ServerMessage::Joined {
@@ -211,7 +232,7 @@ fn handle_text(
         }
         Op::Leave { room } => match rooms.leave(room, conn_id) {
             Ok(()) => {
-                joined.remove(room);
+                joined.retain(|r| r != room);
                 Some(ServerMessage::Left { room, id }.to_json())
             }
             Err(_) => Some(not_joined(room)),

@@ -282,8 +282,15 @@ impl PreparedMessage {
     }
 }
 
-/// Smallest growth of the message buffer, in bytes.
-const MESSAGE_BLOCK: usize = 4096;
+/// Smallest growth of the message buffer, in bytes, when it is new or was
+/// given back: a connection that gets one small message (a hub's join) keeps
+/// little while it waits for the idle shrink.
+const MIN_MESSAGE_BLOCK: usize = 256;
+
+/// Largest block the growth doubles up to while messages keep arriving, in
+/// bytes: a busy connection's small messages then share one buffer (an
+/// allocation per block, not per message).
+const MAX_MESSAGE_BLOCK: usize = 4096;
 
 /// Most bytes reserved for a frame when its header arrives, before its
 /// payload does.
@@ -419,6 +426,9 @@ pub struct Connection {
     header_len: usize,
     frame: Option<FrameInProgress>,
     message: BytesMut,
+    /// The next growth of `message`, from [`MIN_MESSAGE_BLOCK`] doubling to
+    /// [`MAX_MESSAGE_BLOCK`].
+    message_block: u16,
     message_opcode: Option<Opcode>,
     fragments: usize,
     utf8: Utf8Validator,
@@ -482,6 +492,7 @@ impl Connection {
             header_len: 0,
             frame: None,
             message: BytesMut::new(),
+            message_block: MIN_MESSAGE_BLOCK as u16,
             message_opcode: None,
             fragments: 0,
             utf8: Utf8Validator::default(),
@@ -663,7 +674,7 @@ impl Connection {
                 // a length field: past it the buffer grows as bytes arrive.
                 let want = (len as usize).min(PRESIZE_LIMIT);
                 if self.message.capacity() - self.message.len() < want {
-                    self.message.reserve(want.max(MESSAGE_BLOCK));
+                    self.grow_message(want);
                 }
             }
         }
@@ -709,6 +720,13 @@ impl Connection {
         }
     }
 
+    /// Makes room for `additional` bytes of message, by a block at least.
+    fn grow_message(&mut self, additional: usize) {
+        let block = usize::from(self.message_block);
+        self.message.reserve(additional.max(block));
+        self.message_block = (block * 2).min(MAX_MESSAGE_BLOCK) as u16;
+    }
+
     fn receive_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
         let frame = self
             .frame
@@ -746,7 +764,7 @@ impl Connection {
             // per message), and a block whose messages were all dropped is
             // reused in place.
             if self.message.capacity() - self.message.len() < chunk.len() {
-                self.message.reserve(chunk.len().max(MESSAGE_BLOCK));
+                self.grow_message(chunk.len());
             }
             let start = self.message.len();
             self.message.extend_from_slice(chunk);
@@ -1228,6 +1246,7 @@ impl Connection {
     pub fn shrink_buffers(&mut self) {
         if self.message.is_empty() && self.message_opcode.is_none() {
             self.message = BytesMut::new();
+            self.message_block = MIN_MESSAGE_BLOCK as u16;
         }
         if self.out.is_empty() {
             self.out = BytesMut::new();

@@ -198,9 +198,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let response = Response::parse(reader.head().expect("the head is complete"))?;
     let accepted = validate_response(&response, request)?;
     let info = HandshakeInfo {
-        protocol: accepted.protocol,
+        protocol: accepted.protocol.map(String::into_boxed_str),
         extensions: None,
-        url,
+        url: url.into_boxed_str(),
     };
     Ok(WebSocket::from_parts(
         io,

@@ -118,9 +118,9 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     io.write_all(&response).await?;
     io.flush().await?;
     let info = HandshakeInfo {
-        protocol,
+        protocol: protocol.map(String::into_boxed_str),
         extensions: None,
-        url: request.request.target.clone(),
+        url: request.request.target.as_str().into(),
     };
     Ok(WebSocket::from_parts(io, Role::Server, config, info, early))
 }

@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -27,6 +28,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Buffers above this size are freed as soon as the connection has nothing
 /// more to read; smaller ones at the next keepalive tick.
 const LARGE_BUFFER: usize = 64 * 1024;
+
+/// How long after its last read a connection keeps its smaller buffers. A
+/// busy connection reallocates them at most once per this period; a quiet
+/// one gives them back (idle memory matters as much as throughput).
+const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 /// How a connection ended, as the browser's `CloseEvent` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,23 +94,32 @@ enum Phase {
 /// `protocol`, `extensions` and `url`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HandshakeInfo {
-    pub(crate) protocol: Option<String>,
-    pub(crate) extensions: Option<String>,
-    pub(crate) url: String,
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) extensions: Option<Box<str>>,
+    pub(crate) url: Box<str>,
 }
 
+/// Every idle connection holds one of these, so it keeps only what it uses:
+/// rare state (errors, the close event) is boxed when it happens, and of the
+/// config only the two settings read after construction stay.
 pub(crate) struct Inner<S> {
     io: S,
     conn: Connection,
-    config: WebSocketConfig,
+    /// [`WebSocketConfig::write_buffer_limit`], bytes.
+    write_buffer_limit: usize,
+    /// [`WebSocketConfig::close_timeout`].
+    close_timeout: Duration,
     info: HandshakeInfo,
     phase: Phase,
     keepalive: Option<Keepalive>,
     close_deadline: Option<Instant>,
+    /// When to give back buffers, set when reading goes quiet with some held.
+    shrink_deadline: Option<Instant>,
+    /// Armed for the earliest deadline; freed when there is none.
     timer: Option<Pin<Box<Sleep>>>,
     /// Returned once the transport is closed, after the failing Close went out.
-    pending_error: Option<Error>,
-    close_event: Option<CloseEvent>,
+    pending_error: Option<Box<Error>>,
+    close_event: Option<Box<CloseEvent>>,
     wakers: Arc<Wakers>,
     write_waker: Waker,
 }
@@ -113,7 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn new(io: S, role: Role, config: WebSocketConfig, info: HandshakeInfo, early: &[u8]) -> Self {
         let wakers = Arc::new(Wakers::default());
         let mut conn = Connection::new(role, config.protocol.clone());
-        let pending_error = conn.receive(early).err().map(Error::from);
+        let pending_error = conn.receive(early).err().map(|e| Box::new(e.into()));
         let keepalive = config
             .ping_interval
             .map(|interval| Keepalive::new(interval, config.pong_timeout, Instant::now()));
@@ -124,12 +139,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             phase: Phase::Open,
             keepalive,
             close_deadline: None,
+            shrink_deadline: None,
             timer: None,
             pending_error,
             close_event: None,
             write_waker: Waker::from(wakers.clone()),
             wakers,
-            config,
+            write_buffer_limit: config.write_buffer_limit,
+            close_timeout: config.close_timeout,
         }
     }
 
@@ -160,9 +177,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn finish_abnormally(&mut self, error: Option<Error>) {
         self.phase = Phase::Finishing;
-        self.close_event.get_or_insert_with(CloseEvent::abnormal);
+        self.close_event
+            .get_or_insert_with(|| Box::new(CloseEvent::abnormal()));
         if self.pending_error.is_none() {
-            self.pending_error = error;
+            self.pending_error = error.map(Box::new);
         }
     }
 
@@ -171,22 +189,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             Some(f) => (f.code.as_u16(), f.reason),
             None => (CloseCode::NoStatusReceived.as_u16(), String::new()),
         };
-        self.close_event = Some(CloseEvent {
+        self.close_event = Some(Box::new(CloseEvent {
             code,
             reason,
             was_clean: true,
-        });
+        }));
     }
 
     /// Arms the timer for the earliest deadline; `Ready` when it has passed.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        let deadline = match (
+        let deadline = [
             self.keepalive.as_ref().map(Keepalive::deadline),
             self.close_deadline,
-        ) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return Poll::Pending,
+            self.shrink_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(deadline) = deadline else {
+            // Nothing to wait for: free the timer rather than keep it per
+            // idle connection.
+            self.timer = None;
+            return Poll::Pending;
         };
         let timer = self
             .timer
@@ -217,7 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.phase = Phase::Finishing;
             }
             match self.phase {
-                Phase::Done => return Poll::Ready(self.pending_error.take().map(Err)),
+                Phase::Done => return Poll::Ready(self.pending_error.take().map(|e| Err(*e))),
                 Phase::Finishing => {
                     // No more Pings, and no keepalive deadline to wake the wait below.
                     self.keepalive = None;
@@ -225,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     // stopped reading, leaving our output stuck behind its full
                     // window; the close deadline bounds the wait for the latter.
                     self.close_deadline
-                        .get_or_insert_with(|| Instant::now() + self.config.close_timeout);
+                        .get_or_insert_with(|| Instant::now() + self.close_timeout);
                     let written = match self.poll_write_out() {
                         Poll::Ready(written) => written,
                         Poll::Pending => {
@@ -241,14 +265,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         && self.close_event.as_ref().is_some_and(|e| e.was_clean)
                     {
                         self.phase = Phase::AwaitingEof;
-                        self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+                        self.close_deadline = Some(Instant::now() + self.close_timeout);
                         continue;
                     }
                     let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
                     self.phase = Phase::Done;
                     self.keepalive = None;
                     self.close_deadline = None;
-                    self.close_event.get_or_insert_with(CloseEvent::abnormal);
+                    self.close_event
+                        .get_or_insert_with(|| Box::new(CloseEvent::abnormal()));
                     continue;
                 }
                 Phase::AwaitingEof | Phase::Open => {}
@@ -272,12 +297,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         // From here the close timeout bounds the wait; a
                         // keepalive Ping could not be sent after our Close.
                         self.keepalive = None;
-                        self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+                        self.close_deadline = Some(Instant::now() + self.close_timeout);
                     }
                     _ => {}
                 }
             }
             if let Poll::Ready(now) = self.poll_timer(cx) {
+                if self.shrink_deadline.is_some_and(|d| now >= d) {
+                    self.shrink_deadline = None;
+                    self.conn.shrink_buffers();
+                }
                 if self.close_deadline.is_some_and(|d| now >= d) {
                     // Our Close went unanswered, or the server did not close TCP.
                     if self.phase == Phase::AwaitingEof {
@@ -318,9 +347,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
             let mut read_buf = ReadBuf::uninit(&mut buf);
             let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
-            if read.is_pending() && self.conn.buffer_capacity() > LARGE_BUFFER {
-                // Nothing more to read: do not keep a big message's buffer.
-                self.conn.shrink_buffers();
+            if read.is_pending() {
+                if self.conn.buffer_capacity() > LARGE_BUFFER {
+                    // Nothing more to read: do not keep a big message's buffer.
+                    self.conn.shrink_buffers();
+                } else if self.shrink_deadline.is_none() && self.conn.buffer_capacity() > 0 {
+                    // Smaller ones go if the connection stays quiet.
+                    self.shrink_deadline = Some(Instant::now() + IDLE_SHRINK_AFTER);
+                    if self.poll_timer(cx).is_ready() {
+                        // A deadline passed since the loop's own check: come
+                        // back to handle it rather than miss its wake-up.
+                        cx.waker().wake_by_ref();
+                    }
+                }
             }
             match ready!(read) {
                 Ok(()) if read_buf.filled().is_empty() => {
@@ -337,12 +376,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         k.on_frame(Instant::now());
                     }
                     if let Err(e) = self.conn.receive(read_buf.filled()) {
-                        self.close_event = Some(CloseEvent {
+                        self.close_event = Some(Box::new(CloseEvent {
                             code: e.close_code().as_u16(),
                             reason: String::new(),
                             was_clean: false,
-                        });
-                        self.pending_error = Some(e.into());
+                        }));
+                        self.pending_error = Some(Box::new(e.into()));
                     }
                 }
                 Err(e) => self.finish_abnormally(Some(e.into())),
@@ -355,7 +394,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.phase != Phase::Open || self.conn.close_sent() {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
-        while self.conn.buffered_amount() >= self.config.write_buffer_limit {
+        while self.conn.buffered_amount() >= self.write_buffer_limit {
             if let Err(e) = ready!(self.poll_write_out()) {
                 self.finish_abnormally(None);
                 return Poll::Ready(Err(e.into()));
@@ -432,22 +471,22 @@ macro_rules! browser_api {
 
         /// The subprotocol the server selected, if any.
         pub fn protocol(&self) -> Option<String> {
-            self.with_inner(|i| i.info.protocol.clone())
+            self.with_inner(|i| i.info.protocol.as_deref().map(str::to_owned))
         }
 
         /// The negotiated `Sec-WebSocket-Extensions` value, if any.
         pub fn extensions(&self) -> Option<String> {
-            self.with_inner(|i| i.info.extensions.clone())
+            self.with_inner(|i| i.info.extensions.as_deref().map(str::to_owned))
         }
 
         /// The URL connected to (client), or the request target (server).
         pub fn url(&self) -> String {
-            self.with_inner(|i| i.info.url.clone())
+            self.with_inner(|i| i.info.url.to_string())
         }
 
         /// How the connection ended; `None` while it is open.
         pub fn close_event(&self) -> Option<CloseEvent> {
-            self.with_inner(|i| i.close_event.clone())
+            self.with_inner(|i| i.close_event.as_deref().cloned())
         }
     };
 }
