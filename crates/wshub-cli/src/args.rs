@@ -58,7 +58,7 @@ pub(crate) struct ServeArgs {
 
     /// Rooms announce joins and leaves while they have at most this many
     /// members; bigger rooms stay quiet about presence.
-    #[arg(long, default_value_t = 1000, value_name = "MEMBERS")]
+    #[arg(long, default_value_t = wshub_hub::rooms::DEFAULT_PRESENCE_LIMIT, value_name = "MEMBERS")]
     pub(crate) presence_limit: usize,
 
     /// Time a client has to send its HTTP request head.
@@ -68,6 +68,25 @@ pub(crate) struct ServeArgs {
     /// On Ctrl-C or SIGTERM, time allowed for close handshakes before exiting.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub(crate) shutdown_timeout: Duration,
+
+    /// The tokio scheduler: `multi-thread` (work-stealing, one worker per
+    /// --workers) or `current-thread` (everything on the main thread).
+    #[arg(long, value_enum, default_value_t = Runtime::MultiThread)]
+    pub(crate) runtime: Runtime,
+
+    /// Worker threads of the multi-thread runtime [default: the CPUs this
+    /// process may run on, as `taskset` or cgroups allow].
+    #[arg(long, value_name = "N")]
+    pub(crate) workers: Option<usize>,
+}
+
+/// Which tokio scheduler `serve` runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Runtime {
+    /// tokio's work-stealing scheduler with --workers threads.
+    MultiThread,
+    /// tokio's single-threaded scheduler on the main thread.
+    CurrentThread,
 }
 
 /// How binary messages are printed.

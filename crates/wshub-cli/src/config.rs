@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use wshub::CloseCode;
 use wshub_hub::HubConfig;
 
-use crate::args::{ConnectArgs, ServeArgs};
+use crate::args::{ConnectArgs, Runtime, ServeArgs};
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
 /// `GiB` suffix (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary).
@@ -30,6 +30,26 @@ pub(crate) fn parse_size(flag: &str, value: &str) -> Result<usize> {
         bail!("{flag} must be at least 1 byte");
     }
     Ok(bytes)
+}
+
+/// The tokio runtime `serve` asked for with `--runtime` and `--workers`.
+pub(crate) fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Builder> {
+    let mut builder = match (args.runtime, args.workers) {
+        (Runtime::CurrentThread, Some(_)) => {
+            bail!("--workers applies to --runtime multi-thread; drop it or switch runtime")
+        }
+        (_, Some(0)) => bail!("--workers must be at least 1"),
+        (Runtime::CurrentThread, None) => tokio::runtime::Builder::new_current_thread(),
+        (Runtime::MultiThread, workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = workers {
+                builder.worker_threads(n);
+            }
+            builder
+        }
+    };
+    builder.enable_all();
+    Ok(builder)
 }
 
 pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
@@ -106,6 +126,49 @@ pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["wshub", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn runtime_flags_build_the_asked_scheduler_or_say_what_to_fix() {
+        for flags in [
+            &[][..],
+            &["--workers", "1"],
+            &["--runtime", "current-thread"],
+        ] {
+            let rt = runtime(&serve_args(flags)).unwrap().build().unwrap();
+            assert_eq!(rt.block_on(async { 7 }), 7, "{flags:?}");
+        }
+        let rt = runtime(&serve_args(&["--workers", "3"]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(rt.metrics().num_workers(), 3);
+        let rt = runtime(&serve_args(&["--runtime", "current-thread"]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(rt.metrics().num_workers(), 1);
+
+        let err = runtime(&serve_args(&["--workers", "0"])).unwrap_err();
+        assert!(err.to_string().contains("--workers must be at least 1"));
+        let err = runtime(&serve_args(&[
+            "--runtime",
+            "current-thread",
+            "--workers",
+            "2",
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("--workers applies to"), "{err}");
+    }
 
     #[test]
     fn sizes_take_binary_suffixes() {

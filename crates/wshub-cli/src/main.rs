@@ -32,7 +32,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
-        Command::Serve(args) => block_on(async { cmd::serve::run(args).await.map(|()| 0) }),
+        Command::Serve(args) => config::runtime(&args).and_then(|mut runtime| {
+            runtime
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(async { cmd::serve::run(args).await.map(|()| 0) })
+        }),
         Command::Connect(args) => block_on(cmd::connect::run(args)),
         // The benchmark starts its own single-threaded runtimes (--threads).
         Command::Bench(args) => cmd::bench::run(args),
