@@ -27,8 +27,9 @@ pub struct HubConfig {
     pub presence_limit: usize,
     /// Time allowed for a client to send its HTTP request head. Default: 10 s.
     pub handshake_timeout: Duration,
-    /// On shutdown, time allowed for connections to finish their close
-    /// handshake before they are dropped. Default: 5 s.
+    /// On shutdown, time [`serve`](crate::serve) waits for connections to
+    /// finish their close handshake before it returns (`wshub serve` then
+    /// exits, dropping the rest). Default: 5 s.
     pub shutdown_timeout: Duration,
 }
 

@@ -32,7 +32,7 @@ const LARGE_BUFFER: usize = 64 * 1024;
 /// How long after its last read a connection keeps its smaller buffers. A
 /// busy connection reallocates them at most once per this period; a quiet
 /// one gives them back (idle memory matters as much as throughput).
-const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(1);
+const IDLE_SHRINK_AFTER: Duration = Duration::from_millis(250);
 
 /// How a connection ended, as the browser's `CloseEvent` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,13 +120,41 @@ pub(crate) struct Inner<S> {
     /// Returned once the transport is closed, after the failing Close went out.
     pending_error: Option<Box<Error>>,
     close_event: Option<Box<CloseEvent>>,
+    /// Set by [`WebSocket::split`]: the halves' wakers. A whole `WebSocket`
+    /// is polled by one task, which gets every wake-up through its own
+    /// `Context`, so it needs none (and pays no atomic registration per poll).
+    split: Option<Box<SplitWakers>>,
+}
+
+/// The proxy wakers of a split connection.
+struct SplitWakers {
     wakers: Arc<Wakers>,
+    /// Wakes both halves; the `Context` of every write.
     write_waker: Waker,
+}
+
+/// Writes everything `conn` has queued to `io`, then flushes it.
+fn write_out<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let out = conn.outgoing();
+        if out.is_empty() {
+            break;
+        }
+        match ready!(Pin::new(&mut *io).poll_write(cx, out)) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => conn.advance_outgoing(n),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Pin::new(io).poll_flush(cx)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn new(io: S, role: Role, config: WebSocketConfig, info: HandshakeInfo, early: &[u8]) -> Self {
-        let wakers = Arc::new(Wakers::default());
         let mut conn = Connection::new(role, config.protocol.clone());
         let pending_error = conn.receive(early).err().map(|e| Box::new(e.into()));
         let keepalive = config
@@ -143,8 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             timer: None,
             pending_error,
             close_event: None,
-            write_waker: Waker::from(wakers.clone()),
-            wakers,
+            split: None,
             write_buffer_limit: config.write_buffer_limit,
             close_timeout: config.close_timeout,
         }
@@ -158,21 +185,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
     }
 
-    /// Writes everything queued, then flushes the transport.
-    fn poll_write_out(&mut self) -> Poll<io::Result<()>> {
-        let mut cx = Context::from_waker(&self.write_waker);
-        loop {
-            let out = self.conn.outgoing();
-            if out.is_empty() {
-                break;
-            }
-            match ready!(Pin::new(&mut self.io).poll_write(&mut cx, out)) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.conn.advance_outgoing(n),
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+    /// Wakes the reading half of a split connection.
+    fn register_reader(&self, cx: &Context<'_>) {
+        if let Some(split) = &self.split {
+            split.wakers.reader.register(cx.waker());
         }
-        Pin::new(&mut self.io).poll_flush(&mut cx)
+    }
+
+    /// Registers the writing half of a split connection.
+    fn register_writer(&self, cx: &Context<'_>) {
+        if let Some(split) = &self.split {
+            split.wakers.writer.register(cx.waker());
+        }
+    }
+
+    /// Writes everything queued, then flushes the transport. A split
+    /// connection writes with the waker of both halves: either may be the
+    /// one waiting for the socket to drain.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.split {
+            Some(split) => {
+                let mut cx = Context::from_waker(&split.write_waker);
+                write_out(&mut self.io, &mut self.conn, &mut cx)
+            }
+            None => write_out(&mut self.io, &mut self.conn, cx),
+        }
     }
 
     fn finish_abnormally(&mut self, error: Option<Error>) {
@@ -223,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.wakers.reader.register(cx.waker());
+        self.register_reader(cx);
         loop {
             if let Some(event) = self.conn.next_event() {
                 match event {
@@ -250,7 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     // window; the close deadline bounds the wait for the latter.
                     self.close_deadline
                         .get_or_insert_with(|| Instant::now() + self.close_timeout);
-                    let written = match self.poll_write_out() {
+                    let written = match self.poll_write_out(cx) {
                         Poll::Ready(written) => written,
                         Poll::Pending => {
                             ready!(self.poll_timer(cx));
@@ -282,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // application fed without flushing waits for its flush, so a
             // batch of messages leaves in one write.
             if self.phase == Phase::Open && self.conn.owes_control() {
-                if let Poll::Ready(Err(e)) = self.poll_write_out() {
+                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                     self.finish_abnormally(Some(e.into()));
                     continue;
                 }
@@ -342,60 +379,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 continue;
             }
-            // Uninitialised: zeroing 64 KiB on every poll would cost more than
-            // parsing a batch of small frames.
-            let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
-            let mut read_buf = ReadBuf::uninit(&mut buf);
-            let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
-            if read.is_pending() {
-                if self.conn.buffer_capacity() > LARGE_BUFFER {
-                    // Nothing more to read: do not keep a big message's buffer.
-                    self.conn.shrink_buffers();
-                } else if self.shrink_deadline.is_none() && self.conn.buffer_capacity() > 0 {
-                    // Smaller ones go if the connection stays quiet.
-                    self.shrink_deadline = Some(Instant::now() + IDLE_SHRINK_AFTER);
-                    if self.poll_timer(cx).is_ready() {
-                        // A deadline passed since the loop's own check: come
-                        // back to handle it rather than miss its wake-up.
-                        cx.waker().wake_by_ref();
-                    }
-                }
-            }
-            match ready!(read) {
-                Ok(()) if read_buf.filled().is_empty() => {
-                    if self.phase == Phase::AwaitingEof {
-                        self.phase = Phase::Done;
-                        self.close_deadline = None;
-                    } else {
-                        self.finish_abnormally(None);
-                    }
-                }
-                Ok(()) => {
-                    // Any bytes from the peer prove it alive.
-                    if let Some(k) = self.keepalive.as_mut() {
-                        k.on_frame(Instant::now());
-                    }
-                    if let Err(e) = self.conn.receive(read_buf.filled()) {
-                        self.close_event = Some(Box::new(CloseEvent {
-                            code: e.close_code().as_u16(),
-                            reason: String::new(),
-                            was_clean: false,
-                        }));
-                        self.pending_error = Some(Box::new(e.into()));
-                    }
-                }
-                Err(e) => self.finish_abnormally(Some(e.into())),
-            }
+            ready!(self.poll_read_some(cx));
         }
     }
 
+    /// Reads once from the transport and feeds the bytes to the protocol.
+    /// `Ready` when something happened (bytes, end of stream, error), so the
+    /// caller looks at the connection again. Kept out of line: its 64 KiB
+    /// read buffer then lives only in this frame, not in the caller's, whose
+    /// small frame stays hot while it hands out events.
+    #[inline(never)]
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Uninitialised: zeroing 64 KiB on every poll would cost more than
+        // parsing a batch of small frames.
+        let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
+        let mut read_buf = ReadBuf::uninit(&mut buf);
+        let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
+        if read.is_pending() {
+            if self.conn.buffer_capacity() > LARGE_BUFFER {
+                // Nothing more to read: do not keep a big message's buffer.
+                self.conn.shrink_buffers();
+            } else if self.shrink_deadline.is_none() && self.conn.buffer_capacity() > 0 {
+                // Smaller ones go if the connection stays quiet.
+                self.shrink_deadline = Some(Instant::now() + IDLE_SHRINK_AFTER);
+                if self.poll_timer(cx).is_ready() {
+                    // A deadline passed since the loop's own check: come
+                    // back to handle it rather than miss its wake-up.
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
+        match ready!(read) {
+            Ok(()) if read_buf.filled().is_empty() => {
+                if self.phase == Phase::AwaitingEof {
+                    self.phase = Phase::Done;
+                    self.close_deadline = None;
+                } else {
+                    self.finish_abnormally(None);
+                }
+            }
+            Ok(()) => {
+                // Any bytes from the peer prove it alive.
+                if let Some(k) = self.keepalive.as_mut() {
+                    k.on_frame(Instant::now());
+                }
+                if let Err(e) = self.conn.receive(read_buf.filled()) {
+                    self.close_event = Some(Box::new(CloseEvent {
+                        code: e.close_code().as_u16(),
+                        reason: String::new(),
+                        was_clean: false,
+                    }));
+                    self.pending_error = Some(Box::new(e.into()));
+                }
+            }
+            Err(e) => self.finish_abnormally(Some(e.into())),
+        }
+        Poll::Ready(())
+    }
+
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.wakers.writer.register(cx.waker());
+        self.register_writer(cx);
         if self.phase != Phase::Open || self.conn.close_sent() {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
         while self.conn.buffered_amount() >= self.write_buffer_limit {
-            if let Err(e) = ready!(self.poll_write_out()) {
+            if let Err(e) = ready!(self.poll_write_out(cx)) {
                 self.finish_abnormally(None);
                 return Poll::Ready(Err(e.into()));
             }
@@ -404,14 +452,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.wakers.writer.register(cx.waker());
+        self.register_writer(cx);
         if self.phase == Phase::Done {
             return Poll::Ready(Ok(()));
         }
-        match ready!(self.poll_write_out()) {
+        match ready!(self.poll_write_out(cx)) {
             Ok(()) => {
-                // Wake the reader: a just-sent Close starts its close timeout.
-                self.wakers.reader.wake();
+                // A just-sent Close starts the close timeout, which the
+                // reading half arms: wake it, once. (Not after every flush:
+                // that would be a spurious poll per batch.)
+                if let Some(split) = &self.split {
+                    if self.conn.close_sent() && self.close_deadline.is_none() {
+                        split.wakers.reader.wake();
+                    }
+                }
                 Poll::Ready(Ok(()))
             }
             Err(e) => {
@@ -612,7 +666,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Splits into a reading and a writing half, usable from separate tasks.
-    pub fn split(self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+    pub fn split(mut self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+        let wakers = Arc::new(Wakers::default());
+        self.inner.split = Some(Box::new(SplitWakers {
+            write_waker: Waker::from(wakers.clone()),
+            wakers,
+        }));
         let shared = Arc::new(Mutex::new(self.inner));
         (
             WebSocketReader {
