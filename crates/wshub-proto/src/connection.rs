@@ -191,8 +191,7 @@ struct DeflatedFrames {
 struct DeflatedFrame {
     window_bits: u8,
     level: u32,
-    /// `None` when compressing would not make the frame smaller.
-    frame: Option<Bytes>,
+    frame: Bytes,
 }
 
 impl PreparedMessage {
@@ -228,16 +227,16 @@ impl PreparedMessage {
     /// The frame compressed for a connection whose outbound direction has no
     /// context takeover (RFC 7692 §7.1.1.1): RSV1 set, the payload deflated
     /// with a fresh state and a window of `2^window_bits` bytes (8–15,
-    /// clamped) at `level` (0–9), trailer removed (§7.2.1). `None` if that
-    /// is not smaller than [`PreparedMessage::frame`], which is then sent
-    /// as it is.
+    /// clamped) at `level` (0–9), trailer removed (§7.2.1). Compressed even
+    /// when that does not make it smaller: at or above the threshold every
+    /// message is sent compressed, as Node's `ws` and python-websockets do.
     ///
     /// Computed once per distinct (`window_bits`, `level`), for the first
     /// four pairs asked for, and shared by every clone: all recipients with
     /// the same parameters get the same bytes.
     #[cfg(feature = "deflate")]
     #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
-    pub fn deflated_frame(&self, window_bits: u8, level: u32) -> Option<Bytes> {
+    pub fn deflated_frame(&self, window_bits: u8, level: u32) -> Bytes {
         let window_bits = window_bits.clamp(
             crate::deflate::MIN_WINDOW_BITS,
             crate::deflate::MAX_WINDOW_BITS,
@@ -259,14 +258,11 @@ impl PreparedMessage {
     }
 
     #[cfg(feature = "deflate")]
-    fn compress(&self, window_bits: u8, level: u32) -> Option<Bytes> {
+    fn compress(&self, window_bits: u8, level: u32) -> Bytes {
         #[cfg(test)]
         tests::COMPRESSIONS.with(|n| n.set(n.get() + 1));
         let payload = self.payload();
         let compressed = codec::compress_once(payload, window_bits, level);
-        if compressed.len() >= payload.len() {
-            return None;
-        }
         let mut out = BytesMut::with_capacity(crate::frame::encoded_len(compressed.len(), false));
         let header = FrameHeader {
             fin: true,
@@ -278,7 +274,7 @@ impl PreparedMessage {
             payload_len: 0,
         };
         encode_frame(&mut out, header, &compressed);
-        Some(out.freeze())
+        out.freeze()
     }
 }
 
@@ -918,9 +914,9 @@ impl Connection {
     /// Queues a text message as one frame.
     ///
     /// With permessage-deflate negotiated and `text` at least the agreed
-    /// threshold long, the frame is compressed (RSV1 set, RFC 7692 §7.2.1);
-    /// without context takeover, a payload that would not shrink goes
-    /// uncompressed instead.
+    /// threshold long, the frame is compressed (RSV1 set, RFC 7692 §7.2.1),
+    /// even if that does not make it smaller: the rule is the threshold's
+    /// alone, so a peer sees every message above it compressed.
     ///
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
@@ -964,12 +960,12 @@ impl Connection {
     }
 
     /// Compresses `payload` with this connection's deflater and queues it as
-    /// one frame with RSV1 set (RFC 7692 §7.2.1). Without context takeover,
-    /// a result no smaller than `payload` is dropped and `payload` sent
-    /// uncompressed instead: the peer's inflater starts afresh for the next
-    /// message anyway. With context takeover the compressed form is always
-    /// sent, since our deflater's window now holds `payload` and the peer's
-    /// must too.
+    /// one frame with RSV1 set (RFC 7692 §7.2.1), whatever its size.
+    /// Sending an incompressible payload uncompressed would save a few bytes
+    /// but is not done: some peers mishandle uncompressed messages on a
+    /// compressed connection (kosoku 0.1.0, the Autobahn runner we use, fails
+    /// those cases), and with context takeover the peer's window must see
+    /// every byte our deflater saw.
     #[cfg(feature = "deflate")]
     fn send_compressed(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
         if self.close_sent {
@@ -983,15 +979,9 @@ impl Connection {
         let mut scratch = std::mem::take(&mut codec.scratch);
         scratch.clear();
         codec.outbound.compress(payload, &mut scratch);
-        let keep_compressed =
-            !codec.outbound.direction().no_context_takeover || scratch.len() < payload.len();
         let mut header = self.header(opcode, true);
-        if keep_compressed {
-            header.rsv1 = true;
-            encode_frame(&mut self.out, header, &scratch);
-        } else {
-            encode_frame(&mut self.out, header, payload);
-        }
+        header.rsv1 = true;
+        encode_frame(&mut self.out, header, &scratch);
         if scratch.capacity() <= SCRATCH_KEEP {
             if let Some(codec) = &mut self.deflate {
                 codec.scratch = scratch;
@@ -1070,12 +1060,10 @@ impl Connection {
                 if !outbound.no_context_takeover {
                     return self.send_compressed(message.opcode, payload);
                 }
-                if let Some(frame) =
-                    message.deflated_frame(outbound.max_window_bits, codec.outbound.level())
-                {
-                    self.out.extend_from_slice(&frame);
-                    return Ok(());
-                }
+                let frame =
+                    message.deflated_frame(outbound.max_window_bits, codec.outbound.level());
+                self.out.extend_from_slice(&frame);
+                return Ok(());
             }
         }
         self.out.extend_from_slice(&message.frame);
@@ -1350,8 +1338,8 @@ mod tests {
         assert!(outputs.iter().all(|o| o == &outputs[0]));
         assert_eq!(outputs[0][0], 0xc1, "FIN, RSV1, text");
         assert!(outputs[0].len() < message.frame().len() / 10);
-        let a = message.deflated_frame(15, 2).unwrap();
-        let b = message.clone().deflated_frame(15, 2).unwrap();
+        let a = message.deflated_frame(15, 2);
+        let b = message.clone().deflated_frame(15, 2);
         assert_eq!(a.as_ptr(), b.as_ptr(), "one shared buffer");
         assert_eq!(&a[..], &outputs[0][..]);
 
