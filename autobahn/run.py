@@ -179,7 +179,13 @@ async def run_server_mode(args: argparse.Namespace, outdir: Path, problems: list
     wshub = resolve_binary(args.wshub, "--wshub")
     logpath = outdir / "wshub.log"
     with open(logpath, "w") as logf:
-        argv = [wshub, "serve", "--listen", "127.0.0.1:0"]
+        # permessage-deflate on, compressing every message (threshold 0) and
+        # keeping the compression context between messages, so groups 12-13
+        # exercise our compressor as well as our decompressor, with context
+        # takeover (the default, no takeover, is the simpler case: a fresh
+        # state per message).
+        argv = [wshub, "serve", "--listen", "127.0.0.1:0",
+                "--compression", "--compression-threshold", "0", "--compression-context-takeover"]
         log(f"starting {' '.join(argv)} (its output goes to {logpath})")
         proc = await spawn(argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=logf)
         drainer: asyncio.Task[None] | None = None

@@ -12,7 +12,7 @@
 //! server's report.
 
 use futures_util::StreamExt;
-use wshub::{ClientBuilder, Message, WebSocketConfig};
+use wshub::{ClientBuilder, DeflateConfig, Message, WebSocketConfig};
 
 const AGENT: &str = "wshub";
 
@@ -21,7 +21,17 @@ fn config() -> WebSocketConfig {
     let limits = wshub_proto::Config::default()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20);
-    WebSocketConfig::default().protocol(limits)
+    // Cases 12 and 13 negotiate permessage-deflate; compress every message
+    // (threshold 0) so they exercise the compressor too. The offer carries
+    // client_no_context_takeover (RFC 7692 §7.1.1.2): cases 13.2, 13.5 and
+    // 13.6 have the server ask for it, which a server may only do when it
+    // was offered. The server's own context takeover is still exercised.
+    let mut deflate = DeflateConfig::client();
+    deflate.threshold = 0;
+    deflate.client_no_context_takeover = true;
+    WebSocketConfig::default()
+        .protocol(limits)
+        .compression(Some(deflate))
 }
 
 async fn case_count(base: &str) -> anyhow::Result<u32> {

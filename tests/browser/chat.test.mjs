@@ -12,6 +12,9 @@ import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const WSHUB_BIN = process.env.WSHUB_BIN;
+// WSHUB_COMPRESSION=1: run the hub with --compression and check that the
+// browser's own permessage-deflate is negotiated and carries messages.
+const COMPRESSION = process.env.WSHUB_COMPRESSION === '1';
 if (!WSHUB_BIN) {
   throw new Error('WSHUB_BIN is not set: point it at the wshub binary, e.g. WSHUB_BIN=target/debug/wshub');
 }
@@ -60,7 +63,7 @@ const hub = {
   get base() { return `http://127.0.0.1:${this.port}`; },
 
   start() {
-    const child = spawn(WSHUB_BIN, ['serve', '--listen', `127.0.0.1:${this.port}`], {
+    const child = spawn(WSHUB_BIN, ['serve', '--listen', `127.0.0.1:${this.port}`, ...(COMPRESSION ? ['--compression'] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
     });
@@ -224,6 +227,26 @@ step('b. a message reaches both pages', async () => {
   await alice.press('#input', 'Enter');
   await Promise.all([waitMessage(alice, text, 'alice'), waitMessage(bob, text, 'alice')]);
   assert.equal(await alice.inputValue('#input'), '', 'the input is cleared after sending');
+});
+
+step(`b2. permessage-deflate is ${COMPRESSION ? 'negotiated and carries a long message' : 'not negotiated without --compression'}`, async () => {
+  const { alice, bob } = pages;
+  for (const page of [alice, bob]) {
+    const extensions = await page.evaluate(() => document.body.dataset.extensions);
+    if (COMPRESSION) {
+      assert.match(extensions, /^permessage-deflate/, `negotiated: ${extensions}`);
+      assert.match(await page.textContent('#status'), /compressed/);
+    } else {
+      assert.equal(extensions, '', 'nothing negotiated');
+    }
+  }
+  // Above the server's 1 KiB threshold, so with compression the hub sends it
+  // compressed to both pages (compressed once for both), and Chromium sent
+  // it compressed too.
+  const text = unique('long') + ' ' + 'the quick brown fox jumps over the lazy dog '.repeat(60);
+  await alice.fill('#input', text);
+  await alice.press('#input', 'Enter');
+  await Promise.all([waitMessage(alice, text, 'alice'), waitMessage(bob, text, 'alice')]);
 });
 
 step('c. server strings are rendered as text, never as HTML', async () => {

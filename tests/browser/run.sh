@@ -6,3 +6,5 @@ bin=$(realpath "$1")
 cd "$(dirname "$0")"
 ./setup.sh
 WSHUB_BIN="$bin" node --test chat.test.mjs
+echo "--- again with wshub serve --compression" >&2
+WSHUB_BIN="$bin" WSHUB_COMPRESSION=1 node --test chat.test.mjs

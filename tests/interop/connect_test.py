@@ -38,6 +38,7 @@ class Seen:
     headers: dict[str, str] = field(default_factory=dict)
     offered_subprotocols: list[str] = field(default_factory=list)
     subprotocol: str | None = None
+    extensions: list[str] = field(default_factory=list)
     path: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,6 +67,7 @@ def make_handler(seen: Seen, on_open: Callable[[ServerConnection], Awaitable[Non
             p.strip() for v in req.headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",") if p.strip()
         ]
         seen.subprotocol = ws.subprotocol
+        seen.extensions = [e.name for e in ws.protocol.extensions]
         try:
             if on_open is not None:
                 await on_open(ws)
@@ -267,6 +269,33 @@ async def test_header_and_subprotocol() -> None:
     assert run.code == 0, describe(run)
 
 
+async def test_compression_with_a_compressing_server() -> None:
+    """python-websockets accepts permessage-deflate by default and compresses
+    everything it sends; `wshub connect --compression` must offer it, inflate
+    the server's messages and compress its own long ones."""
+    seen = Seen()
+    long_line = "compress me, I repeat myself; " * 200  # 6,000 bytes
+    async with Server(make_handler(seen)) as url:
+        run = await run_typed(url, [long_line, "short", long_line.upper()], "--compression")
+        await asyncio.wait_for(seen.done.wait(), WAIT)
+    assert seen.extensions == ["permessage-deflate"], f"negotiated {seen.extensions!r}\n{describe(run)}"
+    assert "(extensions permessage-deflate" in run.stderr, f"connect did not report it\n{describe(run)}"
+    assert seen.messages == [long_line, "short", long_line.upper()], f"server received {seen.messages!r}"
+    lines = run.stdout.splitlines()
+    assert lines[:3] == [long_line, "short", long_line.upper()], f"echoes differ\n{describe(run)}"
+    assert run.code == 0 and seen.close_code == 1000, describe(run)
+
+
+async def test_no_compression_unless_asked() -> None:
+    seen = Seen()
+    async with Server(make_handler(seen)) as url:
+        run = await run_typed(url, ["plain"])
+        await asyncio.wait_for(seen.done.wait(), WAIT)
+    assert seen.extensions == [], f"negotiated {seen.extensions!r} without --compression"
+    assert "sec-websocket-extensions" not in seen.headers, f"offered: {seen.headers!r}"
+    assert run.code == 0, describe(run)
+
+
 TESTS = [
     test_echo_lines_and_clean_close,
     test_utf8_line,
@@ -274,6 +303,8 @@ TESTS = [
     test_binary_printed_as_hex,
     test_binary_printed_as_base64,
     test_header_and_subprotocol,
+    test_compression_with_a_compressing_server,
+    test_no_compression_unless_asked,
 ]
 
 

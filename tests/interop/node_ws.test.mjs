@@ -9,6 +9,10 @@ import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 
 const WSHUB_BIN = process.env.WSHUB_BIN;
+// WSHUB_COMPRESSION=1: the server runs with --compression, so the ws client's
+// own permessage-deflate offer (on by default in ws) is accepted and every
+// test below also runs compressed.
+const COMPRESSION = process.env.WSHUB_COMPRESSION === '1';
 const STARTUP_MS = 15_000;
 const WAIT_MS = 10_000;
 
@@ -28,7 +32,7 @@ function withTimeout(promise, ms, what) {
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    const child = spawn(WSHUB_BIN, ['serve', '--listen', '127.0.0.1:0'], {
+    const child = spawn(WSHUB_BIN, ['serve', '--listen', '127.0.0.1:0', ...(COMPRESSION ? ['--compression'] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     server = child;
@@ -179,6 +183,34 @@ describe('/echo', () => {
 
       const closed = await c.close(1000, 'bye');
       assert.equal(closed.code, 1000, `close code ${closed.code} (reason ${JSON.stringify(closed.reason)})`);
+    } finally {
+      c.terminate();
+    }
+  });
+});
+
+describe(`permessage-deflate ${COMPRESSION ? 'on' : 'off'}`, () => {
+  test('ws negotiates it exactly when the server has --compression, and messages survive it', { timeout: 60_000 }, async () => {
+    const c = new Client('/echo');
+    try {
+      await c.open();
+      if (COMPRESSION) {
+        assert.match(c.ws.extensions, /^permessage-deflate/, `negotiated: ${JSON.stringify(c.ws.extensions)}`);
+      } else {
+        assert.equal(c.ws.extensions, '', 'nothing negotiated without --compression');
+      }
+      // Compressible text well above both thresholds (ws: 1 KiB, wshub: 1 KiB),
+      // then a series of messages so that ws reuses its context between them.
+      const line = 'the quick brown fox jumps over the lazy dog 0123456789\n';
+      const texts = [line.repeat(20_000), ...Array.from({ length: 20 }, (_, i) => `${i} ${line.repeat(40 + i)}`)];
+      for (const text of texts) c.ws.send(text);
+      for (const [i, text] of texts.entries()) {
+        const m = await c.next(`compressible echo ${i}`);
+        assert.equal(m.isBinary, false);
+        assert.equal(m.data.toString('utf8'), text, `echo ${i} differs`);
+      }
+      const closed = await c.close(1000, 'bye');
+      assert.equal(closed.code, 1000);
     } finally {
       c.terminate();
     }

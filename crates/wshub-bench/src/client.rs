@@ -21,10 +21,23 @@ pub(crate) async fn open(
     target: &Target,
     timeout: Duration,
 ) -> Result<(TcpStream, Vec<u8>), ConnectionError> {
+    open_offering(target, timeout, None)
+        .await
+        .map(|(tcp, early, _)| (tcp, early))
+}
+
+/// [`open`], offering `extensions` (a `Sec-WebSocket-Extensions` value); the
+/// third value says whether the server accepted permessage-deflate.
+pub(crate) async fn open_offering(
+    target: &Target,
+    timeout: Duration,
+    extensions: Option<&str>,
+) -> Result<(TcpStream, Vec<u8>, bool), ConnectionError> {
     let handshake = async {
         let mut tcp = TcpStream::connect(target.addr).await?;
         tcp.set_nodelay(true)?;
-        let request = ClientRequest::new(target.authority.as_str(), target.resource.as_str());
+        let mut request = ClientRequest::new(target.authority.as_str(), target.resource.as_str());
+        request.extensions = extensions.map(str::to_owned);
         tcp.write_all(&request.encode()?).await?;
         let mut head = HeadReader::default();
         // On the heap: a task's future keeps its largest state for its whole
@@ -40,8 +53,12 @@ pub(crate) async fn open(
             }
         }
         let response = Response::parse(head.head().unwrap_or_default())?;
-        validate_response(&response, &request)?;
-        Ok((tcp, head.remainder().to_vec()))
+        let accepted = validate_response(&response, &request)?;
+        let deflate = accepted
+            .extensions
+            .iter()
+            .any(|e| e.name == wshub_proto::deflate::EXTENSION_NAME);
+        Ok((tcp, head.remainder().to_vec(), deflate))
     };
     tokio::time::timeout(timeout, handshake)
         .await

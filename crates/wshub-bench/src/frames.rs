@@ -51,6 +51,9 @@ pub(crate) struct FrameReader {
     control: [u8; 125],
     control_len: usize,
     closed: bool,
+    /// permessage-deflate was negotiated: RSV1 may mark a compressed data
+    /// message (RFC 7692 §6). Its payload is handed out as it is, compressed.
+    pub(crate) allow_rsv1: bool,
 }
 
 impl Default for FrameReader {
@@ -63,6 +66,7 @@ impl Default for FrameReader {
             control: [0; 125],
             control_len: 0,
             closed: false,
+            allow_rsv1: false,
         }
     }
 }
@@ -150,7 +154,9 @@ impl FrameReader {
         on: &mut impl FnMut(Item<'_>),
     ) -> Result<(), ProtocolError> {
         let rsv = (header.rsv1 as u8) << 2 | (header.rsv2 as u8) << 1 | header.rsv3 as u8;
-        if rsv != 0 {
+        let compressed_start =
+            rsv == 4 && self.allow_rsv1 && matches!(header.opcode, Opcode::Text | Opcode::Binary);
+        if rsv != 0 && !compressed_start {
             return Err(ProtocolError::ReservedBitsSet { bits: rsv });
         }
         // "A client MUST close a connection if it detects a masked frame" (§5.1).
@@ -236,9 +242,21 @@ impl FrameReader {
 
 /// Appends one masked, unfragmented frame (RFC 6455 §5.2, §5.3).
 pub(crate) fn push_masked(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], key: [u8; 4]) {
+    push_masked_with_rsv1(out, opcode, payload, key, false);
+}
+
+/// [`push_masked`] with RSV1 set as asked: a permessage-deflate message whose
+/// `payload` is already compressed (RFC 7692 §7.2.1).
+pub(crate) fn push_masked_with_rsv1(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    payload: &[u8],
+    key: [u8; 4],
+    rsv1: bool,
+) {
     let header = FrameHeader {
         fin: true,
-        rsv1: false,
+        rsv1,
         rsv2: false,
         rsv3: false,
         opcode,
@@ -292,6 +310,12 @@ impl OutBuf {
     /// Queues a masked frame.
     pub(crate) fn push(&mut self, opcode: Opcode, payload: &[u8]) {
         push_masked(&mut self.bytes, opcode, payload, masking_key());
+    }
+
+    /// Queues a masked frame carrying a permessage-deflate compressed
+    /// message (RSV1 set).
+    pub(crate) fn push_compressed(&mut self, opcode: Opcode, compressed: &[u8]) {
+        push_masked_with_rsv1(&mut self.bytes, opcode, compressed, masking_key(), true);
     }
 
     /// Queues a Pong answering a Ping's `payload` (§5.5.3).

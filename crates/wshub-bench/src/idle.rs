@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wshub_proto::frame::Opcode;
 
-use crate::client::{drive, flush, open, Driven, Session};
+use crate::client::{drive, flush, open_offering, Driven, Session};
 use crate::error::ConnectionError;
 use crate::frames::{FrameReader, Item, OutBuf};
 use crate::report::{IdleReport, Report, Results};
@@ -39,10 +39,17 @@ pub(crate) fn run(shared: Arc<Shared>, idle: IdleConfig) -> Result<Report, Error
     let rss_before = idle.pid.map(rss_kib).transpose()?;
     let setup = Arc::new(Semaphore::new(idle.handshake_concurrency));
     let join = idle.join.as_deref().map(join_request);
+    let first = FirstMessage {
+        join,
+        compressed: idle.compression.then(|| compressed_first_message(&idle)),
+        offer: idle.compression.then(|| {
+            wshub_proto::deflate::offer(&wshub_proto::deflate::DeflateConfig::client()).into()
+        }),
+    };
     let handles = {
         let connections = idle.connections;
         spawn_shards(&shared, move |shard| {
-            shard_main(shard, setup.clone(), join.clone(), connections)
+            shard_main(shard, setup.clone(), first.clone(), connections)
         })?
     };
     let mut coordinator = Coordinator::new(&shared, "");
@@ -99,6 +106,49 @@ pub(crate) fn run(shared: Arc<Shared>, idle: IdleConfig) -> Result<Report, Error
     Ok(Report::new(&shared.config, Results::Idle(report)))
 }
 
+/// What each connection sends once open.
+#[derive(Debug, Clone)]
+struct FirstMessage {
+    /// The join request, uncompressed.
+    join: Option<Arc<str>>,
+    /// The first message as a permessage-deflate payload, sent instead when
+    /// the server accepted the extension.
+    compressed: Option<Arc<[u8]>>,
+    /// The `Sec-WebSocket-Extensions` offer.
+    offer: Option<Arc<str>>,
+}
+
+/// The join request, or a 4 KiB JSON-like text, compressed.
+fn compressed_first_message(idle: &IdleConfig) -> Arc<[u8]> {
+    let text: Vec<u8> = match &idle.join {
+        Some(room) => join_request(room).as_bytes().to_vec(),
+        None => (0..64)
+            .map(|i| {
+                format!("{{\"seq\":{i:04},\"text\":\"an idle connection's first message\"}}\n")
+            })
+            .collect::<String>()
+            .into_bytes(),
+    };
+    deflate_payload(&text).into()
+}
+
+/// `text` as a permessage-deflate payload: raw DEFLATE flushed with an empty
+/// stored block, whose `00 00 ff ff` tail is then removed (RFC 7692 §7.2.1).
+fn deflate_payload(text: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut deflate = Compress::new(Compression::new(6), false);
+    let mut out = Vec::with_capacity(text.len() + 64);
+    while deflate.total_in() < text.len() as u64 || !out.ends_with(&[0, 0, 0xff, 0xff]) {
+        out.reserve(256);
+        let consumed = deflate.total_in() as usize;
+        deflate
+            .compress_vec(&text[consumed..], &mut out, FlushCompress::Sync)
+            .expect("deflate into memory cannot fail");
+    }
+    out.truncate(out.len() - 4);
+    out
+}
+
 /// The hub's join request (docs/protocol.md), as a text payload.
 fn join_request(room: &str) -> Arc<str> {
     serde_json::json!({ "op": "join", "room": room })
@@ -127,7 +177,7 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 async fn shard_main(
     shard: Rc<Shard>,
     setup: Arc<Semaphore>,
-    join: Option<Arc<str>>,
+    first: FirstMessage,
     connections: usize,
 ) -> IdleStats {
     let stats = Rc::new(RefCell::new(IdleStats::default()));
@@ -137,7 +187,7 @@ async fn shard_main(
             tokio::task::spawn_local(connection(
                 shard.clone(),
                 setup.clone(),
-                join.clone(),
+                first.clone(),
                 stats.clone(),
             ))
         })
@@ -148,7 +198,7 @@ async fn shard_main(
 async fn connection(
     shard: Rc<Shard>,
     setup: Arc<Semaphore>,
-    join: Option<Arc<str>>,
+    first: FirstMessage,
     stats: Rc<RefCell<IdleStats>>,
 ) {
     let shared = &shard.shared;
@@ -156,9 +206,9 @@ async fn connection(
     let timeout = shared.config.timeout;
     let opened = {
         let _permit = setup.acquire().await;
-        open(&shared.target, timeout).await
+        open_offering(&shared.target, timeout, first.offer.as_deref()).await
     };
-    let (mut tcp, early) = match opened {
+    let (mut tcp, early, deflate) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             Live::add(&live.failed, 1);
@@ -169,8 +219,13 @@ async fn connection(
     stats.borrow_mut().opened += 1;
     Live::add(&live.opened, 1);
     let mut session = IdleSession::default();
-    if let Some(join) = &join {
-        session.control.push(Opcode::Text, join.as_bytes());
+    session.reader.allow_rsv1 = deflate;
+    match (&first.compressed, &first.join) {
+        (Some(compressed), _) if deflate => {
+            session.control.push_compressed(Opcode::Text, compressed)
+        }
+        (_, Some(join)) => session.control.push(Opcode::Text, join.as_bytes()),
+        _ => {}
     }
     let mut ended = None;
     if !early.is_empty() {

@@ -2,14 +2,23 @@
 //! names the flag and says what to fix.
 
 use anyhow::{bail, Context, Result};
-use wshub::CloseCode;
+use wshub::{CloseCode, DeflateConfig};
 use wshub_hub::HubConfig;
 
-use crate::args::{ConnectArgs, Runtime, ServeArgs};
+use crate::args::{CompressionArgs, ConnectArgs, Runtime, ServeArgs};
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
-/// `GiB` suffix (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary).
+/// `GiB` suffix (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary), at least 1.
 pub(crate) fn parse_size(flag: &str, value: &str) -> Result<usize> {
+    let bytes = parse_bytes(flag, value)?;
+    if bytes == 0 {
+        bail!("{flag} must be at least 1 byte");
+    }
+    Ok(bytes)
+}
+
+/// [`parse_size`], where 0 is allowed.
+fn parse_bytes(flag: &str, value: &str) -> Result<usize> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(split);
@@ -26,9 +35,6 @@ pub(crate) fn parse_size(flag: &str, value: &str) -> Result<usize> {
     let bytes = n
         .checked_mul(1 << shift)
         .with_context(|| format!("{flag} {value:?}: too large"))?;
-    if bytes == 0 {
-        bail!("{flag} must be at least 1 byte");
-    }
     Ok(bytes)
 }
 
@@ -74,12 +80,53 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.presence_limit = args.presence_limit;
     config.handshake_timeout = args.handshake_timeout;
     config.shutdown_timeout = args.shutdown_timeout;
+    config.compression = deflate_config(&args.compression, DeflateConfig::server())?;
+    if let Some(deflate) = config.compression.as_mut() {
+        if args.compression_context_takeover {
+            deflate.server_no_context_takeover = false;
+            deflate.client_no_context_takeover = false;
+        }
+    }
     Ok(config)
+}
+
+/// permessage-deflate settings from the `--compression*` flags, on top of
+/// `base` (the role's defaults); `None` without `--compression`.
+pub(crate) fn deflate_config(
+    args: &CompressionArgs,
+    base: DeflateConfig,
+) -> Result<Option<DeflateConfig>> {
+    if !args.compression {
+        return Ok(None);
+    }
+    let mut config = base;
+    if args.compression_level > 9 {
+        bail!(
+            "--compression-level {}: use 0 (no compression) to 9 (smallest)",
+            args.compression_level
+        );
+    }
+    if !(8..=15).contains(&args.compression_window_bits) {
+        bail!(
+            "--compression-window-bits {}: use 8 to 15 (RFC 7692 section 7.1.2)",
+            args.compression_window_bits
+        );
+    }
+    config.level = args.compression_level;
+    // 0 compresses every message.
+    config.threshold = parse_bytes("--compression-threshold", &args.compression_threshold)?;
+    config.server_max_window_bits = args.compression_window_bits;
+    config.client_max_window_bits = args.compression_window_bits;
+    config
+        .validate()
+        .context("--compression flags describe no valid permessage-deflate setting")?;
+    Ok(Some(config))
 }
 
 /// A connect command, validated.
 #[derive(Debug)]
 pub(crate) struct ConnectConfig {
+    pub(crate) compression: Option<DeflateConfig>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) close_code: CloseCode,
     pub(crate) max_message_size: usize,
@@ -117,6 +164,7 @@ pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
         bail!("--ping-interval must be more than 0, e.g. 10s");
     }
     Ok(ConnectConfig {
+        compression: deflate_config(&args.compression, DeflateConfig::client())?,
         headers,
         close_code,
         max_message_size: parse_size("--max-message-size", &args.max_message_size)?,
@@ -134,6 +182,69 @@ mod tests {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => args,
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn compression_flags_become_deflate_settings_or_say_what_to_fix() {
+        assert!(hub_config(&serve_args(&[])).unwrap().compression.is_none());
+        let hub = hub_config(&serve_args(&[
+            "--compression",
+            "--compression-threshold",
+            "0",
+            "--compression-level",
+            "6",
+            "--compression-window-bits",
+            "10",
+        ]))
+        .unwrap();
+        let d = hub.compression.unwrap();
+        assert_eq!(
+            (
+                d.threshold,
+                d.level,
+                d.server_max_window_bits,
+                d.client_max_window_bits
+            ),
+            (0, 6, 10, 10)
+        );
+        assert!(d.server_no_context_takeover && d.client_no_context_takeover);
+        let d = hub_config(&serve_args(&[
+            "--compression",
+            "--compression-context-takeover",
+        ]))
+        .unwrap()
+        .compression
+        .unwrap();
+        assert!(!d.server_no_context_takeover && !d.client_no_context_takeover);
+        assert_eq!((d.threshold, d.level), (1024, 2), "documented defaults");
+
+        for (flags, fix) in [
+            (&["--compression", "--compression-level", "10"][..], "use 0"),
+            (
+                &["--compression", "--compression-window-bits", "16"],
+                "use 8 to 15",
+            ),
+            (
+                &["--compression", "--compression-window-bits", "7"],
+                "use 8 to 15",
+            ),
+            (
+                &["--compression", "--compression-threshold", "1XB"],
+                "unknown unit",
+            ),
+        ] {
+            let err = hub_config(&serve_args(flags)).unwrap_err().to_string();
+            assert!(err.contains(fix), "{flags:?}: {err}");
+        }
+        // The tuning flags mean nothing without --compression: clap says so.
+        for flags in [
+            &["serve", "--compression-level", "3"][..],
+            &["serve", "--compression-context-takeover"],
+            &["connect", "--compression-threshold", "0", "ws://a/"],
+        ] {
+            let argv = ["wshub"].iter().chain(flags);
+            assert!(Cli::try_parse_from(argv).is_err(), "{flags:?}");
         }
     }
 

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use wshub::DeflateConfig;
+
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
 #[derive(Debug, Clone)]
@@ -31,6 +33,13 @@ pub struct HubConfig {
     /// finish their close handshake before it returns (`wshub serve` then
     /// exits, dropping the rest). Default: 5 s.
     pub shutdown_timeout: Duration,
+    /// permessage-deflate (RFC 7692) on `/ws` and `/echo`: `Some` accepts a
+    /// client's offer with these settings. With the server defaults
+    /// ([`DeflateConfig::server`]: no context takeover either way) an idle
+    /// connection holds no compression state, and a message published to a
+    /// room is compressed once for every member that negotiated the same
+    /// parameters. Default: `None` (off).
+    pub compression: Option<DeflateConfig>,
 }
 
 impl Default for HubConfig {
@@ -44,6 +53,7 @@ impl Default for HubConfig {
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            compression: None,
         }
     }
 }
@@ -57,5 +67,6 @@ impl HubConfig {
             .protocol(protocol)
             .ping_interval(Some(self.ping_interval))
             .pong_timeout(self.pong_timeout)
+            .compression(self.compression.clone())
     }
 }

@@ -346,3 +346,174 @@ async fn shutdown_closes_every_connection_with_1001() {
         "listener closed"
     );
 }
+
+/// A client that speaks the handshake and frames by hand, to see the bytes
+/// the hub sends: RSV1 marks a compressed message (RFC 7692 §6).
+struct RawClient {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    conn: wshub_proto::Connection,
+}
+
+impl RawClient {
+    /// Connects to `/ws` offering `extensions`; returns the client and the
+    /// `Sec-WebSocket-Extensions` answer.
+    async fn connect(hub: &Hub, extensions: &str) -> (Self, Option<String>) {
+        let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Extensions: {extensions}\r\n\r\n",
+            hub.addr
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            let mut chunk = [0u8; 1024];
+            let n = timeout(WAIT, tcp.read(&mut chunk)).await.unwrap().unwrap();
+            assert!(n > 0, "closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let answer = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "))
+            .map(str::to_owned);
+        buf.drain(..end);
+        let conn = wshub_proto::Connection::new(wshub_proto::Role::Client, Default::default());
+        (Self { tcp, buf, conn }, answer)
+    }
+
+    async fn send_json(&mut self, v: Value) {
+        // Uncompressed (RSV1 clear): valid on a compressed connection too.
+        self.conn.send_text(&v.to_string()).unwrap();
+        let out = self.conn.take_outgoing();
+        self.tcp.write_all(&out).await.unwrap();
+    }
+
+    /// The next whole frame as it came off the wire.
+    async fn next_frame(&mut self) -> (wshub_proto::frame::FrameHeader, Vec<u8>) {
+        loop {
+            if let Some((header, len)) = wshub_proto::frame::FrameHeader::parse(&self.buf).unwrap()
+            {
+                let total = len + header.payload_len as usize;
+                if self.buf.len() >= total {
+                    let frame: Vec<u8> = self.buf.drain(..total).collect();
+                    return (header, frame);
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            let n = timeout(WAIT, self.tcp.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed while a frame was expected");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_compression_a_room_message_is_compressed_once_for_all_who_negotiated_it() {
+    let mut config = HubConfig::default();
+    config.compression = Some(wshub::DeflateConfig::server());
+    let hub = start(config).await;
+    let offer = "permessage-deflate; client_max_window_bits";
+    let (mut a, answer_a) = RawClient::connect(&hub, offer).await;
+    let (mut b, answer_b) = RawClient::connect(&hub, offer).await;
+    let (mut plain, answer_plain) = RawClient::connect(&hub, "x-unknown").await;
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    assert_eq!(answer_a.as_deref(), Some(agreed));
+    assert_eq!(answer_b.as_deref(), Some(agreed));
+    assert_eq!(answer_plain, None, "nothing offered that the hub knows");
+
+    for raw in [&mut a, &mut b, &mut plain] {
+        raw.send_json(json!({"op": "join", "room": "zip"})).await;
+    }
+    // A message well over the 1 KiB threshold, from a library client that
+    // compresses what it sends.
+    let mut sender = timeout(
+        WAIT,
+        wshub::ClientBuilder::new(format!("ws://{}/ws", hub.addr))
+            .config(
+                wshub::WebSocketConfig::default().compression(Some(wshub::DeflateConfig::client())),
+            )
+            .connect(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(sender
+        .extensions()
+        .is_some_and(|e| e.starts_with("permessage-deflate")));
+    assert_eq!(next_json(&mut sender).await["type"], "welcome");
+    join(&mut sender, "zip", "sender").await;
+    let text = "all work and no play makes a dull hub ".repeat(100);
+    send(
+        &mut sender,
+        json!({"op": "publish", "room": "zip", "message": text}),
+    )
+    .await;
+    let got = next_of_type(&mut sender, "message").await;
+    assert_eq!(
+        got["message"],
+        text.as_str(),
+        "the sender's own copy, inflated"
+    );
+
+    // Each raw member: skip the joined answer and presence notices (small,
+    // uncompressed) up to the published message.
+    let mut frames = Vec::new();
+    for raw in [&mut a, &mut b, &mut plain] {
+        loop {
+            let (header, frame) = raw.next_frame().await;
+            if header.payload_len > 1024 || header.rsv1 {
+                frames.push((header, frame));
+                break;
+            }
+        }
+    }
+    let [(ha, fa), (hb, fb), (hp, fp)] = <[_; 3]>::try_from(frames).unwrap();
+    assert!(
+        ha.rsv1 && hb.rsv1,
+        "compressed for the members that negotiated it"
+    );
+    assert_eq!(fa, fb, "the same bytes: compressed once, shared");
+    assert!(!hp.rsv1, "plain for the member that did not");
+    assert!(
+        fa.len() < fp.len() / 4,
+        "{} compressed vs {} plain",
+        fa.len(),
+        fp.len()
+    );
+    // And the compressed frame inflates to the plain one's payload.
+    let (_, client_side) = {
+        let server = wshub::DeflateConfig::server();
+        let client = wshub::DeflateConfig::client();
+        let (agreement, header) = wshub_proto::deflate::negotiate(
+            [wshub_proto::deflate::offer(&client).as_str()],
+            &server,
+        )
+        .unwrap();
+        (
+            agreement,
+            wshub_proto::deflate::validate_response([header.as_str()], &client)
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    let mut reader = wshub_proto::Connection::new(
+        wshub_proto::Role::Client,
+        wshub_proto::Config::default().deflate(Some(client_side)),
+    );
+    reader.receive(&fa).unwrap();
+    let Some(wshub_proto::Event::Message(Message::Text(inflated))) = reader.next_event() else {
+        panic!("no message")
+    };
+    let header_len = fp.len() - hp.payload_len as usize;
+    assert_eq!(inflated.as_bytes().as_ref(), &fp[header_len..]);
+}

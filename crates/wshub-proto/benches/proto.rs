@@ -315,6 +315,56 @@ fn deflate(c: &mut Criterion) {
     group.finish();
 }
 
+/// A server's work per echo of one masked client message, without sockets:
+/// receive the frame, take the message, queue the echo, take the output.
+/// For a 16 KiB JSON-like text message, uncompressed and with
+/// permessage-deflate at the server default (level 2, no context takeover:
+/// inflate into a fresh state, deflate from a fresh state, per message) and
+/// with context takeover. The throughput is echoes per second on one core,
+/// the ceiling of `wshub serve`'s `/echo` for such messages before any
+/// system call.
+#[cfg(feature = "deflate")]
+fn deflate_echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("echo_16KiB_json");
+    const BATCH: usize = 64;
+    let texts: Vec<String> = (0..16).map(|i| json_text(16 << 10, i * 1000)).collect();
+    for (id, deflate) in [
+        ("uncompressed", None),
+        ("deflate_level2_no_takeover", Some(false)),
+        ("deflate_level2_takeover", Some(true)),
+    ] {
+        let agreements = deflate.map(|takeover| deflate_agreements(2, takeover));
+        let mut client_config = Config::default();
+        let mut server_config = Config::default();
+        if let Some((server_side, client_side)) = agreements {
+            client_config = client_config.deflate(Some(client_side));
+            server_config = server_config.deflate(Some(server_side));
+        }
+        // One client stream of BATCH messages, replayed into a fresh server
+        // each iteration (context takeover needs the same stream).
+        let mut client = Connection::with_masking_keys(client_config, || MASKING_KEY);
+        for i in 0..BATCH {
+            client.send_text(&texts[i % texts.len()]).unwrap();
+        }
+        let wire = client.take_outgoing().to_vec();
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(BenchmarkId::new("server_x64", id), |b| {
+            b.iter(|| {
+                let mut server = Connection::new(Role::Server, server_config.clone());
+                server.receive(black_box(&wire)).unwrap();
+                let mut n = 0;
+                while let Some(Event::Message(message)) = server.next_event() {
+                    server.send_message(&message).unwrap();
+                    black_box(server.take_outgoing());
+                    n += 1;
+                }
+                assert_eq!(n, BATCH);
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Runs every group of this file; what `criterion_group!` would generate,
 /// written out so that the public function has a doc comment.
 pub fn benches() {
@@ -326,5 +376,7 @@ pub fn benches() {
     handshake(&mut c);
     #[cfg(feature = "deflate")]
     deflate(&mut c);
+    #[cfg(feature = "deflate")]
+    deflate_echo(&mut c);
 }
 criterion_main!(benches);

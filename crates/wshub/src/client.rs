@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::{Host, Url};
 use wshub_proto::handshake::{validate_response, ClientRequest, Response, DEFAULT_MAX_HEAD_LEN};
-use wshub_proto::Role;
+use wshub_proto::{deflate, Role};
 
 use crate::websocket::HandshakeInfo;
 use crate::{Error, WebSocket, WebSocketConfig};
@@ -144,6 +144,7 @@ impl ClientBuilder {
         let mut request = ClientRequest::new(target.authority.clone(), target.resource.clone());
         request.protocols = self.protocols.clone();
         request.headers = self.headers.clone();
+        request.extensions = self.config.compression.as_ref().map(deflate::offer);
         request
     }
 
@@ -197,9 +198,24 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let reader = crate::server::read_head(&mut io, DEFAULT_MAX_HEAD_LEN).await?;
     let response = Response::parse(reader.head().expect("the head is complete"))?;
     let accepted = validate_response(&response, request)?;
+    let mut config = config;
+    let mut extensions = None;
+    if let Some(settings) = &config.compression {
+        let values = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, value)| value.as_str());
+        // An answer we cannot hold the server to fails the connection
+        // (RFC 7692 §7.1): `?` drops the transport before it is open.
+        if let Some(agreement) = deflate::validate_response(values, settings)? {
+            extensions = Some(agreement.response_header().into_boxed_str());
+            config.protocol = std::mem::take(&mut config.protocol).deflate(Some(agreement));
+        }
+    }
     let info = HandshakeInfo {
         protocol: accepted.protocol.map(String::into_boxed_str),
-        extensions: None,
+        extensions,
         url: url.into_boxed_str(),
     };
     Ok(WebSocket::from_parts(

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use wshub_proto::deflate::DeflateConfig;
+
 /// Settings of a [`WebSocket`](crate::WebSocket), on top of the protocol
 /// limits of [`wshub_proto::Config`].
 #[derive(Debug, Clone)]
@@ -24,6 +26,13 @@ pub struct WebSocketConfig {
     /// How long to wait for the peer's Close after ours, or for the server to
     /// close TCP after the close handshake (RFC 6455 §7.1.1). Default: 5 s.
     pub close_timeout: Duration,
+    /// permessage-deflate (RFC 7692): `Some` offers it (client) or accepts an
+    /// offer of it (server) with these settings; see [`DeflateConfig`] for
+    /// the parameters, their defaults and what each costs in memory.
+    /// Default: `None` (off), as Node's `ws` server: compression costs CPU
+    /// on every message and, with context takeover, hundreds of KiB per
+    /// connection, so it is a choice to make, not a default to discover.
+    pub compression: Option<DeflateConfig>,
 }
 
 impl Default for WebSocketConfig {
@@ -35,6 +44,7 @@ impl Default for WebSocketConfig {
             pong_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            compression: None,
         }
     }
 }
@@ -67,6 +77,12 @@ impl WebSocketConfig {
     /// Sets [`WebSocketConfig::handshake_timeout`].
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::compression`].
+    pub fn compression(mut self, compression: Option<DeflateConfig>) -> Self {
+        self.compression = compression;
         self
     }
 

@@ -45,4 +45,5 @@ pub use config::WebSocketConfig;
 pub use error::Error;
 pub use server::{accept, accept_with, Accept, Reject};
 pub use websocket::{CloseEvent, WebSocket, WebSocketReader, WebSocketWriter};
+pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig};
 pub use wshub_proto::{CloseCode, CloseFrame, Message, PreparedMessage, State, Utf8Bytes};

@@ -1,6 +1,7 @@
 //! The server side of the opening handshake (RFC 6455 §4.2).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use wshub_proto::deflate::negotiate_offers;
 use wshub_proto::handshake::{accept_response, reject_response, HeadReader};
 use wshub_proto::Role;
 
@@ -101,6 +102,10 @@ pub async fn write_rejection<S: AsyncWrite + Unpin>(
 /// Answers a validated request with `101 Switching Protocols` and returns
 /// the open WebSocket. `early` is what [`read_request`] returned after the head.
 ///
+/// With [`WebSocketConfig::compression`] set, the first acceptable
+/// permessage-deflate offer is accepted (RFC 7692 §5); an offer that is not
+/// acceptable is declined and the connection opens uncompressed.
+///
 /// # Errors
 /// [`Error::Io`] if the transport fails; [`Error::Handshake`] if an
 /// [`Accept`] header holds CR, LF or NUL.
@@ -114,14 +119,24 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let protocol = accept
         .protocol
         .filter(|p| request.protocols.iter().any(|offered| offered == p));
-    let response = accept_response(request, protocol.as_deref(), None, &accept.headers)?;
+    let mut config = config;
+    let deflate = config
+        .compression
+        .as_ref()
+        .and_then(|settings| negotiate_offers(&request.extensions, settings));
+    let extensions = deflate.as_ref().map(|(_, header)| header.as_str());
+    let response = accept_response(request, protocol.as_deref(), extensions, &accept.headers)?;
     io.write_all(&response).await?;
     io.flush().await?;
-    let info = HandshakeInfo {
+    let mut info = HandshakeInfo {
         protocol: protocol.map(String::into_boxed_str),
         extensions: None,
         url: request.request.target.as_str().into(),
     };
+    if let Some((agreement, header)) = deflate {
+        config.protocol = std::mem::take(&mut config.protocol).deflate(Some(agreement));
+        info.extensions = Some(header.into_boxed_str());
+    }
     Ok(WebSocket::from_parts(io, Role::Server, config, info, early))
 }
 

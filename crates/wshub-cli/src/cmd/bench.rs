@@ -65,6 +65,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             idle.hold = a.hold;
             idle.pid = a.pid;
             idle.join = a.join;
+            idle.compression = a.compression;
             (a.url, Mode::Idle(idle), None, a.output)
         }
         BenchMode::Fanout(a) => {

@@ -58,10 +58,13 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
         };
         backoff.reset();
         eprintln!(
-            "connected to {}{}",
+            "connected to {}{}{}",
             args.url,
             ws.protocol()
                 .map(|p| format!(" (subprotocol {p})"))
+                .unwrap_or_default(),
+            ws.extensions()
+                .map(|e| format!(" (extensions {e})"))
                 .unwrap_or_default()
         );
         match session(ws, &args, &config, &mut lines).await? {
@@ -83,7 +86,8 @@ fn builder(args: &ConnectArgs, config: &ConnectConfig) -> ClientBuilder {
     let ws_config = WebSocketConfig::default()
         .protocol(protocol)
         .ping_interval(args.ping_interval)
-        .pong_timeout(args.pong_timeout);
+        .pong_timeout(args.pong_timeout)
+        .compression(config.compression.clone());
     let mut b = ClientBuilder::new(args.url.clone())
         .handshake_timeout(args.handshake_timeout)
         .config(ws_config);
