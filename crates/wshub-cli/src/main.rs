@@ -4,6 +4,17 @@
 //! `cmd/bench.rs`), and carried out by `cmd/`.
 #![forbid(unsafe_code)]
 
+/// mimalloc rather than the system allocator. Measured (wshub bench idle,
+/// 10,000 connections, 2026-11-29): with permessage-deflate on, glibc kept
+/// 22.6 KiB of RSS per idle connection, because each message's compression
+/// state (about 420 KiB, allocated and freed per message without context
+/// takeover) fragments its heap once its dynamic mmap threshold rises;
+/// mimalloc kept 1.97 KiB. Without compression, 1.46 KiB against 1.82 KiB
+/// (echo) and 2.29 against 3.48 (hub). Echo throughput was the same within
+/// run-to-run noise.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod cmd;
 mod config;
