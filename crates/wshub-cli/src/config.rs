@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use wshub::{CloseCode, DeflateConfig};
 use wshub_hub::HubConfig;
+use wshub_proto::deflate::DeflateConfigError;
 
 use crate::args::{CompressionArgs, ConnectArgs, Runtime, ServeArgs};
 
@@ -100,27 +101,22 @@ pub(crate) fn deflate_config(
         return Ok(None);
     }
     let mut config = base;
-    if args.compression_level > 9 {
-        bail!(
-            "--compression-level {}: use 0 (no compression) to 9 (smallest)",
-            args.compression_level
-        );
-    }
-    if !(8..=15).contains(&args.compression_window_bits) {
-        bail!(
-            "--compression-window-bits {}: use 8 to 15 (RFC 7692 section 7.1.2)",
-            args.compression_window_bits
-        );
-    }
     config.level = args.compression_level;
     // 0 compresses every message.
     config.threshold = parse_bytes("--compression-threshold", &args.compression_threshold)?;
     config.server_max_window_bits = args.compression_window_bits;
     config.client_max_window_bits = args.compression_window_bits;
-    config
-        .validate()
-        .context("--compression flags describe no valid permessage-deflate setting")?;
-    Ok(Some(config))
+    // The ranges are wshub-proto's; here they are only worded as flags.
+    match config.validate() {
+        Ok(()) => Ok(Some(config)),
+        Err(DeflateConfigError::LevelOutOfRange { level }) => {
+            bail!("--compression-level {level}: use 0 (no compression) to 9 (smallest)")
+        }
+        Err(DeflateConfigError::WindowBitsOutOfRange { bits, .. }) => {
+            bail!("--compression-window-bits {bits}: use 8 to 15 (RFC 7692 section 7.1.2)")
+        }
+        Err(other) => bail!("--compression: {other}"),
+    }
 }
 
 /// A connect command, validated.

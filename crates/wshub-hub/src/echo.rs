@@ -7,6 +7,7 @@ use wshub::{CloseCode, WebSocket};
 
 use crate::session::{finish, log_end};
 
+/// The `/echo` session: every message back to its sender, in batches.
 ///
 /// Every idle connection holds this future, so its size is the echo route's
 /// memory per connection. Two things keep it small:
