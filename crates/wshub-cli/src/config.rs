@@ -102,6 +102,7 @@ pub(crate) fn deflate_config(
     }
     let mut config = base;
     config.level = args.compression_level;
+    config.mem_level = args.compression_memory_level;
     // 0 compresses every message.
     config.threshold = parse_bytes("--compression-threshold", &args.compression_threshold)?;
     config.server_max_window_bits = args.compression_window_bits;
@@ -111,6 +112,9 @@ pub(crate) fn deflate_config(
         Ok(()) => Ok(Some(config)),
         Err(DeflateConfigError::LevelOutOfRange { level }) => {
             bail!("--compression-level {level}: use 0 (no compression) to 9 (smallest)")
+        }
+        Err(DeflateConfigError::MemLevelOutOfRange { mem_level }) => {
+            bail!("--compression-memory-level {mem_level}: use 1 (least memory) to 9")
         }
         Err(DeflateConfigError::WindowBitsOutOfRange { bits, .. }) => {
             bail!("--compression-window-bits {bits}: use 8 to 15 (RFC 7692 section 7.1.2)")
@@ -192,6 +196,8 @@ mod tests {
             "6",
             "--compression-window-bits",
             "10",
+            "--compression-memory-level",
+            "3",
         ]))
         .unwrap();
         let d = hub.compression.unwrap();
@@ -200,9 +206,10 @@ mod tests {
                 d.threshold,
                 d.level,
                 d.server_max_window_bits,
-                d.client_max_window_bits
+                d.client_max_window_bits,
+                d.mem_level
             ),
-            (0, 6, 10, 10)
+            (0, 6, 10, 10, 3)
         );
         assert!(d.server_no_context_takeover && d.client_no_context_takeover);
         let d = hub_config(&serve_args(&[
@@ -213,10 +220,22 @@ mod tests {
         .compression
         .unwrap();
         assert!(!d.server_no_context_takeover && !d.client_no_context_takeover);
-        assert_eq!((d.threshold, d.level), (1024, 2), "documented defaults");
+        assert_eq!(
+            (d.threshold, d.level, d.mem_level),
+            (1024, 2, 8),
+            "documented defaults"
+        );
 
         for (flags, fix) in [
             (&["--compression", "--compression-level", "10"][..], "use 0"),
+            (
+                &["--compression", "--compression-memory-level", "0"],
+                "use 1 (least memory) to 9",
+            ),
+            (
+                &["--compression", "--compression-memory-level", "10"],
+                "use 1 (least memory) to 9",
+            ),
             (
                 &["--compression", "--compression-window-bits", "16"],
                 "use 8 to 15",

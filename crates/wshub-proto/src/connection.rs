@@ -10,7 +10,7 @@ use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 #[cfg(feature = "deflate")]
-use crate::deflate::codec::{self, Deflater, InflateError, Inflater};
+use crate::deflate::codec::{self, DeflateSettings, Deflater, InflateError, Inflater};
 #[cfg(feature = "deflate")]
 use crate::deflate::DeflateAgreement;
 use crate::error::{ProtocolError, SendError};
@@ -190,7 +190,7 @@ struct DeflatedFrames {
 #[derive(Debug)]
 struct DeflatedFrame {
     window_bits: u8,
-    level: u32,
+    settings: DeflateSettings,
     frame: Bytes,
 }
 
@@ -227,42 +227,45 @@ impl PreparedMessage {
     /// The frame compressed for a connection whose outbound direction has no
     /// context takeover (RFC 7692 §7.1.1.1): RSV1 set, the payload deflated
     /// with a fresh state and a window of `2^window_bits` bytes (8–15,
-    /// clamped) at `level` (0–9), trailer removed (§7.2.1). Compressed even
+    /// clamped) at compression `level` (0–9) and memory level `mem_level`
+    /// (1–9; see [`DeflateConfig`](crate::deflate::DeflateConfig)), trailer
+    /// removed (§7.2.1). Compressed even
     /// when that does not make it smaller: at or above the threshold every
     /// message is sent compressed, as Node's `ws` and python-websockets do.
     ///
-    /// Computed once per distinct (`window_bits`, `level`), for the first
-    /// four pairs asked for, and shared by every clone: all recipients with
+    /// Computed once per distinct (`window_bits`, `level`, `mem_level`), for
+    /// the first four asked for, and shared by every clone: all recipients with
     /// the same parameters get the same bytes.
     #[cfg(feature = "deflate")]
     #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
-    pub fn deflated_frame(&self, window_bits: u8, level: u32) -> Bytes {
+    pub fn deflated_frame(&self, window_bits: u8, level: u32, mem_level: u8) -> Bytes {
         let window_bits = window_bits.clamp(
             crate::deflate::MIN_WINDOW_BITS,
             crate::deflate::MAX_WINDOW_BITS,
         );
-        let level = level.min(9);
+        let settings = DeflateSettings::new(level, mem_level);
         for slot in &self.deflated.slots {
             // Slots fill in order, so an empty slot means no later one holds
-            // this pair; a racing thread that filled it first is waited for.
+            // these parameters; a racing thread that filled it first is
+            // waited for.
             let entry = slot.get_or_init(|| DeflatedFrame {
                 window_bits,
-                level,
-                frame: self.compress(window_bits, level),
+                settings,
+                frame: self.compress(window_bits, settings),
             });
-            if entry.window_bits == window_bits && entry.level == level {
+            if entry.window_bits == window_bits && entry.settings == settings {
                 return entry.frame.clone();
             }
         }
-        self.compress(window_bits, level)
+        self.compress(window_bits, settings)
     }
 
     #[cfg(feature = "deflate")]
-    fn compress(&self, window_bits: u8, level: u32) -> Bytes {
+    fn compress(&self, window_bits: u8, settings: DeflateSettings) -> Bytes {
         #[cfg(test)]
         tests::COMPRESSIONS.with(|n| n.set(n.get() + 1));
         let payload = self.payload();
-        let compressed = codec::compress_once(payload, window_bits, level);
+        let compressed = codec::compress_once(payload, window_bits, settings);
         let mut out = BytesMut::with_capacity(crate::frame::encoded_len(compressed.len(), false));
         let header = FrameHeader {
             fin: true,
@@ -338,7 +341,10 @@ impl DeflateCodec {
     fn new(agreement: &DeflateAgreement, role: Role) -> Self {
         Self {
             inbound: Inflater::new(agreement.inbound(role)),
-            outbound: Deflater::new(agreement.outbound(role), agreement.level),
+            outbound: Deflater::new(
+                agreement.outbound(role),
+                DeflateSettings::new(agreement.level, agreement.mem_level),
+            ),
             threshold: agreement.threshold,
             compressed: false,
             inflated: Vec::new(),
@@ -1060,8 +1066,12 @@ impl Connection {
                 if !outbound.no_context_takeover {
                     return self.send_compressed(message.opcode, payload);
                 }
-                let frame =
-                    message.deflated_frame(outbound.max_window_bits, codec.outbound.level());
+                let settings = codec.outbound.settings();
+                let frame = message.deflated_frame(
+                    outbound.max_window_bits,
+                    settings.level,
+                    settings.mem_level,
+                );
                 self.out.extend_from_slice(&frame);
                 return Ok(());
             }
@@ -1338,8 +1348,8 @@ mod tests {
         assert!(outputs.iter().all(|o| o == &outputs[0]));
         assert_eq!(outputs[0][0], 0xc1, "FIN, RSV1, text");
         assert!(outputs[0].len() < message.frame().len() / 10);
-        let a = message.deflated_frame(15, 2);
-        let b = message.clone().deflated_frame(15, 2);
+        let a = message.deflated_frame(15, 2, 8);
+        let b = message.clone().deflated_frame(15, 2, 8);
         assert_eq!(a.as_ptr(), b.as_ptr(), "one shared buffer");
         assert_eq!(&a[..], &outputs[0][..]);
 
@@ -1351,7 +1361,7 @@ mod tests {
         assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 2);
         // Five pairs: the fifth (after 15/2, 10/2, 9/2, 8/2) is not cached.
         for bits in [9, 8, 12, 12] {
-            message.deflated_frame(bits, 2);
+            message.deflated_frame(bits, 2, 8);
         }
         assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 6);
     }

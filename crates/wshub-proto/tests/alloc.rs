@@ -23,12 +23,17 @@ thread_local! {
     // safe from inside the allocator.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed while counting.
+    static NET_BYTES: Cell<i64> = const { Cell::new(0) };
 }
 
 impl CountingAllocator {
-    fn record(&self) {
+    fn record(&self, freed: usize, allocated: usize) {
         if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            if allocated > 0 {
+                ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            }
+            NET_BYTES.with(|n| n.set(n.get() + allocated as i64 - freed as i64));
         }
     }
 }
@@ -38,25 +43,26 @@ impl CountingAllocator {
 // thread-locals without destructors, which never allocate.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.record();
+        self.record(0, layout.size());
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        self.record();
+        self.record(0, layout.size());
         // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // A realloc may move the block: as costly as an allocation.
-        self.record();
+        self.record(layout.size(), new_size);
         // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.record(layout.size(), 0);
         // SAFETY: forwarded unchanged; `ptr` came from `System` through us.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -67,11 +73,21 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Allocations (and reallocations) this thread makes while running `f`.
 fn count_allocations(f: impl FnOnce()) -> u64 {
+    count(f).0
+}
+
+/// Allocations, and bytes still held from them, of this thread running `f`.
+fn count<R>(f: impl FnOnce() -> R) -> (u64, i64, R) {
     ALLOCATIONS.with(|n| n.set(0));
+    NET_BYTES.with(|n| n.set(0));
     COUNTING.with(|c| c.set(true));
-    f();
+    let result = f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get)
+    (
+        ALLOCATIONS.with(Cell::get),
+        NET_BYTES.with(Cell::get),
+        result,
+    )
 }
 
 /// Enough echoes for the message buffer's block to double up to its largest
@@ -197,4 +213,48 @@ fn echoing_batches_of_16_text_messages_read_at_once_allocates_per_block_not_per_
         "{count} allocations for {} echoes ({blocks} blocks of payload)",
         MESSAGES / BATCH * BATCH
     );
+}
+
+/// `Connection::deflate_memory` reports what zlib-rs really holds: after its
+/// first compressed message, a server that keeps its compression context
+/// (takeover) holds exactly the state's reported size more than one that
+/// does not.
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_memory_matches_the_bytes_a_kept_context_holds() {
+    use wshub_proto::deflate::{self, DeflateConfig};
+
+    fn server(takeover: bool, window_bits: u8, mem_level: u8) -> Connection {
+        let client = DeflateConfig::client().server_max_window_bits(window_bits);
+        let offer = deflate::offer(&client);
+        let config = DeflateConfig::server()
+            .server_no_context_takeover(!takeover)
+            .server_max_window_bits(window_bits)
+            .mem_level(mem_level)
+            .threshold(0);
+        let (agreement, _) = deflate::negotiate([offer.as_str()], &config).unwrap();
+        Connection::new(Role::Server, Config::default().deflate(Some(agreement)))
+    }
+
+    let text = "{\"op\":\"message\",\"text\":\"hello\"} ".repeat(400);
+    for (window_bits, mem_level) in [(15, 8), (15, 1), (9, 8), (9, 9), (8, 4)] {
+        let held = |takeover: bool| {
+            let mut conn = server(takeover, window_bits, mem_level);
+            let (_, bytes, conn) = count(|| {
+                conn.send_text(&text).unwrap();
+                drop(conn.take_outgoing());
+                conn
+            });
+            (bytes, conn.deflate_memory())
+        };
+        // Both keep the same scratch buffer; only the state differs.
+        let (kept, reported) = held(true);
+        let (freed, scratch) = held(false);
+        assert!(reported > scratch + 100_000, "{reported} B reported");
+        assert_eq!(
+            kept - freed,
+            (reported - scratch) as i64,
+            "window bits {window_bits}, memory level {mem_level}"
+        );
+    }
 }

@@ -30,17 +30,22 @@
 //!
 //! # Memory
 //!
-//! Measured with a counting allocator on flate2 1.1 with zlib-rs 0.6 (memLevel
-//! is always 8: flate2 does not expose it), for window bits `w` (9 for 8):
-//! - deflate: `2^(w+2) + 248,960` bytes: 371 KiB at `w = 15`, 245 KiB at 9;
+//! Compression uses zlib-rs's own `Deflate`, which takes a memory level;
+//! inflation goes through flate2 on the same zlib-rs. Measured with a
+//! counting allocator (`tests/alloc.rs`), zlib-rs 0.6, for window bits `w`
+//! (9 for 8) and memory level `m`:
+//! - deflate: `2^(w+2) + 7·2^(m+6) + 134,400` bytes: 371 KiB at `w = 15,
+//!   m = 8` (zlib's defaults), 260 KiB at 15/1, 245 KiB at 9/8, 134 KiB at
+//!   9/1. zlib-rs's hash table is a fixed 128 KiB whatever `m`;
 //! - inflate: 47,552 bytes whatever `w` (zlib-rs allocates a 32 KiB window).
 //!
 //! Both are allocated on the first compressed message in their direction,
 //! and freed after each message when that direction has no context takeover.
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
+use zlib_rs::{Deflate, DeflateFlush};
 
-use super::params::DeflateDirection;
+use super::params::{DeflateDirection, MAX_MEM_LEVEL, MIN_MEM_LEVEL};
 
 /// The end of a sync flush, removed by the sender and appended by the
 /// receiver (RFC 7692 §7.2.1, §7.2.2).
@@ -57,9 +62,10 @@ fn zlib_window_bits(bits: u8) -> u8 {
     bits.clamp(9, 15)
 }
 
-/// Bytes of a zlib-rs deflate state, as measured (see the module docs).
-pub(crate) fn deflate_state_size(window_bits: u8) -> usize {
-    (1 << (zlib_window_bits(window_bits) + 2)) + 248_960
+/// Bytes of a zlib-rs deflate state, as measured (see the module docs;
+/// `tests/alloc.rs` checks this against a counting allocator).
+pub(crate) fn deflate_state_size(window_bits: u8, mem_level: u8) -> usize {
+    (1 << (zlib_window_bits(window_bits) + 2)) + 7 * (1 << (mem_level + 6)) + 134_400
 }
 
 /// Bytes of a zlib-rs inflate state, as measured (see the module docs).
@@ -190,20 +196,46 @@ fn grow(out: &mut Vec<u8>, limit: usize) {
 }
 
 /// The outbound half: compresses one whole message at a time.
-#[derive(Debug)]
 pub(crate) struct Deflater {
     direction: DeflateDirection,
-    level: u32,
+    settings: DeflateSettings,
     /// Created on the first compressed message; `None` between messages when
     /// there is no context takeover.
-    state: Option<Box<Compress>>,
+    state: Option<Box<Deflate>>,
+}
+
+/// This end's own deflate settings, which the peer never sees: zlib's
+/// compression level (0–9) and memory level (1–9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct DeflateSettings {
+    pub(crate) level: u32,
+    pub(crate) mem_level: u8,
+}
+
+impl DeflateSettings {
+    pub(crate) fn new(level: u32, mem_level: u8) -> Self {
+        Self {
+            level: level.min(9),
+            mem_level: mem_level.clamp(MIN_MEM_LEVEL, MAX_MEM_LEVEL),
+        }
+    }
+}
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflater")
+            .field("direction", &self.direction)
+            .field("settings", &self.settings)
+            .field("allocated", &self.state.is_some())
+            .finish()
+    }
 }
 
 impl Deflater {
-    pub(crate) fn new(direction: DeflateDirection, level: u32) -> Self {
+    pub(crate) fn new(direction: DeflateDirection, settings: DeflateSettings) -> Self {
         Self {
             direction,
-            level,
+            settings,
             state: None,
         }
     }
@@ -212,13 +244,13 @@ impl Deflater {
         self.direction
     }
 
-    pub(crate) fn level(&self) -> u32 {
-        self.level
+    pub(crate) fn settings(&self) -> DeflateSettings {
+        self.settings
     }
 
     pub(crate) fn memory(&self) -> usize {
         if self.state.is_some() {
-            deflate_state_size(self.direction.max_window_bits)
+            deflate_state_size(self.direction.max_window_bits, self.settings.mem_level)
         } else {
             0
         }
@@ -229,10 +261,10 @@ impl Deflater {
     /// the next message, so everything compressed here must be sent.
     pub(crate) fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
         let bits = self.direction.max_window_bits;
-        let level = self.level;
+        let settings = self.settings;
         let state = self
             .state
-            .get_or_insert_with(|| Box::new(new_compress(bits, level)));
+            .get_or_insert_with(|| Box::new(new_deflate(bits, settings)));
         compress_message(state, bits, payload, out);
         if self.direction.no_context_takeover {
             self.state = None;
@@ -240,38 +272,42 @@ impl Deflater {
     }
 }
 
-fn new_compress(window_bits: u8, level: u32) -> Compress {
-    Compress::new_with_window_bits(
-        Compression::new(level.min(9)),
-        false,
-        zlib_window_bits(window_bits),
-    )
+/// A raw deflate state (no zlib header, RFC 7692 §7.2.1).
+fn new_deflate(window_bits: u8, settings: DeflateSettings) -> Deflate {
+    let settings = DeflateSettings::new(settings.level, settings.mem_level);
+    // In range by construction: zlib-rs panics on values outside level
+    // 0–9, memory level 1–9 and raw window bits 9–15.
+    Deflate::new_with_config(zlib_rs::DeflateConfig {
+        level: settings.level as i32,
+        window_bits: -i32::from(zlib_window_bits(window_bits)),
+        mem_level: i32::from(settings.mem_level),
+        ..zlib_rs::DeflateConfig::default()
+    })
 }
 
 /// Compresses `payload` with a fresh state: what a message sent without
 /// context takeover looks like, the same for every connection with these
 /// parameters (used for compress-once fan-out).
-pub(crate) fn compress_once(payload: &[u8], window_bits: u8, level: u32) -> Vec<u8> {
-    let mut state = new_compress(window_bits, level);
+pub(crate) fn compress_once(payload: &[u8], window_bits: u8, settings: DeflateSettings) -> Vec<u8> {
+    let mut state = new_deflate(window_bits, settings);
     let mut out = Vec::new();
     compress_message(&mut state, window_bits, payload, &mut out);
     out
 }
 
-fn compress_message(state: &mut Compress, window_bits: u8, payload: &[u8], out: &mut Vec<u8>) {
+fn compress_message(state: &mut Deflate, window_bits: u8, payload: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
-    out.reserve(payload.len() / 2 + 64);
     if window_bits <= 8 {
         // See the module docs: a full flush every 256 bytes keeps every
         // back-reference within 256 bytes.
         for segment in payload.chunks(WINDOW_8_SEGMENT) {
-            run(state, segment, out, FlushCompress::Full);
+            run(state, segment, out, DeflateFlush::FullFlush);
         }
         if payload.is_empty() {
-            run(state, &[], out, FlushCompress::Full);
+            run(state, &[], out, DeflateFlush::FullFlush);
         }
     } else {
-        run(state, payload, out, FlushCompress::Sync);
+        run(state, payload, out, DeflateFlush::SyncFlush);
     }
     // A sync or full flush ends with an empty stored block, whose last four
     // bytes are the trailer (RFC 7692 §7.2.1).
@@ -279,19 +315,23 @@ fn compress_message(state: &mut Compress, window_bits: u8, payload: &[u8], out: 
     out.truncate(out.len() - TRAILER.len());
 }
 
-fn run(state: &mut Compress, mut input: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
+fn run(state: &mut Deflate, mut input: &[u8], out: &mut Vec<u8>, flush: DeflateFlush) {
     loop {
-        if out.capacity() - out.len() < 64 {
-            out.reserve(input.len() / 2 + 1024);
-        }
-        let before = state.total_in();
+        // zlib-rs writes into initialised bytes only (this crate has no
+        // `unsafe`), so the room is zeroed first and cut back after.
+        let written = out.len();
+        let room = (input.len() / 2 + 64).max(1024);
+        out.resize(written + room, 0);
+        let (in_before, out_before) = (state.total_in(), state.total_out());
         state
-            .compress_vec(input, out, flush)
+            .compress(input, &mut out[written..], flush)
             .expect("deflate on a live raw stream with room to write cannot fail");
-        input = &input[(state.total_in() - before) as usize..];
+        let produced = (state.total_out() - out_before) as usize;
+        out.truncate(written + produced);
+        input = &input[(state.total_in() - in_before) as usize..];
         // zlib finished the flush if it left room in the output ("If deflate
         // returns with avail_out == 0, this function must be called again").
-        if input.is_empty() && out.len() < out.capacity() {
+        if input.is_empty() && produced < room {
             return;
         }
     }
@@ -320,7 +360,7 @@ mod tests {
 
     #[test]
     fn compresses_hello_as_in_rfc_7692_section_7_2_3_1() {
-        let mut deflater = Deflater::new(direction(15, true), 6);
+        let mut deflater = Deflater::new(direction(15, true), DeflateSettings::new(6, 8));
         let mut out = Vec::new();
         deflater.compress(b"Hello", &mut out);
         assert_eq!(out, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
@@ -328,7 +368,7 @@ mod tests {
 
     #[test]
     fn context_takeover_shares_the_window_as_in_section_7_2_3_2() {
-        let mut deflater = Deflater::new(direction(15, false), 6);
+        let mut deflater = Deflater::new(direction(15, false), DeflateSettings::new(6, 8));
         let mut first = Vec::new();
         deflater.compress(b"Hello", &mut first);
         let mut second = Vec::new();
@@ -341,7 +381,7 @@ mod tests {
 
     #[test]
     fn an_empty_message_compresses_to_one_zero_byte_as_in_section_7_2_3_6() {
-        let mut deflater = Deflater::new(direction(15, true), 6);
+        let mut deflater = Deflater::new(direction(15, true), DeflateSettings::new(6, 8));
         let mut out = Vec::new();
         deflater.compress(b"", &mut out);
         assert_eq!(out, [0x00]);
@@ -351,7 +391,7 @@ mod tests {
 
     #[test]
     fn no_context_takeover_frees_both_states_after_each_message() {
-        let mut deflater = Deflater::new(direction(15, true), 1);
+        let mut deflater = Deflater::new(direction(15, true), DeflateSettings::new(1, 8));
         let mut out = Vec::new();
         deflater.compress(&[b'a'; 2000], &mut out);
         assert_eq!(deflater.memory(), 0);
@@ -359,9 +399,9 @@ mod tests {
         assert_eq!(inflate_message(&mut inflater, &out).unwrap(), [b'a'; 2000]);
         assert!(!inflater.is_allocated());
 
-        let mut deflater = Deflater::new(direction(15, false), 1);
+        let mut deflater = Deflater::new(direction(15, false), DeflateSettings::new(1, 8));
         deflater.compress(&[b'a'; 2000], &mut Vec::new());
-        assert_eq!(deflater.memory(), 380_032);
+        assert_eq!(deflater.memory(), 380_160);
     }
 
     /// Longest back-reference distance in a raw DEFLATE stream, decoded by
@@ -497,7 +537,7 @@ mod tests {
         let text: Vec<u8> = (0..4000u32)
             .flat_map(|i| format!("{{\"seq\":{},\"v\":\"x{}\"}}", i % 97, i % 13).into_bytes())
             .collect();
-        let mut out = compress_once(&text, 15, 6);
+        let mut out = compress_once(&text, 15, DeflateSettings::new(6, 8));
         out.extend_from_slice(&TRAILER);
         assert!(max_distance(&out) > 256);
     }
@@ -508,7 +548,7 @@ mod tests {
             .flat_map(|i| format!("{{\"seq\":{},\"v\":\"x{}\"}}", i % 97, i % 13).into_bytes())
             .collect();
         for level in [1, 6, 9] {
-            let mut deflater = Deflater::new(direction(8, false), level);
+            let mut deflater = Deflater::new(direction(8, false), DeflateSettings::new(level, 8));
             for _ in 0..3 {
                 let mut out = Vec::new();
                 deflater.compress(&text, &mut out);

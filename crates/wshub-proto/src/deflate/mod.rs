@@ -41,5 +41,6 @@ pub mod params;
 
 pub use params::{
     negotiate, negotiate_offers, offer, validate_response, DeflateAgreement, DeflateConfig,
-    DeflateConfigError, DeflateDirection, EXTENSION_NAME, MAX_WINDOW_BITS, MIN_WINDOW_BITS,
+    DeflateConfigError, DeflateDirection, DEFAULT_MEM_LEVEL, EXTENSION_NAME, MAX_MEM_LEVEL,
+    MAX_WINDOW_BITS, MIN_MEM_LEVEL, MIN_WINDOW_BITS,
 };
