@@ -341,8 +341,10 @@ mod tests {
         let socket_size = std::mem::size_of_val(&socket);
         let echo = echo::run(socket, 1, stop_rx.clone());
         let echo_size = std::mem::size_of_val(&echo);
+        // The echo session keeps its shutdown `changed()` future pinned for
+        // its life (about 100 B, for 2% at 1 message in flight).
         assert!(
-            echo_size <= socket_size + 320,
+            echo_size <= socket_size + 384,
             "echo session {echo_size} B around a {socket_size} B WebSocket"
         );
 

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::IoSlice;
 #[cfg(feature = "deflate")]
 use std::sync::{Arc, OnceLock};
 
@@ -298,6 +299,13 @@ const PRESIZE_LIMIT: usize = 64 * 1024;
 /// Most Pongs waiting to be written before older ones are dropped. RFC 6455
 /// §5.5.3 lets an endpoint answer "only the most recently processed Ping", so a
 /// peer that floods Pings without reading cannot grow our output.
+/// Bytes. An unmasked data frame (server to client) with a payload at least
+/// this long is queued with its payload shared, not copied: the output then
+/// holds a reference to the message's `Bytes`, and
+/// [`Connection::outgoing_vectored`] hands it to a vectored write. Below it,
+/// copying into the output buffer costs less than another slice.
+pub const SHARED_PAYLOAD_MIN: usize = 2048;
+
 const MAX_PENDING_PONGS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
@@ -443,6 +451,12 @@ pub struct Connection {
     failing_close: Option<CloseFrame>,
     // Write side.
     close_sent: bool,
+    /// Output written before `out`, oldest first: frames whose payload is
+    /// shared with the caller's `Bytes` rather than copied (see
+    /// [`SHARED_PAYLOAD_MIN`]), and the bytes `out` held when each was queued.
+    out_shared: VecDeque<Bytes>,
+    /// Bytes in `out_shared`.
+    out_shared_len: usize,
     out: BytesMut,
     /// A control frame sits in `out`, so `out` should be written promptly.
     control_queued: bool,
@@ -460,7 +474,7 @@ impl fmt::Debug for Connection {
             .field("role", &self.role)
             .field("state", &self.state())
             .field("buffered_message", &self.message.len())
-            .field("outgoing", &self.out.len())
+            .field("outgoing", &self.buffered_amount())
             .finish_non_exhaustive()
     }
 }
@@ -504,6 +518,8 @@ impl Connection {
             failed: false,
             failing_close: None,
             close_sent: false,
+            out_shared: VecDeque::new(),
+            out_shared_len: 0,
             out: BytesMut::new(),
             control_queued: false,
             pending_pongs: VecDeque::new(),
@@ -945,9 +961,59 @@ impl Connection {
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
     pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
-        match message {
-            Message::Text(t) => self.send_data(Opcode::Text, t.as_bytes()),
-            Message::Binary(b) => self.send_data(Opcode::Binary, b),
+        let (opcode, payload) = match message {
+            Message::Text(t) => (Opcode::Text, t.as_bytes()),
+            Message::Binary(b) => (Opcode::Binary, b),
+        };
+        if payload.len() >= SHARED_PAYLOAD_MIN
+            && self.mask_keys.is_none()
+            && !self.compresses(payload)
+        {
+            // An unmasked frame carries the payload as it is: queue the
+            // header, then the payload by reference.
+            if self.close_sent {
+                return Err(SendError::NotOpen);
+            }
+            self.flush_pongs();
+            let mut header = self.header(opcode, true);
+            header.payload_len = payload.len() as u64;
+            let mut head = [0u8; MAX_HEADER_LEN];
+            let n = header.encode(&mut head);
+            self.out.extend_from_slice(&head[..n]);
+            self.queue_shared(payload.clone());
+            return Ok(());
+        }
+        self.send_data(opcode, payload)
+    }
+
+    /// Whether a data message of this payload goes out compressed.
+    fn compresses(&self, payload: &[u8]) -> bool {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &self.deflate {
+            return payload.len() >= codec.threshold;
+        }
+        let _ = payload;
+        false
+    }
+
+    /// Queues `bytes` to be written after everything queued so far, without
+    /// copying them.
+    fn queue_shared(&mut self, bytes: Bytes) {
+        if !self.out.is_empty() {
+            let head = self.out.split().freeze();
+            self.out_shared_len += head.len();
+            self.out_shared.push_back(head);
+        }
+        self.out_shared_len += bytes.len();
+        self.out_shared.push_back(bytes);
+    }
+
+    /// Queues an encoded frame: by reference when it is long, else copied.
+    fn queue_encoded(&mut self, frame: &Bytes) {
+        if frame.len() >= SHARED_PAYLOAD_MIN {
+            self.queue_shared(frame.clone());
+        } else {
+            self.out.extend_from_slice(frame);
         }
     }
 
@@ -1072,11 +1138,11 @@ impl Connection {
                     settings.level,
                     settings.mem_level,
                 );
-                self.out.extend_from_slice(&frame);
+                self.queue_encoded(&frame);
                 return Ok(());
             }
         }
-        self.out.extend_from_slice(&message.frame);
+        self.queue_encoded(&message.frame);
         Ok(())
     }
 
@@ -1190,24 +1256,72 @@ impl Connection {
         }
     }
 
-    /// Bytes waiting to be written, oldest first. Write some or all of them,
-    /// then call [`Connection::advance_outgoing`] with the count written.
+    /// The next bytes to write, oldest first: all of them, or, when long
+    /// payloads are queued by reference, the part before the next such
+    /// boundary. Write some or all, then call
+    /// [`Connection::advance_outgoing`] with the count written; repeat until
+    /// this is empty. [`Connection::outgoing_vectored`] gives every part at
+    /// once, for a vectored write.
     ///
     /// Owed Pongs join the output only when it has drained, so a peer that
     /// sends Pings without reading cannot grow it (§5.5.3 lets us answer only
     /// the latest Ping).
     pub fn outgoing(&mut self) -> &[u8] {
-        if self.out.is_empty() && !self.close_sent {
-            self.flush_pongs();
+        if self.out_shared.is_empty() {
+            if self.out.is_empty() && !self.close_sent {
+                self.flush_pongs();
+            }
+            return &self.out;
         }
-        &self.out
+        &self.out_shared[0]
     }
 
-    /// Marks the first `n` bytes of [`Connection::outgoing`] as written.
+    /// How many parts the output is in: more than 1 when long payloads are
+    /// queued by reference, and [`Connection::outgoing`] is then only the
+    /// first part. (Owed Pongs not counted.)
+    pub fn outgoing_parts(&self) -> usize {
+        self.out_shared.len() + usize::from(!self.out.is_empty())
+    }
+
+    /// Every part of the output, in order, in up to `dst.len()` slices (the
+    /// payloads of unmasked data frames of [`SHARED_PAYLOAD_MIN`] bytes or
+    /// more are queued by reference, not copied). Returns how many slices
+    /// were filled; 0 when nothing waits. Write them with one vectored
+    /// write, then call [`Connection::advance_outgoing`] with the count
+    /// written.
+    pub fn outgoing_vectored<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        if self.out_shared.is_empty() && self.out.is_empty() && !self.close_sent {
+            self.flush_pongs();
+        }
+        let this: &'a Self = self;
+        let parts = this
+            .out_shared
+            .iter()
+            .map(|b| &b[..])
+            .chain((!this.out.is_empty()).then_some(&this.out[..]));
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(parts) {
+            *slot = IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+
+    /// Marks the first `n` bytes of the output as written.
     ///
     /// # Panics
-    /// If `n` is more than the length of [`Connection::outgoing`].
-    pub fn advance_outgoing(&mut self, n: usize) {
+    /// If `n` is more than [`Connection::buffered_amount`].
+    pub fn advance_outgoing(&mut self, mut n: usize) {
+        while let Some(front) = self.out_shared.front_mut() {
+            if n < front.len() {
+                front.advance(n);
+                self.out_shared_len -= n;
+                return;
+            }
+            n -= front.len();
+            self.out_shared_len -= front.len();
+            self.out_shared.pop_front();
+        }
         self.out.advance(n);
         if self.out.is_empty() {
             self.control_queued = false;
@@ -1220,13 +1334,23 @@ impl Connection {
             self.flush_pongs();
         }
         self.control_queued = false;
-        self.out.split().freeze()
+        if self.out_shared.is_empty() {
+            return self.out.split().freeze();
+        }
+        let mut all = BytesMut::with_capacity(self.buffered_amount());
+        for part in self.out_shared.drain(..) {
+            all.extend_from_slice(&part);
+        }
+        self.out_shared_len = 0;
+        all.extend_from_slice(&self.out);
+        self.out.clear();
+        all.freeze()
     }
 
     /// Bytes queued but not yet taken, like the browser's `bufferedAmount`
     /// (owed Pongs not counted).
     pub fn buffered_amount(&self) -> usize {
-        self.out.len()
+        self.out_shared_len + self.out.len()
     }
 
     /// Whether the connection owes the peer a frame the protocol requires:
@@ -1249,6 +1373,9 @@ impl Connection {
         if self.out.is_empty() {
             self.out = BytesMut::new();
         }
+        if self.out_shared.is_empty() {
+            self.out_shared = VecDeque::new();
+        }
         if self.events.is_empty() {
             self.events = VecDeque::new();
         }
@@ -1268,11 +1395,21 @@ impl Connection {
         }
     }
 
+    /// Whether part of a frame was received and the rest is awaited: a
+    /// driver that is about to flush a batch of replies may read once more
+    /// first, since the rest is often already in the transport.
+    pub fn mid_frame(&self) -> bool {
+        self.frame.is_some() || self.header_len > 0
+    }
+
     /// Bytes held in buffers (message, output, control, and with
     /// permessage-deflate the inflated message in progress and the
     /// compression scratch buffer), for memory accounting.
     pub fn buffer_capacity(&self) -> usize {
-        let buffers = self.message.capacity() + self.out.capacity() + self.control.capacity();
+        let buffers = self.message.capacity()
+            + self.out.capacity()
+            + self.out_shared_len
+            + self.control.capacity();
         #[cfg(feature = "deflate")]
         if let Some(codec) = &self.deflate {
             return buffers + codec.inflated.capacity() + codec.scratch.capacity();
@@ -1300,7 +1437,9 @@ impl Connection {
 
     /// Whether anything (frames or owed Pongs) waits to be written.
     pub fn wants_write(&self) -> bool {
-        !self.out.is_empty() || (!self.pending_pongs.is_empty() && !self.close_sent)
+        !self.out.is_empty()
+            || !self.out_shared.is_empty()
+            || (!self.pending_pongs.is_empty() && !self.close_sent)
     }
 }
 

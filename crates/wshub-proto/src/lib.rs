@@ -42,6 +42,6 @@ mod message;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, Event, PreparedMessage, Role, State};
+pub use connection::{Config, Connection, Event, PreparedMessage, Role, State, SHARED_PAYLOAD_MIN};
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -133,18 +133,32 @@ struct SplitWakers {
     write_waker: Waker,
 }
 
-/// Writes everything `conn` has queued to `io`, then flushes it.
+/// Slices per vectored write: each shared payload is one, with the bytes
+/// queued before it another.
+const WRITE_SLICES: usize = 64;
+
+/// Writes everything `conn` has queued to `io`, with vectored writes when
+/// payloads are queued by reference, then flushes it.
 fn write_out<S: AsyncWrite + Unpin>(
     io: &mut S,
     conn: &mut Connection,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     loop {
-        let out = conn.outgoing();
-        if out.is_empty() {
-            break;
-        }
-        match ready!(Pin::new(&mut *io).poll_write(cx, out)) {
+        let written = if conn.outgoing_parts() > 1 {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let n = conn.outgoing_vectored(&mut slices);
+            Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n])
+        } else {
+            // One contiguous buffer (the small-message case): a plain write,
+            // without setting up the slices.
+            let out = conn.outgoing();
+            if out.is_empty() {
+                break;
+            }
+            Pin::new(&mut *io).poll_write(cx, out)
+        };
+        match ready!(written) {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Ok(n) => conn.advance_outgoing(n),
             Err(e) => return Poll::Ready(Err(e)),
@@ -257,6 +271,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Instant::now())
+    }
+
+    /// A message already read and parsed, without I/O. Control frames met on
+    /// the way are handled as in [`Inner::poll_next_message`] (Pongs and a
+    /// Close echo are queued by the protocol; a Close is recorded).
+    fn next_buffered(&mut self) -> Option<Message> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        loop {
+            match self.conn.next_event()? {
+                Event::Message(message) => return Some(message),
+                Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(frame) => self.record_peer_close(frame),
+            }
+        }
+    }
+
+    /// [`Inner::next_buffered`], or, in the middle of a frame, what one read
+    /// of the transport completes. Nothing when no message is ready now.
+    fn poll_next_ready(&mut self, cx: &mut Context<'_>) -> Option<Message> {
+        if let Some(message) = self.next_buffered() {
+            return Some(message);
+        }
+        if self.phase != Phase::Open || self.pending_error.is_some() || !self.conn.mid_frame() {
+            return None;
+        }
+        self.register_reader(cx);
+        if self.poll_read_some(cx).is_pending() {
+            return None;
+        }
+        self.next_buffered()
     }
 
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
@@ -421,7 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             Ok(()) => {
                 // Any bytes from the peer prove it alive.
                 if let Some(k) = self.keepalive.as_mut() {
-                    k.on_frame(Instant::now());
+                    k.on_frame(Instant::now);
                 }
                 if let Err(e) = self.conn.receive(read_buf.filled()) {
                     self.close_event = Some(Box::new(CloseEvent {
@@ -573,6 +619,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The next message; `None` once the connection is closed.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         std::future::poll_fn(|cx| self.inner.poll_next_message(cx)).await
+    }
+
+    /// The next message that is ready without waiting: one already read from
+    /// the transport and parsed or, when part of a frame was read, one that a
+    /// single read of what the transport already holds completes. For a
+    /// server that answers a batch of pipelined messages, then flushes once.
+    ///
+    /// `None` says only that no message is ready now. Errors, the end of the
+    /// stream and the close handshake are reported by [`WebSocket::recv`]
+    /// (or the [`Stream`] impl), which also writes the Pongs and the Close
+    /// echo the protocol owes.
+    pub async fn next_ready(&mut self) -> Option<Message> {
+        std::future::poll_fn(|cx| Poll::Ready(self.inner.poll_next_ready(cx))).await
     }
 
     /// Sends a message, waiting for room in the write buffer and then for the
