@@ -58,9 +58,12 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             if let Err(e) = ws.feed(first).await {
                 break Some(e);
             }
+            // The rest are queued without waiting for room: they came in
+            // the same read as `first`, and the flush below drains them
+            // before anything more is read.
             let mut failed = None;
             while let Some(next) = ws.next_ready().await {
-                if let Err(e) = ws.feed(next).await {
+                if let Err(e) = ws.feed_message(&next) {
                     failed = Some(e);
                     break;
                 }

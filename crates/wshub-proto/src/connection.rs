@@ -1248,7 +1248,15 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn flush_pongs(&mut self) {
+        if self.pending_pongs.is_empty() {
+            return;
+        }
+        self.write_pongs();
+    }
+
+    fn write_pongs(&mut self) {
         while let Some(payload) = self.pending_pongs.pop_front() {
             let header = self.header(Opcode::Pong, true);
             encode_frame(&mut self.out, header, &payload);

@@ -1,5 +1,6 @@
 //! [`WebSocket`]: a [`Connection`] driven over an async byte stream.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -21,9 +22,20 @@ use wshub_proto::{
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::{Error, WebSocketConfig};
 
-/// Bytes read from the socket per call. The buffer lives on the stack for the
-/// duration of a poll, so an idle connection holds no read buffer at all.
+/// Bytes read from the socket per call, into [`READ_BUFFER`]: one per
+/// thread, so an idle connection holds no read buffer at all.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Bytes read per call by a connection polled while its thread's
+/// [`READ_BUFFER`] is in use, into a buffer on the stack.
+const NESTED_READ_CHUNK: usize = 4096;
+
+thread_local! {
+    /// The thread's read buffer, [`READ_CHUNK`] bytes, allocated on first use.
+    /// Not on the stack: a 64 KiB frame is probed page by page (16 stores)
+    /// on every call, twice per message at 1 message in flight.
+    static READ_BUFFER: RefCell<Option<Box<[MaybeUninit<u8>]>>> = const { RefCell::new(None) };
+}
 
 /// Buffers above this size are freed as soon as the connection has nothing
 /// more to read; smaller ones at the next keepalive tick.
@@ -431,15 +443,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Reads once from the transport and feeds the bytes to the protocol.
     /// `Ready` when something happened (bytes, end of stream, error), so the
-    /// caller looks at the connection again. Kept out of line: its 64 KiB
-    /// read buffer then lives only in this frame, not in the caller's, whose
-    /// small frame stays hot while it hands out events.
-    #[inline(never)]
+    /// caller looks at the connection again.
+    ///
+    /// The bytes land in the thread's read buffer ([`READ_BUFFER`]): the
+    /// protocol copies what it keeps before this returns, so every
+    /// connection polled on a thread shares one.
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slot) => {
+                let buf = slot.get_or_insert_with(|| {
+                    vec![MaybeUninit::uninit(); READ_CHUNK].into_boxed_slice()
+                });
+                self.poll_read_into(cx, buf)
+            }
+            // The transport itself polls another connection on this thread
+            // (a WebSocket tunnelled through a WebSocket, say).
+            Err(_) => self.poll_read_on_stack(cx),
+        })
+    }
+
+    /// [`Inner::poll_read_some`] when the thread's buffer is in use.
+    #[inline(never)]
+    fn poll_read_on_stack(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut buf = [const { MaybeUninit::<u8>::uninit() }; NESTED_READ_CHUNK];
+        self.poll_read_into(cx, &mut buf)
+    }
+
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<()> {
         // Uninitialised: zeroing 64 KiB on every poll would cost more than
         // parsing a batch of small frames.
-        let mut buf = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
-        let mut read_buf = ReadBuf::uninit(&mut buf);
+        let mut read_buf = ReadBuf::uninit(buf);
         let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
         if read.is_pending() {
             if self.conn.buffer_capacity() > LARGE_BUFFER {
@@ -666,6 +699,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`WebSocket::send_prepared`].
     pub fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
         self.inner.send_with(|conn| conn.send_prepared(message))
+    }
+
+    /// Queues a message without waiting, even past
+    /// [`WebSocketConfig::write_buffer_limit`]; [`WebSocket::flush`] writes
+    /// it out. For answering a batch just read (see
+    /// [`WebSocket::next_ready`]), whose replies grow the queue by about what
+    /// one read brought; elsewhere [`WebSocket::send`] or the [`Sink`], which
+    /// wait for room, keep a peer that does not read from growing it.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`] (nothing is written here, so no I/O error).
+    pub fn feed_message(&mut self, message: &Message) -> Result<(), Error> {
+        self.inner.send_with(|conn| conn.send_message(message))
     }
 
     /// Sends a Ping with `payload` (at most 125 bytes).
