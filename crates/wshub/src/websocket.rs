@@ -129,6 +129,10 @@ pub(crate) struct Inner<S> {
     shrink_deadline: Option<Instant>,
     /// Armed for the earliest deadline; freed when there is none.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The waker `timer` was last polled with, at its current deadline:
+    /// while both stay the same, the timer will wake that task, and a poll
+    /// only has to ask whether it fired.
+    timer_waker: Option<Waker>,
     /// Returned once the transport is closed, after the failing Close went out.
     pending_error: Option<Box<Error>>,
     close_event: Option<Box<CloseEvent>>,
@@ -195,6 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             close_deadline: None,
             shrink_deadline: None,
             timer: None,
+            timer_waker: None,
             pending_error,
             close_event: None,
             split: None,
@@ -273,16 +278,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // Nothing to wait for: free the timer rather than keep it per
             // idle connection.
             self.timer = None;
+            self.timer_waker = None;
             return Poll::Pending;
         };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
+        let timer = match &mut self.timer {
+            Some(timer) if timer.deadline() == deadline => timer,
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                self.timer_waker = None;
+                timer
+            }
+            None => {
+                self.timer_waker = None;
+                self.timer
+                    .insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
+        };
+        if self
+            .timer_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            // Registered for this task and deadline: skip the registration
+            // (atomics and a waker comparison inside tokio, once per read).
+            return if timer.is_elapsed() {
+                Poll::Ready(Instant::now())
+            } else {
+                Poll::Pending
+            };
         }
-        ready!(timer.as_mut().poll(cx));
-        Poll::Ready(Instant::now())
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Instant::now()),
+            Poll::Pending => {
+                self.timer_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 
     /// A message already read and parsed, without I/O. Control frames met on
