@@ -1,6 +1,6 @@
 //! `/echo`: every message back to its sender, text as text, binary as binary.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use wshub::{CloseCode, WebSocket};
@@ -52,21 +52,20 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // reads the socket again only in the middle of a frame (a 16 KiB
             // message cut by the read buffer): elsewhere that read would
             // mostly find nothing and cost a readiness and a timer
-            // registration per batch (7% at 1 message in flight).
-            // Inline rather than a helper `async fn`, whose future would sit
-            // beside the `select!`'s in every idle connection.
-            if let Err(e) = ws.feed(first).await {
-                break Some(e);
-            }
-            // The rest are queued without waiting for room: they came in
-            // the same read as `first`, and the flush below drains them
-            // before anything more is read.
+            // registration per batch (7% at 1 message in flight). The echoes
+            // are queued without waiting for room: `next_ready` stops reading
+            // once the write buffer limit is queued, and the flush below
+            // drains the batch before anything more is read. Inline rather than a helper `async fn`,
+            // whose future would sit beside the `select!`'s in every idle
+            // connection.
             let mut failed = None;
-            while let Some(next) = ws.next_ready().await {
-                if let Err(e) = ws.feed_message(&next) {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                if let Err(e) = ws.feed_message(&message) {
                     failed = Some(e);
                     break;
                 }
+                next = ws.next_ready().await;
             }
             if failed.is_none() {
                 failed = ws.flush().await.err();

@@ -613,8 +613,12 @@ impl Connection {
         if self.header_len == 0 {
             // Fast path: the whole header is in this chunk.
             if let Some((header, n)) = FrameHeader::parse(data)? {
+                let rest = &data[n..];
+                if self.is_whole_message(&header, rest.len()) {
+                    return self.receive_whole_message(header, rest);
+                }
                 self.start_frame(header)?;
-                return Ok(&data[n..]);
+                return Ok(rest);
             }
         }
         let need = if self.header_len < 2 {
@@ -630,6 +634,59 @@ impl Connection {
             self.start_frame(header)?;
         }
         Ok(&data[take..])
+    }
+
+    /// Whether this frame is a whole message that [`Connection::receive_whole_message`]
+    /// may take in one step: an unfragmented, uncompressed Text or Binary
+    /// frame, masked as the role requires, within the size limits, whose
+    /// payload is all in the `available` bytes, with no message in progress.
+    /// Every other frame, valid or not, goes through `start_frame`, which
+    /// gives the errors.
+    fn is_whole_message(&self, header: &FrameHeader, available: usize) -> bool {
+        header.fin
+            && !(header.rsv1 || header.rsv2 || header.rsv3)
+            && matches!(header.opcode, Opcode::Text | Opcode::Binary)
+            && header.masking_key.is_some() == (self.role == Role::Server)
+            && header.payload_len <= available as u64
+            && header.payload_len <= self.config.max_frame_size as u64
+            && header.payload_len <= self.config.max_message_size as u64
+            && self.config.max_fragments >= 1
+            && self.message_opcode.is_none()
+            && self.message.is_empty()
+    }
+
+    /// Takes a whole message (see [`Connection::is_whole_message`]) from
+    /// `rest`, which starts with its payload; returns what follows it. The
+    /// same steps as `start_frame`, `receive_payload` and `finish_frame`,
+    /// without the state between them: most messages are one frame that
+    /// arrives whole.
+    fn receive_whole_message<'a>(
+        &mut self,
+        header: FrameHeader,
+        rest: &'a [u8],
+    ) -> Result<&'a [u8], ProtocolError> {
+        let len = header.payload_len as usize;
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &mut self.deflate {
+            codec.compressed = false;
+        }
+        if self.message.capacity() < len {
+            self.grow_message(len);
+        }
+        self.message.extend_from_slice(&rest[..len]);
+        if let Some(key) = header.masking_key {
+            apply_mask_offset(&mut self.message, key, 0);
+        }
+        let payload = self.message.split().freeze();
+        let message = if header.opcode == Opcode::Text {
+            crate::utf8::validate(&payload)
+                .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        self.events.push_back(Event::Message(message));
+        Ok(&rest[len..])
     }
 
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {

@@ -338,7 +338,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if let Some(message) = self.next_buffered() {
             return Some(message);
         }
-        if self.phase != Phase::Open || self.pending_error.is_some() || !self.conn.mid_frame() {
+        if self.phase != Phase::Open
+            || self.pending_error.is_some()
+            || !self.conn.mid_frame()
+            || self.conn.buffered_amount() >= self.write_buffer_limit
+        {
             return None;
         }
         self.register_reader(cx);
@@ -686,9 +690,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// The next message that is ready without waiting: one already read from
-    /// the transport and parsed or, when part of a frame was read, one that a
-    /// single read of what the transport already holds completes. For a
-    /// server that answers a batch of pipelined messages, then flushes once.
+    /// the transport and parsed or, when part of a frame was read and fewer
+    /// than [`WebSocketConfig::write_buffer_limit`] bytes are queued to send,
+    /// one that a single read of what the transport already holds completes.
+    /// For a server that answers a batch of pipelined messages, then flushes
+    /// once: the batch ends by the time the limit is reached.
     ///
     /// `None` says only that no message is ready now. Errors, the end of the
     /// stream and the close handshake are reported by [`WebSocket::recv`]
