@@ -15,7 +15,9 @@ use crate::deflate::codec::{self, DeflateSettings, Deflater, InflateError, Infla
 #[cfg(feature = "deflate")]
 use crate::deflate::DeflateAgreement;
 use crate::error::{ProtocolError, SendError};
-use crate::frame::{apply_mask_offset, encode_frame, FrameHeader, Opcode, MAX_HEADER_LEN};
+use crate::frame::{
+    apply_mask_offset, encode_frame, encode_header, FrameHeader, Opcode, MAX_HEADER_LEN,
+};
 use crate::message::{Message, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 
@@ -296,16 +298,16 @@ const MAX_MESSAGE_BLOCK: usize = 4096;
 /// payload does.
 const PRESIZE_LIMIT: usize = 64 * 1024;
 
-/// Most Pongs waiting to be written before older ones are dropped. RFC 6455
-/// §5.5.3 lets an endpoint answer "only the most recently processed Ping", so a
-/// peer that floods Pings without reading cannot grow our output.
-/// Bytes. An unmasked data frame (server to client) with a payload at least
-/// this long is queued with its payload shared, not copied: the output then
-/// holds a reference to the message's `Bytes`, and
+/// Bytes. An unmasked data frame (server to client, RFC 6455 §5.1) with a
+/// payload at least this long is queued with its payload shared, not
+/// copied: the output then holds a reference to the message's `Bytes`, and
 /// [`Connection::outgoing_vectored`] hands it to a vectored write. Below it,
 /// copying into the output buffer costs less than another slice.
 pub const SHARED_PAYLOAD_MIN: usize = 2048;
 
+/// Most Pongs waiting to be written before older ones are dropped. RFC 6455
+/// §5.5.3 lets an endpoint answer "only the most recently processed Ping", so a
+/// peer that floods Pings without reading cannot grow our output.
 const MAX_PENDING_PONGS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
@@ -678,15 +680,24 @@ impl Connection {
             apply_mask_offset(&mut self.message, key, 0);
         }
         let payload = self.message.split().freeze();
-        let message = if header.opcode == Opcode::Text {
+        if header.opcode == Opcode::Text {
             crate::utf8::validate(&payload)
                 .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
+        }
+        self.push_message(header.opcode, payload);
+        Ok(&rest[len..])
+    }
+
+    /// Queues a received message whose payload is complete and, for Text,
+    /// already checked to be whole UTF-8 (RFC 6455 §8.1).
+    #[inline]
+    fn push_message(&mut self, opcode: Opcode, payload: Bytes) {
+        let message = if opcode == Opcode::Text {
             Message::Text(Utf8Bytes::from_validated(payload))
         } else {
             Message::Binary(payload)
         };
         self.events.push_back(Event::Message(message));
-        Ok(&rest[len..])
     }
 
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
@@ -906,15 +917,12 @@ impl Connection {
                         Some(inflated) => inflated,
                         None => self.message.split().freeze(),
                     };
-                    let message = if opcode == Opcode::Text {
+                    if opcode == Opcode::Text {
                         self.utf8
                             .finish(&payload)
                             .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
-                        Message::Text(Utf8Bytes::from_validated(payload))
-                    } else {
-                        Message::Binary(payload)
-                    };
-                    self.events.push_back(Event::Message(message));
+                    }
+                    self.push_message(opcode, payload);
                 }
             }
         }
@@ -1028,19 +1036,25 @@ impl Connection {
         {
             // An unmasked frame carries the payload as it is: queue the
             // header, then the payload by reference.
-            if self.close_sent {
-                return Err(SendError::NotOpen);
-            }
-            self.flush_pongs();
-            let mut header = self.header(opcode, true);
-            header.payload_len = payload.len() as u64;
-            let mut head = [0u8; MAX_HEADER_LEN];
-            let n = header.encode(&mut head);
-            self.out.extend_from_slice(&head[..n]);
+            self.before_queueing()?;
+            let header = self.header(opcode, true);
+            encode_header(&mut self.out, header, payload.len());
             self.queue_shared(payload.clone());
             return Ok(());
         }
         self.send_data(opcode, payload)
+    }
+
+    /// Before a frame is queued: none may follow our Close
+    /// ([`SendError::NotOpen`], RFC 6455 §5.5.1), and the Pongs owed for
+    /// Pings received earlier go first, in wire order.
+    #[inline]
+    fn before_queueing(&mut self) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::NotOpen);
+        }
+        self.flush_pongs();
+        Ok(())
     }
 
     /// Whether a data message of this payload goes out compressed.
@@ -1078,11 +1092,7 @@ impl Connection {
     /// and it is long enough.
     fn send_data(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
         #[cfg(feature = "deflate")]
-        if self
-            .deflate
-            .as_ref()
-            .is_some_and(|codec| payload.len() >= codec.threshold)
-        {
+        if self.compresses(payload) {
             return self.send_compressed(opcode, payload);
         }
         self.send_frame(opcode, payload)
@@ -1097,10 +1107,7 @@ impl Connection {
     /// every byte our deflater saw.
     #[cfg(feature = "deflate")]
     fn send_compressed(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::NotOpen);
-        }
-        self.flush_pongs();
+        self.before_queueing()?;
         let codec = self
             .deflate
             .as_mut()
@@ -1147,11 +1154,7 @@ impl Connection {
     }
 
     fn queue_frame(&mut self, opcode: Opcode, payload: &[u8], fin: bool) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::NotOpen);
-        }
-        // Pongs owed for Pings received earlier go first, in wire order.
-        self.flush_pongs();
+        self.before_queueing()?;
         self.control_queued |= opcode.is_control();
         let header = self.header(opcode, fin);
         encode_frame(&mut self.out, header, payload);
@@ -1177,10 +1180,7 @@ impl Connection {
         if self.role == Role::Client {
             return Err(SendError::MaskRequired);
         }
-        if self.close_sent {
-            return Err(SendError::NotOpen);
-        }
-        self.flush_pongs();
+        self.before_queueing()?;
         #[cfg(feature = "deflate")]
         if let Some(codec) = &self.deflate {
             let payload = message.payload();
@@ -1460,7 +1460,8 @@ impl Connection {
         }
     }
 
-    /// Whether part of a frame was received and the rest is awaited: a
+    /// Whether part of a frame (header or payload, RFC 6455 §5.2) was
+    /// received and the rest is awaited: a
     /// driver that is about to flush a batch of replies may read once more
     /// first, since the rest is often already in the transport.
     pub fn mid_frame(&self) -> bool {

@@ -316,13 +316,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
     }
 
-    /// A message already read and parsed, without I/O. Control frames met on
-    /// the way are handled as in [`Inner::poll_next_message`] (Pongs and a
-    /// Close echo are queued by the protocol; a Close is recorded).
-    fn next_buffered(&mut self) -> Option<Message> {
-        if self.phase != Phase::Open {
-            return None;
-        }
+    /// The next message among the events already parsed, without I/O.
+    /// Control frames met on the way need nothing here: the protocol queues
+    /// the Pongs and the Close echo itself; a Close is recorded.
+    fn take_message(&mut self) -> Option<Message> {
         loop {
             match self.conn.next_event()? {
                 Event::Message(message) => return Some(message),
@@ -330,6 +327,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Event::Close(frame) => self.record_peer_close(frame),
             }
         }
+    }
+
+    /// [`Inner::take_message`] while the connection is open.
+    fn next_buffered(&mut self) -> Option<Message> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        self.take_message()
     }
 
     /// [`Inner::next_buffered`], or, in the middle of a frame, what one read
@@ -355,15 +360,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         self.register_reader(cx);
         loop {
-            if let Some(event) = self.conn.next_event() {
-                match event {
-                    Event::Message(message) => return Poll::Ready(Some(Ok(message))),
-                    Event::Ping(_) | Event::Pong(_) => continue,
-                    Event::Close(frame) => {
-                        self.record_peer_close(frame);
-                        continue;
-                    }
-                }
+            if let Some(message) = self.take_message() {
+                return Poll::Ready(Some(Ok(message)));
             }
             if self.phase == Phase::Open && self.pending_error.is_some() {
                 // The messages before the protocol error were delivered (and

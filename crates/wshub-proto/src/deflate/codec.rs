@@ -274,9 +274,9 @@ impl Deflater {
 
 /// A raw deflate state (no zlib header, RFC 7692 §7.2.1).
 fn new_deflate(window_bits: u8, settings: DeflateSettings) -> Deflate {
-    let settings = DeflateSettings::new(settings.level, settings.mem_level);
-    // In range by construction: zlib-rs panics on values outside level
-    // 0–9, memory level 1–9 and raw window bits 9–15.
+    // In range: `DeflateSettings::new` clamps level and memory level, and
+    // `zlib_window_bits` the window; zlib-rs panics outside level 0–9,
+    // memory level 1–9 and raw window bits 9–15.
     Deflate::new_with_config(zlib_rs::DeflateConfig {
         level: settings.level as i32,
         window_bits: -i32::from(zlib_window_bits(window_bits)),

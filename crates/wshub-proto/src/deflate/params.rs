@@ -18,9 +18,10 @@ pub const EXTENSION_NAME: &str = "permessage-deflate";
 pub const MIN_WINDOW_BITS: u8 = 8;
 /// Largest LZ77 window, as a base-2 logarithm: 32 KiB.
 pub const MAX_WINDOW_BITS: u8 = 15;
-/// The smallest zlib memory level.
+/// The smallest zlib memory level (zlib's `memLevel`, a local setting that
+/// RFC 7692 does not negotiate; see [`DeflateConfig::mem_level`]).
 pub const MIN_MEM_LEVEL: u8 = 1;
-/// The largest zlib memory level.
+/// The largest zlib memory level (see [`MIN_MEM_LEVEL`]).
 pub const MAX_MEM_LEVEL: u8 = 9;
 /// zlib's default memory level, [`DeflateConfig::mem_level`]'s default.
 pub const DEFAULT_MEM_LEVEL: u8 = 8;

@@ -34,6 +34,18 @@ pub fn encode_frame(out: &mut BytesMut, mut header: FrameHeader, payload: &[u8])
     }
 }
 
+/// Appends a frame header for `payload_len` bytes of payload (RFC 6455
+/// §5.2), minimal form; the caller queues the payload after it, masked if
+/// `header.masking_key` is `Some`. ([`encode_frame`] does both in one step
+/// and one reservation.)
+#[inline]
+pub(crate) fn encode_header(out: &mut BytesMut, mut header: FrameHeader, payload_len: usize) {
+    header.payload_len = payload_len as u64;
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    out.put_slice(&head[..n]);
+}
+
 /// Encodes one complete unmasked frame (server-to-client) into its own
 /// buffer, for a fan-out that encodes a message once and shares the bytes.
 pub(crate) fn encode_unmasked_frame(opcode: Opcode, payload: &[u8]) -> Bytes {

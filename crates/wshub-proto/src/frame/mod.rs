@@ -22,8 +22,8 @@ mod header;
 mod mask;
 mod opcode;
 
-pub(crate) use encoder::encode_unmasked_frame;
 pub use encoder::{encode_frame, encoded_len};
+pub(crate) use encoder::{encode_header, encode_unmasked_frame};
 pub use header::{FrameHeader, MAX_HEADER_LEN};
 pub use mask::apply_mask;
 pub(crate) use mask::apply_mask_offset;
