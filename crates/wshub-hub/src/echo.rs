@@ -1,5 +1,8 @@
 //! `/echo`: every message back to its sender, text as text, binary as binary.
 
+use std::future::Future;
+use std::task::{Poll, Waker};
+
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -14,7 +17,7 @@ use crate::session::{finish, log_end};
 /// - it is not an `async fn`: an `async fn` future keeps its arguments twice
 ///   (as arguments and as locals, rust-lang/rust#62958), which would pay for
 ///   the `WebSocket` twice; the `async move` block uses its captures in place;
-/// - the `select!` only picks what happened and the work is done after it,
+/// - the wait (`poll_fn` below) only picks what happened and the work is done after it,
 ///   so the futures it polls and the echo's own never coexist.
 // Written out by hand on purpose: see above.
 #[allow(clippy::manual_async_fn)]
@@ -26,17 +29,35 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     async move {
         // This receiver was cloned from the server's before any shutdown was
         // sent, so a change is the shutdown (or the server gone, `Err`).
-        // Registered once for the session: a fresh `changed()` per message
-        // joins and leaves the watch's waiter list (a lock, a waker clone)
-        // on every wake-up. Pinned here it costs about 100 B per idle
-        // connection and was 2% faster at 1 message in flight (A/B, 5 runs).
+        //
+        // The `changed()` future is polled only to register this task's
+        // waker (on the first poll, and whenever the waker changes): a
+        // registered watch wakes the task when it changes, and between
+        // registrations one atomic load (`has_changed` on a second receiver)
+        // tells whether it did. Polling the registered future instead takes
+        // the watch's waiter lock on every wake-up, twice per message at one
+        // message in flight.
+        let probe = shutdown.clone();
         let mut shutdown_changed = std::pin::pin!(shutdown.changed());
+        let mut registered: Option<Waker> = None;
         let error = loop {
-            let incoming = tokio::select! {
-                biased;
-                _ = &mut shutdown_changed => None,
-                incoming = ws.next() => Some(incoming),
-            };
+            let incoming = std::future::poll_fn(|cx| {
+                let fired = match &registered {
+                    Some(waker) if waker.will_wake(cx.waker()) => {
+                        probe.has_changed().unwrap_or(true)
+                    }
+                    _ => {
+                        let fired = shutdown_changed.as_mut().poll(cx).is_ready();
+                        registered = Some(cx.waker().clone());
+                        fired
+                    }
+                };
+                if fired {
+                    return Poll::Ready(None);
+                }
+                ws.poll_next_unpin(cx).map(Some)
+            })
+            .await;
             let first = match incoming {
                 None => {
                     let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
@@ -56,7 +77,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // are queued without waiting for room: `next_ready` stops reading
             // once the write buffer limit is queued, and the flush below
             // drains the batch before anything more is read. Inline rather than a helper `async fn`,
-            // whose future would sit beside the `select!`'s in every idle
+            // whose future would sit beside the wait's in every idle
             // connection.
             let mut failed = None;
             let mut next = Some(first);
