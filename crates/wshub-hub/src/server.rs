@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use wshub::server::{read_request, upgrade, write_rejection};
+use wshub::server::{read_request_within, upgrade, write_rejection};
 use wshub::server::{validate_request, HandshakeError, DEFAULT_MAX_HEAD_LEN};
 use wshub::{Accept, Error, WebSocket};
 
@@ -218,28 +218,24 @@ async fn handshake(
 ) -> Option<Session> {
     let _ = tcp.set_nodelay(true);
     let config = &shared.config;
-    let read = tokio::time::timeout(
-        config.handshake_timeout,
-        read_request(&mut tcp, DEFAULT_MAX_HEAD_LEN),
-    )
-    .await;
+    let read = read_request_within(&mut tcp, DEFAULT_MAX_HEAD_LEN, config.handshake_timeout).await;
     let (request, early) = match read {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(Error::Handshake(e))) => {
+        Ok(ok) => ok,
+        Err(Error::Handshake(e)) => {
             tracing::info!(%peer, error = %e, "bad HTTP request");
             let _ = write_rejection(&mut tcp, e.status(), &[], &format!("{e}\n")).await;
             linger(&mut tcp).await;
             return None;
         }
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e.report(), "connection ended before its request");
-            return None;
-        }
-        Err(_) => {
+        Err(Error::HandshakeTimeout) => {
             tracing::info!(%peer, "handshake timeout");
             let _ =
                 write_rejection(&mut tcp, 408, &[], "request head not received in time\n").await;
             linger(&mut tcp).await;
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e.report(), "connection ended before its request");
             return None;
         }
     };

@@ -517,3 +517,34 @@ async fn with_compression_a_room_message_is_compressed_once_for_all_who_negotiat
     let header_len = fp.len() - hp.payload_len as usize;
     assert_eq!(inflated.as_bytes().as_ref(), &fp[header_len..]);
 }
+
+/// RFC 6455 §4.2.1 leaves a slow handshake to the server: one that has not
+/// sent its whole request head within `handshake_timeout` gets a 408 and
+/// the connection closed. The timer starts only when the head is not all
+/// there at once, so a client that says nothing and one that stops halfway
+/// take the two paths into it.
+#[tokio::test]
+async fn a_request_head_not_sent_in_time_gets_408() {
+    let mut config = HubConfig::default();
+    config.handshake_timeout = Duration::from_millis(200);
+    let hub = start(config).await;
+    for sent in [&b""[..], b"GET /echo HTTP/1.1\r\nHost: x\r\n"] {
+        let mut tcp = TcpStream::connect(hub.addr).await.unwrap();
+        tcp.write_all(sent).await.unwrap();
+        let mut answer = String::new();
+        timeout(WAIT, tcp.read_to_string(&mut answer))
+            .await
+            .expect("the hub answers and closes in time")
+            .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 408 "),
+            "after {:?}: {answer}",
+            String::from_utf8_lossy(sent)
+        );
+    }
+    // A whole head sent at once is served as usual.
+    let mut ws = client(&hub, "/echo").await;
+    ws.send(Message::text("on time")).await.unwrap();
+    let echoed = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed, Message::text("on time"));
+}

@@ -1,5 +1,9 @@
 //! The server side of the opening handshake (RFC 6455 §4.2).
 
+use std::future::Future;
+use std::task::Poll;
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wshub_proto::deflate::negotiate_offers;
 use wshub_proto::handshake::{accept_response, reject_response, HeadReader};
@@ -59,6 +63,33 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     let reader = read_head(io, max_head_len).await?;
     let head = reader.head().expect("read_head returns a complete head");
     Ok((Request::parse(head)?, reader.remainder().to_vec()))
+}
+
+/// [`read_request`], given at most `timeout` to complete.
+///
+/// The timer is armed only if the head is not complete at the first poll. On
+/// a busy server nearly every request is already in the socket when it is
+/// accepted, and arming a timer for it would cost a registration in the
+/// runtime's timer wheel, and often a wake-up of its I/O driver (one
+/// syscall), per handshake.
+///
+/// # Errors
+/// As [`read_request`], and [`Error::HandshakeTimeout`] when the head did
+/// not arrive in time.
+pub async fn read_request_within<S: AsyncRead + Unpin>(
+    io: &mut S,
+    max_head_len: usize,
+    timeout: Duration,
+) -> Result<(Request, Vec<u8>), Error> {
+    let mut read = std::pin::pin!(read_request(io, max_head_len));
+    if let Poll::Ready(result) =
+        std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+    {
+        return result;
+    }
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(Error::HandshakeTimeout))
 }
 
 /// Reads from `io` until a whole HTTP head (at most `max_head_len` bytes) has
@@ -160,11 +191,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
 {
-    let read = tokio::time::timeout(
-        config.handshake_timeout,
-        read_request(&mut io, DEFAULT_MAX_HEAD_LEN),
-    );
-    let (request, early) = match read.await.unwrap_or(Err(Error::HandshakeTimeout)) {
+    let read = read_request_within(&mut io, DEFAULT_MAX_HEAD_LEN, config.handshake_timeout);
+    let (request, early) = match read.await {
         Ok(ok) => ok,
         Err(Error::Handshake(e)) => {
             let _ = write_rejection(&mut io, e.status(), &[], &format!("{e}\n")).await;

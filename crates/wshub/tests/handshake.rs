@@ -319,3 +319,28 @@ async fn a_frame_sent_in_the_same_packet_as_the_request_is_not_lost() {
     assert_eq!(common::read_close_code(&mut tcp).await, 1000);
     assert_eq!(server.next_outcome().await.close_event().code, 1000);
 }
+
+/// `accept_with` gives a client `handshake_timeout` to send its request head:
+/// after nothing at all, and after half a head (the timer is armed only when
+/// the head is not complete at the first read, so these take two paths).
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_hits_the_handshake_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    for sent in [&b""[..], b"GET / HTTP/1.1\r\nHost: x\r\n"] {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(sent).await.unwrap();
+        let (tcp, _) = within("accept", listener.accept()).await.unwrap();
+        let config = WebSocketConfig::default().handshake_timeout(Duration::from_millis(200));
+        let accepted = within(
+            "accept_with",
+            wshub::accept_with(tcp, config, |_| Ok(Accept::default())),
+        )
+        .await;
+        assert!(
+            matches!(accepted, Err(Error::HandshakeTimeout)),
+            "after {:?}: {accepted:?}",
+            String::from_utf8_lossy(sent)
+        );
+    }
+}
