@@ -38,12 +38,16 @@ mod error;
 mod keepalive;
 pub mod reconnect;
 pub mod server;
+#[cfg(unix)]
+mod transport;
 mod websocket;
 
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::Error;
 pub use server::{accept, accept_with, Accept, Reject};
+#[cfg(unix)]
+pub use transport::TcpTransport;
 pub use websocket::{CloseEvent, WebSocket, WebSocketReader, WebSocketWriter};
 pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig};
 pub use wshub_proto::{CloseCode, CloseFrame, Message, PreparedMessage, State, Utf8Bytes};

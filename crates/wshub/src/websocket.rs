@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
@@ -31,10 +30,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const NESTED_READ_CHUNK: usize = 4096;
 
 thread_local! {
-    /// The thread's read buffer, [`READ_CHUNK`] bytes, allocated on first use.
-    /// Not on the stack: a 64 KiB frame is probed page by page (16 stores)
-    /// on every call, twice per message at 1 message in flight.
-    static READ_BUFFER: RefCell<Option<Box<[MaybeUninit<u8>]>>> = const { RefCell::new(None) };
+    /// The thread's read buffer, [`READ_CHUNK`] bytes, allocated (and zeroed)
+    /// on first use. Not on the stack: a 64 KiB frame is probed page by page
+    /// (16 stores) on every call, twice per message at 1 message in flight.
+    /// Initialised once, so a transport that reads into initialised bytes
+    /// only ([`TcpTransport`](crate::TcpTransport)) need not zero it per read.
+    static READ_BUFFER: RefCell<Option<Box<[u8]>>> = const { RefCell::new(None) };
 }
 
 /// Buffers above this size are freed as soon as the connection has nothing
@@ -484,9 +485,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => {
-                let buf = slot.get_or_insert_with(|| {
-                    vec![MaybeUninit::uninit(); READ_CHUNK].into_boxed_slice()
-                });
+                let buf = slot.get_or_insert_with(|| vec![0; READ_CHUNK].into_boxed_slice());
                 self.poll_read_into(cx, buf)
             }
             // The transport itself polls another connection on this thread
@@ -498,14 +497,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// [`Inner::poll_read_some`] when the thread's buffer is in use.
     #[inline(never)]
     fn poll_read_on_stack(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut buf = [const { MaybeUninit::<u8>::uninit() }; NESTED_READ_CHUNK];
+        let mut buf = [0; NESTED_READ_CHUNK];
         self.poll_read_into(cx, &mut buf)
     }
 
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<()> {
-        // Uninitialised: zeroing 64 KiB on every poll would cost more than
-        // parsing a batch of small frames.
-        let mut read_buf = ReadBuf::uninit(buf);
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<()> {
+        let mut read_buf = ReadBuf::new(buf);
         let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
         if read.is_pending() {
             if self.conn.buffer_capacity() > LARGE_BUFFER {
