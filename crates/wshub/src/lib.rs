@@ -3,7 +3,9 @@
 //!
 //! The protocol itself lives in the sans-IO [`wshub_proto`] crate; this crate
 //! moves its bytes over any `AsyncRead + AsyncWrite + Unpin` transport and
-//! owns the timers.
+//! owns the timers. Over TCP on a multi-threaded runtime, wrapping the stream
+//! in a [`TcpTransport`] (`wshub::accept(TcpTransport::new(tcp))`) makes each
+//! read and write a direct system call, as `wshub serve` does.
 //!
 //! An echo server and a client talking to it:
 //!
