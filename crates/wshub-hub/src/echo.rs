@@ -17,8 +17,9 @@ use crate::session::{finish, log_end};
 /// - it is not an `async fn`: an `async fn` future keeps its arguments twice
 ///   (as arguments and as locals, rust-lang/rust#62958), which would pay for
 ///   the `WebSocket` twice; the `async move` block uses its captures in place;
-/// - the wait (`poll_fn` below) only picks what happened and the work is done after it,
-///   so the futures it polls and the echo's own never coexist.
+/// - the wait (`poll_fn` below) only picks what happened and the work is
+///   done after it, so the futures it polls and the echo's own never
+///   coexist.
 // Written out by hand on purpose: see above.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -76,9 +77,9 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // registration per batch (7% at 1 message in flight). The echoes
             // are queued without waiting for room: `next_ready` stops reading
             // once the write buffer limit is queued, and the flush below
-            // drains the batch before anything more is read. Inline rather than a helper `async fn`,
-            // whose future would sit beside the wait's in every idle
-            // connection.
+            // drains the batch before anything more is read. Inline rather
+            // than a helper `async fn`, whose future would sit beside the
+            // wait's in every idle connection.
             let mut failed = None;
             let mut next = Some(first);
             while let Some(message) = next {

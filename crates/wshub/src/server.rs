@@ -67,11 +67,14 @@ pub async fn read_request<S: AsyncRead + Unpin>(
 
 /// [`read_request`], given at most `timeout` to complete.
 ///
-/// The timer is armed only if the head is not complete at the first poll. On
-/// a busy server nearly every request is already in the socket when it is
-/// accepted, and arming a timer for it would cost a registration in the
-/// runtime's timer wheel, and often a wake-up of its I/O driver (one
-/// syscall), per handshake.
+/// The timer is armed only if the head is not complete at the first poll:
+/// a timer costs a registration in the runtime's timer wheel and, on a busy
+/// current-thread runtime, often a wake-up of its I/O driver (an eventfd
+/// write). For a tokio `TcpStream` just accepted the first poll is nearly
+/// always pending (tokio learns the socket is readable only from epoll), so
+/// the timer is skipped mostly for transports that already hold the bytes;
+/// measured under `--runtime current-thread`, the eventfd writes fell from
+/// 0.89 to 0.44 per handshake.
 ///
 /// # Errors
 /// As [`read_request`], and [`Error::HandshakeTimeout`] when the head did

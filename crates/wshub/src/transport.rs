@@ -15,13 +15,15 @@ use tokio::net::TcpStream;
 ///
 /// In a process with more than one thread, glibc's socket calls switch the
 /// thread to asynchronous cancellation and back around every system call
-/// (POSIX makes them cancellation points): two atomic operations per call,
-/// about 100 ns per echoed message at one message in flight. A tokio
-/// multi-thread runtime is such a process. The system calls themselves are
-/// the ones tokio makes, and readiness works as in tokio's own
-/// [`TcpStream`]: a read or write that moves fewer bytes than asked clears
-/// the readiness, so the next one waits for epoll rather than making a call
-/// that would fail with `EAGAIN`.
+/// (POSIX makes them cancellation points); a tokio multi-thread runtime is
+/// such a process. In `wshub serve` that switch was 1.4–1.6% of the server's
+/// time (`perf`), and going around it cut user time per echoed message from
+/// 638 to 557 ns (medians of 8 runs, 20 B at one message in flight).
+///
+/// The system calls themselves are the ones tokio makes, and readiness works
+/// as in tokio's own [`TcpStream`]: a read or write that moves fewer bytes
+/// than asked clears the readiness, so the next one waits for epoll rather
+/// than making a call that would fail with `EAGAIN`.
 ///
 /// Reads are fastest into a [`ReadBuf`] that is already initialised (as
 /// [`WebSocket`](crate::WebSocket)'s read buffer is); an uninitialised one is
@@ -83,8 +85,7 @@ impl TcpTransport {
                 Err(e) => Err(e),
             });
             match (done, short) {
-                (_, Some(n)) => return Poll::Ready(Ok(n)),
-                (Ok(n), None) => return Poll::Ready(Ok(n)),
+                (_, Some(n)) | (Ok(n), None) => return Poll::Ready(Ok(n)),
                 (Err(e), None)
                     if matches!(
                         e.kind(),
