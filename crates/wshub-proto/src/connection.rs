@@ -681,7 +681,7 @@ impl Connection {
         }
         let payload = self.message.split().freeze();
         if header.opcode == Opcode::Text {
-            crate::utf8::validate(&payload)
+            crate::utf8::check_message(&payload)
                 .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
         }
         self.push_message(header.opcode, payload);
@@ -977,9 +977,12 @@ impl Connection {
     /// Taking [`Event::Close`] queues our answering Close (echoing the peer's
     /// code, §5.5.1) unless we already sent one, and the state becomes
     /// [`State::Closed`].
+    #[inline]
     pub fn next_event(&mut self) -> Option<Event> {
         let Some(event) = self.events.pop_front() else {
-            self.queue_failing_close();
+            if self.failing_close.is_some() {
+                self.queue_failing_close();
+            }
             return None;
         };
         if let Event::Close(close) = &event {
@@ -1387,9 +1390,14 @@ impl Connection {
             self.out_shared_len -= front.len();
             self.out_shared.pop_front();
         }
-        self.out.advance(n);
-        if self.out.is_empty() {
+        if n == self.out.len() {
+            // All written: `clear` keeps the buffer's start where it is, so
+            // the next frame is encoded at the front without the reclaim
+            // that `advance` would leave for the next `reserve`.
+            self.out.clear();
             self.control_queued = false;
+        } else {
+            self.out.advance(n);
         }
     }
 

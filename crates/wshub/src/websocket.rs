@@ -154,6 +154,16 @@ struct SplitWakers {
 /// queued before it another.
 const WRITE_SLICES: usize = 64;
 
+/// The earlier of two optional instants; `None` only when both are.
+#[inline]
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// Writes everything `conn` has queued to `io`, with vectored writes when
 /// payloads are queued by reference, then flushes it.
 fn write_out<S: AsyncWrite + Unpin>(
@@ -267,15 +277,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Arms the timer for the earliest deadline; `Ready` when it has passed.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        let deadline = [
-            self.keepalive.as_ref().map(Keepalive::deadline),
-            self.close_deadline,
+        let Some(deadline) = earliest(
+            earliest(
+                self.keepalive.as_ref().map(Keepalive::deadline),
+                self.close_deadline,
+            ),
             self.shrink_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(deadline) = deadline else {
+        ) else {
             // Nothing to wait for: free the timer rather than keep it per
             // idle connection.
             self.timer = None;
