@@ -972,6 +972,14 @@ impl Connection {
         }
     }
 
+    /// Whether [`Connection::next_event`] has anything to do: an event is
+    /// queued, or the Close failing the connection waits to be queued. A
+    /// cheap check for callers that look often and mostly find nothing.
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty() || self.failing_close.is_some()
+    }
+
     /// The next event the peer caused, in wire order.
     ///
     /// Taking [`Event::Close`] queues our answering Close (echoing the peer's

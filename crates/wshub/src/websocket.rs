@@ -276,14 +276,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     /// Arms the timer for the earliest deadline; `Ready` when it has passed.
+    #[inline(always)]
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        let Some(deadline) = earliest(
+        // Checked twice per message: the common case, a timer armed for this
+        // deadline and registered for this task, stays inline; the rest is
+        // a call.
+        if let (Some(timer), Some(waker)) = (&self.timer, &self.timer_waker) {
+            if waker.will_wake(cx.waker()) && Some(timer.deadline()) == self.next_deadline() {
+                return if timer.is_elapsed() {
+                    Poll::Ready(Instant::now())
+                } else {
+                    Poll::Pending
+                };
+            }
+        }
+        self.poll_timer_slow(cx)
+    }
+
+    /// The earliest of the keepalive, close and shrink deadlines.
+    #[inline(always)]
+    fn next_deadline(&self) -> Option<Instant> {
+        earliest(
             earliest(
                 self.keepalive.as_ref().map(Keepalive::deadline),
                 self.close_deadline,
             ),
             self.shrink_deadline,
-        ) else {
+        )
+    }
+
+    /// [`Inner::poll_timer`] when the timer must be armed, moved, registered
+    /// or freed.
+    fn poll_timer_slow(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        let Some(deadline) = self.next_deadline() else {
             // Nothing to wait for: free the timer rather than keep it per
             // idle connection.
             self.timer = None;
@@ -328,7 +353,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// The next message among the events already parsed, without I/O.
     /// Control frames met on the way need nothing here: the protocol queues
     /// the Pongs and the Close echo itself; a Close is recorded.
+    #[inline(always)]
     fn take_message(&mut self) -> Option<Message> {
+        // Looked at several times per message and mostly empty: the check
+        // is inline, the work is not.
+        if !self.conn.has_events() {
+            return None;
+        }
+        self.take_queued_message()
+    }
+
+    /// [`Inner::take_message`] once an event is queued.
+    fn take_queued_message(&mut self) -> Option<Message> {
         loop {
             match self.conn.next_event()? {
                 Event::Message(message) => return Some(message),

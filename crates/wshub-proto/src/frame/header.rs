@@ -49,6 +49,7 @@ impl FrameHeader {
     ///   used to encode the length" (§5.2).
     /// - [`ProtocolError::LengthMsbSet`] when the 64-bit length has its most
     ///   significant bit set: "the most significant bit MUST be 0" (§5.2).
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<(Self, usize)>, ProtocolError> {
         if buf.len() < 2 {
             return Ok(None);
@@ -112,17 +113,23 @@ impl FrameHeader {
         2 + ext + if self.masking_key.is_some() { 4 } else { 0 }
     }
 
+    /// The first byte of the header: FIN, RSV1–3 and the opcode (§5.2).
+    #[inline]
+    pub(crate) fn first_byte(&self) -> u8 {
+        (self.fin as u8) << 7
+            | (self.rsv1 as u8) << 6
+            | (self.rsv2 as u8) << 5
+            | (self.rsv3 as u8) << 4
+            | self.opcode.as_u8()
+    }
+
     /// Writes the header in its minimal form into `out` and returns the number of
     /// bytes written.
     ///
     /// # Panics
     /// If `out` is shorter than [`FrameHeader::encoded_len`] (14 always suffices).
     pub fn encode(&self, out: &mut [u8]) -> usize {
-        out[0] = (self.fin as u8) << 7
-            | (self.rsv1 as u8) << 6
-            | (self.rsv2 as u8) << 5
-            | (self.rsv3 as u8) << 4
-            | self.opcode.as_u8();
+        out[0] = self.first_byte();
         let mask_bit = if self.masking_key.is_some() { 0x80 } else { 0 };
         let mut pos = 2;
         match self.payload_len {

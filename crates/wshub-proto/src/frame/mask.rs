@@ -35,8 +35,18 @@ pub(crate) fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
         );
         chunk.copy_from_slice(&(word ^ wide).to_ne_bytes());
     }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= key[i % 4];
+    // Up to 7 bytes left: one 4-byte word (the key is 4-periodic, so the
+    // word starts at key[0] again), then at most 3 single bytes.
+    let rest = chunks.into_remainder();
+    let tail = match rest.split_first_chunk_mut::<4>() {
+        Some((word, tail)) => {
+            *word = (u32::from_ne_bytes(*word) ^ u32::from_ne_bytes(key)).to_ne_bytes();
+            tail
+        }
+        None => rest,
+    };
+    for (byte, k) in tail.iter_mut().zip(key) {
+        *byte ^= k;
     }
 }
 
