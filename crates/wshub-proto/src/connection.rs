@@ -16,7 +16,7 @@ use crate::deflate::codec::{self, DeflateSettings, Deflater, InflateError, Infla
 use crate::deflate::DeflateAgreement;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{
-    apply_mask_offset, encode_frame, encode_header, FrameHeader, Opcode, MAX_HEADER_LEN,
+    apply_mask, apply_mask_offset, encode_frame, encode_header, FrameHeader, Opcode, MAX_HEADER_LEN,
 };
 use crate::message::{Message, Utf8Bytes};
 use crate::utf8::Utf8Validator;
@@ -543,6 +543,7 @@ impl Connection {
     }
 
     /// This endpoint's role.
+    #[inline]
     pub fn role(&self) -> Role {
         self.role
     }
@@ -553,6 +554,7 @@ impl Connection {
     }
 
     /// The ready state (0–3).
+    #[inline]
     pub fn state(&self) -> State {
         if self.failed {
             return State::Closed;
@@ -571,6 +573,7 @@ impl Connection {
     }
 
     /// Whether a Close frame has been queued to the peer.
+    #[inline]
     pub fn close_sent(&self) -> bool {
         self.close_sent
     }
@@ -677,7 +680,7 @@ impl Connection {
         }
         self.message.extend_from_slice(&rest[..len]);
         if let Some(key) = header.masking_key {
-            apply_mask_offset(&mut self.message, key, 0);
+            apply_mask(&mut self.message, key);
         }
         let payload = self.message.split().freeze();
         if header.opcode == Opcode::Text {
@@ -1342,6 +1345,7 @@ impl Connection {
     /// Owed Pongs join the output only when it has drained, so a peer that
     /// sends Pings without reading cannot grow it (§5.5.3 lets us answer only
     /// the latest Ping).
+    #[inline]
     pub fn outgoing(&mut self) -> &[u8] {
         if self.out_shared.is_empty() {
             if self.out.is_empty() && !self.close_sent {
@@ -1355,6 +1359,7 @@ impl Connection {
     /// How many parts the output is in: more than 1 when long payloads are
     /// queued by reference, and [`Connection::outgoing`] is then only the
     /// first part. (Owed Pongs not counted.)
+    #[inline]
     pub fn outgoing_parts(&self) -> usize {
         self.out_shared.len() + usize::from(!self.out.is_empty())
     }
@@ -1387,6 +1392,7 @@ impl Connection {
     ///
     /// # Panics
     /// If `n` is more than [`Connection::buffered_amount`].
+    #[inline]
     pub fn advance_outgoing(&mut self, mut n: usize) {
         while let Some(front) = self.out_shared.front_mut() {
             if n < front.len() {
@@ -1430,6 +1436,7 @@ impl Connection {
 
     /// Bytes queued but not yet taken, like the browser's `bufferedAmount`
     /// (owed Pongs not counted).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         self.out_shared_len + self.out.len()
     }
@@ -1438,6 +1445,7 @@ impl Connection {
     /// a Pong, or a Close (ours, an echo, or a failing one) not yet written,
     /// or a Ping. An async driver writes these out without waiting for the
     /// application to flush.
+    #[inline]
     pub fn owes_control(&self) -> bool {
         (!self.pending_pongs.is_empty() && !self.close_sent) || self.control_queued
     }
@@ -1480,6 +1488,7 @@ impl Connection {
     /// received and the rest is awaited: a
     /// driver that is about to flush a batch of replies may read once more
     /// first, since the rest is often already in the transport.
+    #[inline]
     pub fn mid_frame(&self) -> bool {
         self.frame.is_some() || self.header_len > 0
     }

@@ -49,7 +49,7 @@ impl FrameHeader {
     ///   used to encode the length" (§5.2).
     /// - [`ProtocolError::LengthMsbSet`] when the 64-bit length has its most
     ///   significant bit set: "the most significant bit MUST be 0" (§5.2).
-    #[inline]
+    #[inline(always)]
     pub fn parse(buf: &[u8]) -> Result<Option<(Self, usize)>, ProtocolError> {
         if buf.len() < 2 {
             return Ok(None);

@@ -6,21 +6,21 @@
 
 /// XORs `buf` in place with the 4-byte masking key, starting at key index 0.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
-    apply_mask_offset(buf, key, 0);
+    mask_words(buf, key);
 }
 
 /// XORs `buf` in place with the masking key, starting at key index `offset % 4`.
 ///
 /// Used when a frame's payload arrives in pieces: `offset` is the number of
 /// payload bytes of this frame already unmasked.
-pub(crate) fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let shift = offset % 4;
-    let key = [
-        key[shift],
-        key[(shift + 1) % 4],
-        key[(shift + 2) % 4],
-        key[(shift + 3) % 4],
-    ];
+pub(crate) fn apply_mask_offset(buf: &mut [u8], mut key: [u8; 4], offset: usize) {
+    key.rotate_left(offset % 4);
+    mask_words(buf, key);
+}
+
+/// XORs `buf` with `key` repeated from its first byte.
+#[inline(always)]
+fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     // Eight bytes at a time through a u64 XOR: the compiler vectorises this
     // loop without `unsafe`.
     let wide = u64::from_ne_bytes([
