@@ -10,7 +10,7 @@
 /// Inputs shorter than this (bytes) go straight to the standard library's
 /// validator. simdutf8 works in 64-byte blocks and passes shorter inputs to
 /// the standard library itself, after its own dispatch: on a 20-byte text
-/// echo, callgrind counted about half of validation's instructions in that
+/// echo, callgrind counted 31 of validation's 108 instructions in that
 /// dispatch.
 const SIMD_MIN: usize = 64;
 

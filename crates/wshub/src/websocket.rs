@@ -278,9 +278,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Arms the timer for the earliest deadline; `Ready` when it has passed.
     #[inline(always)]
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        // Checked twice per message: the common case, a timer armed for this
-        // deadline and registered for this task, stays inline; the rest is
-        // a call.
+        // Checked twice per message. The common case, a timer armed for this
+        // deadline and registered for this task, stays inline and skips the
+        // registration (atomics and a waker comparison inside tokio); the
+        // rest is a call.
         if let (Some(timer), Some(waker)) = (&self.timer, &self.timer_waker) {
             if waker.will_wake(cx.waker()) && Some(timer.deadline()) == self.next_deadline() {
                 return if timer.is_elapsed() {
@@ -328,19 +329,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     .insert(Box::pin(tokio::time::sleep_until(deadline)))
             }
         };
-        if self
-            .timer_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            // Registered for this task and deadline: skip the registration
-            // (atomics and a waker comparison inside tokio, once per read).
-            return if timer.is_elapsed() {
-                Poll::Ready(Instant::now())
-            } else {
-                Poll::Pending
-            };
-        }
+        // Not registered for this task and deadline (`poll_timer` returns
+        // before this otherwise): register.
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Instant::now()),
             Poll::Pending => {
