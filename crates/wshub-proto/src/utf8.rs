@@ -25,9 +25,15 @@ struct Invalid {
 }
 
 /// UTF-8 validation with the standard library's answers, by simdutf8 for
-/// inputs long enough to gain from it.
+/// inputs long enough to gain from it. Short inputs are first checked for
+/// ASCII a word at a time, the common case for short text; longer ones are
+/// not, since simdutf8 has its own ASCII path and a failed pre-check would
+/// read them twice.
 fn check(bytes: &[u8]) -> Result<(), Invalid> {
     if bytes.len() < SIMD_MIN {
+        if bytes.is_ascii() {
+            return Ok(());
+        }
         return std::str::from_utf8(bytes).map(drop).map_err(|e| Invalid {
             valid_up_to: e.valid_up_to(),
             error_len: e.error_len(),
@@ -43,12 +49,8 @@ fn check(bytes: &[u8]) -> Result<(), Invalid> {
 
 /// Checks that a whole message payload is UTF-8; on failure returns the
 /// offset of the first invalid byte (or of the incomplete sequence at the
-/// end). ASCII, the common case for short text, is recognised a word at a
-/// time first.
+/// end).
 pub(crate) fn check_message(bytes: &[u8]) -> Result<(), usize> {
-    if bytes.is_ascii() {
-        return Ok(());
-    }
     check(bytes).map_err(|e| e.valid_up_to)
 }
 
