@@ -124,7 +124,7 @@ async fn accept(tcp: TcpStream, peer: SocketAddr, conn_id: u64) -> Option<WebSoc
 /// The one log line of a connection that has ended.
 fn log_closed(conn_id: u64, ws: &WebSocket<TcpStream>, error: Option<&Error>) {
     let event = ws.close_event();
-    let close_code = event.as_ref().map_or(1006, |e| e.code);
+    let close_code = event.as_ref().map_or(1006, |e| e.code.as_u16());
     let was_clean = event.as_ref().is_some_and(|e| e.was_clean);
     match error {
         Some(e) => tracing::info!(conn_id, close_code, error = %Chain(e), "connection failed"),
@@ -1020,7 +1020,7 @@ pub mod reconnecting_client {
                     biased;
                     _ = &mut self.close => {
                         match ws.close(CloseCode::NormalClosure, "closed by the client").await {
-                            Ok(event) => tracing::info!(name, close_code = event.code, was_clean = event.was_clean, "connection closed"),
+                            Ok(event) => tracing::info!(name, close_code = event.code.as_u16(), was_clean = event.was_clean, "connection closed"),
                             Err(e) => tracing::info!(name, error = %super::Chain(&e), "close failed"),
                         }
                         return End::ClosedMyself;
@@ -1043,7 +1043,7 @@ pub mod reconnecting_client {
                     incoming = ws.next() => match incoming {
                         None => {
                             let event = ws.close_event();
-                            tracing::warn!(name, close_code = event.as_ref().map(|e| e.code), "closed by the server, reconnecting");
+                            tracing::warn!(name, close_code = event.as_ref().map(|e| e.code.as_u16()), "closed by the server, reconnecting");
                             return End::Lost;
                         }
                         Some(Err(e)) => Err(e),

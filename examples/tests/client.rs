@@ -20,7 +20,7 @@ async fn says_hello_prints_the_echo_and_closes_normally() {
         .await
         .unwrap();
     let out = String::from_utf8(out).unwrap();
-    assert_eq!((event.code, event.was_clean), (1000, true), "{out}");
+    assert_eq!((event.code.as_u16(), event.was_clean), (1000, true), "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("open: readyState=1 (Open)"), "{out}");
     assert!(lines.contains(&"message (text): Hello Server!"), "{out}");

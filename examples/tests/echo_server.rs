@@ -26,7 +26,7 @@ async fn text_comes_back_as_text_and_binary_as_binary() {
         .await
         .unwrap();
     assert!(closed.was_clean);
-    assert_eq!(closed.code, 1000);
+    assert_eq!(closed.code.as_u16(), 1000);
 }
 
 #[tokio::test]

@@ -164,7 +164,7 @@ async fn close_myself_closes_with_1000_and_never_reconnects() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((event.code, event.was_clean), (1000, true));
+    assert_eq!((event.code.as_u16(), event.was_clean), (1000, true));
     // `close_myself` returned after the client's task ended, so nothing can
     // reconnect; check the server anyway.
     let reconnect = tokio::time::timeout(Duration::from_millis(300), received.recv()).await;

@@ -4,7 +4,7 @@
 //! `wshub-proto` rules out; the assertions here state those rules.
 
 use wshub_proto::close::MAX_REASON_LEN;
-use wshub_proto::frame::{FrameHeader, Opcode};
+use wshub_proto::frame::{Decoded, Decoder, FrameHeader, Limits, Opcode};
 use wshub_proto::{CloseCode, Config, Connection, Event, Message, Role, SendError, State};
 
 /// Small limits, so that short inputs reach them.
@@ -100,7 +100,10 @@ fn act(conn: &mut Connection, rng: &mut Rng, written: &mut Vec<u8>) -> bool {
             }
         }
         6 | 7 => {
-            let out = conn.outgoing();
+            // A partial write of the first part, as a driver's short write.
+            let mut first = [std::io::IoSlice::new(&[])];
+            let parts = conn.outgoing_vectored(&mut first);
+            let out: &[u8] = if parts == 0 { &[] } else { &first[0] };
             let n = rng.below(out.len() as u64 + 1) as usize;
             written.extend_from_slice(&out[..n]);
             conn.advance_outgoing(n);
@@ -188,4 +191,112 @@ fn check_written(role: Role, mut written: &[u8]) -> Option<Option<u16>> {
         written = &written[n + len..];
     }
     close
+}
+
+/// What a [`Decoder`] hands out, owned, with a data message's chunks joined.
+#[derive(Debug, PartialEq, Eq)]
+enum Item {
+    Data { opcode: Opcode, compressed: bool, payload: Vec<u8> },
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+/// Decodes `stream` with a [`Decoder`], cut into pieces of at most
+/// `max_chunk` bytes (chosen by `rng`); returns the items and the error.
+fn decode_all(
+    role: Role,
+    limits: Limits,
+    compression: bool,
+    stream: &[u8],
+    mut piece: impl FnMut() -> usize,
+) -> (Vec<Item>, Option<wshub_proto::ProtocolError>) {
+    let mut decoder = Decoder::new(role, limits, compression);
+    let mut items = Vec::new();
+    let mut message: Option<Item> = None;
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let take = piece().clamp(1, rest.len());
+        let mut data = &rest[..take];
+        rest = &rest[take..];
+        while !data.is_empty() {
+            let (n, item) = match decoder.decode(data) {
+                Ok(ok) => ok,
+                Err(e) => return (items, Some(e)),
+            };
+            assert!(n <= data.len() && (n > 0 || item.is_some()), "progress");
+            data = &data[n..];
+            match item {
+                Some(Decoded::Data(chunk)) => {
+                    assert!(matches!(chunk.opcode, Opcode::Text | Opcode::Binary));
+                    assert_eq!(chunk.masking_key.is_some(), role == Role::Server);
+                    assert_eq!(chunk.first, message.is_none(), "first marks a new message");
+                    let mut bytes = bytes::BytesMut::new();
+                    chunk.unmask_into(&mut bytes);
+                    let Item::Data { payload, .. } = message.get_or_insert(Item::Data {
+                        opcode: chunk.opcode,
+                        compressed: chunk.compressed,
+                        payload: Vec::new(),
+                    }) else {
+                        unreachable!()
+                    };
+                    payload.extend_from_slice(&bytes);
+                    if chunk.last {
+                        items.extend(message.take());
+                    }
+                }
+                Some(Decoded::Ping(p)) => items.push(Item::Ping(p.to_vec())),
+                Some(Decoded::Pong(p)) => items.push(Item::Pong(p.to_vec())),
+                Some(Decoded::Close(c)) => {
+                    let close = c.map(|c| (c.code.as_u16(), c.reason));
+                    if let Some((code, _)) = &close {
+                        assert!(CloseCode::from(*code).is_allowed_on_wire());
+                    }
+                    items.push(Item::Close(close));
+                    assert!(decoder.closed());
+                }
+                None => {}
+            }
+        }
+    }
+    (items, None)
+}
+
+/// Feeds a [`Decoder`] arbitrary bytes, once in one piece and once cut into
+/// pieces chosen by the input's first bytes, and checks that:
+/// - the items and the error are the same however the bytes are cut;
+/// - every call makes progress; data chunks mark their message's first and
+///   last chunk; they are masked exactly when the role is `Server`; a
+///   message's payload stays within the limits unless it is compressed;
+///   control payloads are at most 125 bytes; nothing follows a Close.
+pub fn drive_decoder(data: &[u8]) {
+    let [class, a, b, stream @ ..] = data else {
+        return;
+    };
+    let role = if class & 1 == 0 { Role::Server } else { Role::Client };
+    let compression = class & 2 != 0;
+    let max_chunk = MAX_CHUNK[usize::from(class >> 2 & 7)];
+    let limits = Limits {
+        max_frame_size: MAX_FRAME_SIZE as u64,
+        max_message_size: MAX_MESSAGE_SIZE as u64,
+        max_fragments: MAX_FRAGMENTS,
+    };
+    let whole = decode_all(role, limits, compression, stream, || usize::MAX);
+    let mut rng = Rng(u64::from(u16::from_le_bytes([*a, *b])) << 1 | 1);
+    let cut = decode_all(role, limits, compression, stream, || {
+        1 + rng.below(max_chunk.min(1 << 20)) as usize
+    });
+    assert_eq!(whole, cut, "the same items however the stream is cut");
+    for item in &whole.0 {
+        match item {
+            Item::Data { compressed, payload, .. } => {
+                assert!(*compressed && compression || payload.len() <= MAX_MESSAGE_SIZE);
+            }
+            Item::Ping(p) | Item::Pong(p) => assert!(p.len() <= 125),
+            Item::Close(_) => {}
+        }
+    }
+    if let Some(pos) = whole.0.iter().position(|i| matches!(i, Item::Close(_))) {
+        assert_eq!(pos + 1, whole.0.len(), "nothing after a Close");
+    }
 }

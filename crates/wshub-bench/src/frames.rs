@@ -1,15 +1,17 @@
 //! Client-side framing for load generation.
 //!
 //! [`FrameReader`] parses server frames in place from whatever the socket
-//! returned, handing out payload slices as they arrive: a message is never
-//! copied or buffered by the reader, so one read buffer per thread serves
-//! every connection, and a 1 MiB echo is checked chunk by chunk. Headers are
-//! parsed with [`FrameHeader::parse`]; only a header cut by a read (at most
+//! returned, with wshub-proto's streaming [`Decoder`], handing out payload
+//! slices as they arrive: a message is never copied or buffered by the
+//! reader, so one read buffer per thread serves every connection, and a
+//! 1 MiB echo is checked chunk by chunk. Only a header cut by a read (at most
 //! 13 bytes) and a control payload (at most 125 bytes) are kept between
-//! reads.
+//! reads. [`OutBuf`] encodes the generator's own masked frames.
 
-use wshub_proto::frame::{apply_mask, FrameHeader, Opcode, MAX_HEADER_LEN};
-use wshub_proto::{CloseFrame, ProtocolError};
+use wshub_proto::frame::{
+    apply_mask, Decoded, Decoder, FrameHeader, Limits, Opcode, MAX_HEADER_LEN,
+};
+use wshub_proto::{ProtocolError, Role};
 
 /// Something the server sent, in wire order.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,49 +34,33 @@ pub(crate) enum Item<'a> {
     Close(Option<u16>),
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    /// `Close`, `Ping` or `Pong`, or the message's `Text` or `Binary`.
-    opcode: Opcode,
-    fin: bool,
-    remaining: u64,
-}
-
-/// Parses server-to-client frames (unmasked, no extension).
+/// Parses server-to-client frames with the protocol's own [`Decoder`]:
+/// every RFC 6455 §5.1–§5.5 check is the one wshub's connections make.
+/// Limits are off (the server under test is trusted to size its messages).
 #[derive(Debug)]
 pub(crate) struct FrameReader {
-    head: [u8; MAX_HEADER_LEN],
-    head_len: usize,
-    frame: Option<Frame>,
-    /// The data message in progress, and whether its first chunk is still due.
-    message: Option<(Opcode, bool)>,
-    control: [u8; 125],
-    control_len: usize,
-    closed: bool,
-    /// permessage-deflate was negotiated: RSV1 may mark a compressed data
-    /// message (RFC 7692 §6). Its payload is handed out as it is, compressed.
-    pub(crate) allow_rsv1: bool,
+    decoder: Decoder,
 }
 
 impl Default for FrameReader {
     fn default() -> Self {
-        Self {
-            head: [0; MAX_HEADER_LEN],
-            head_len: 0,
-            frame: None,
-            message: None,
-            control: [0; 125],
-            control_len: 0,
-            closed: false,
-            allow_rsv1: false,
-        }
+        Self::new(false)
     }
 }
 
 impl FrameReader {
+    /// `compression`: permessage-deflate was negotiated, so RSV1 may mark a
+    /// compressed data message (RFC 7692 §6). Its payload is handed out as
+    /// it is, compressed.
+    pub(crate) fn new(compression: bool) -> Self {
+        Self {
+            decoder: Decoder::new(Role::Client, Limits::NONE, compression),
+        }
+    }
+
     /// Whether the server's Close frame has arrived.
     pub(crate) fn closed(&self) -> bool {
-        self.closed
+        self.decoder.closed()
     }
 
     /// Parses every complete frame part in `data` (any split of the stream)
@@ -82,165 +68,35 @@ impl FrameReader {
     /// frame are ignored.
     ///
     /// # Errors
-    /// A [`ProtocolError`] when the server broke RFC 6455: a masked frame
-    /// (§5.1), reserved bits (§5.2), a fragmented or long control frame
-    /// (§5.5), a continuation out of place (§5.4), a bad Close payload
-    /// (§5.5.1). The stream cannot be parsed further.
+    /// The [`ProtocolError`] of [`Decoder::decode`] when the server broke
+    /// RFC 6455. The stream cannot be parsed further.
     pub(crate) fn feed(
         &mut self,
         mut data: &[u8],
         on: &mut impl FnMut(Item<'_>),
     ) -> Result<(), ProtocolError> {
-        while !data.is_empty() && !self.closed {
-            let Some(frame) = self.frame.as_mut() else {
-                data = self.header(data, on)?;
-                continue;
-            };
-            let take = frame.remaining.min(data.len() as u64) as usize;
-            let (chunk, rest) = data.split_at(take);
-            data = rest;
-            frame.remaining -= take as u64;
-            let done = frame.remaining == 0;
-            let Frame { opcode, fin, .. } = *frame;
-            if opcode.is_control() {
-                self.control[self.control_len..self.control_len + take].copy_from_slice(chunk);
-                self.control_len += take;
-                if done {
-                    self.finish_control(opcode, on)?;
-                }
-            } else {
-                self.data(chunk, done, fin, on);
-            }
-        }
-        Ok(())
-    }
-
-    fn header<'a>(
-        &mut self,
-        data: &'a [u8],
-        on: &mut impl FnMut(Item<'_>),
-    ) -> Result<&'a [u8], ProtocolError> {
-        if self.head_len == 0 {
-            if let Some((header, n)) = FrameHeader::parse(data)? {
-                self.start(header, on)?;
-                return Ok(&data[n..]);
-            }
-            // Incomplete, so shorter than the longest header.
-            self.head[..data.len()].copy_from_slice(data);
-            self.head_len = data.len();
-            return Ok(&[]);
-        }
-        let take = (MAX_HEADER_LEN - self.head_len).min(data.len());
-        self.head[self.head_len..self.head_len + take].copy_from_slice(&data[..take]);
-        let have = self.head_len + take;
-        match FrameHeader::parse(&self.head[..have])? {
-            Some((header, n)) => {
-                let used = n - self.head_len;
-                self.head_len = 0;
-                self.start(header, on)?;
-                Ok(&data[used..])
-            }
-            None => {
-                // `have` is short of a full header, so `take` was all of `data`.
-                self.head_len = have;
-                Ok(&data[take..])
-            }
-        }
-    }
-
-    fn start(
-        &mut self,
-        header: FrameHeader,
-        on: &mut impl FnMut(Item<'_>),
-    ) -> Result<(), ProtocolError> {
-        let rsv = (header.rsv1 as u8) << 2 | (header.rsv2 as u8) << 1 | header.rsv3 as u8;
-        let compressed_start =
-            rsv == 4 && self.allow_rsv1 && matches!(header.opcode, Opcode::Text | Opcode::Binary);
-        if rsv != 0 && !compressed_start {
-            return Err(ProtocolError::ReservedBitsSet { bits: rsv });
-        }
-        // "A client MUST close a connection if it detects a masked frame" (§5.1).
-        if header.masking_key.is_some() {
-            return Err(ProtocolError::MaskedFrame);
-        }
-        let len = header.payload_len;
-        let opcode = if header.opcode.is_control() {
-            if !header.fin {
-                return Err(ProtocolError::FragmentedControlFrame);
-            }
-            if len > 125 {
-                return Err(ProtocolError::ControlFrameTooLong { len });
-            }
-            self.control_len = 0;
-            header.opcode
-        } else {
-            match (header.opcode, self.message) {
-                (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-                (Opcode::Continuation, Some((opcode, _))) => opcode,
-                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-                (opcode, None) => {
-                    self.message = Some((opcode, true));
-                    opcode
-                }
-            }
-        };
-        self.frame = Some(Frame {
-            opcode,
-            fin: header.fin,
-            remaining: len,
-        });
-        if len == 0 {
-            if opcode.is_control() {
-                self.finish_control(opcode, on)?;
-            } else {
-                self.data(&[], true, header.fin, on);
-            }
-        }
-        Ok(())
-    }
-
-    fn data(&mut self, chunk: &[u8], done: bool, fin: bool, on: &mut impl FnMut(Item<'_>)) {
-        let Some((opcode, first)) = self.message.as_mut() else {
-            return;
-        };
-        let opcode = *opcode;
-        let first = std::mem::replace(first, false);
-        let last = done && fin;
-        if done {
-            self.frame = None;
-        }
-        if last {
-            self.message = None;
-        }
-        on(Item::Data {
-            opcode,
-            payload: chunk,
-            first,
-            last,
-        });
-    }
-
-    fn finish_control(
-        &mut self,
-        opcode: Opcode,
-        on: &mut impl FnMut(Item<'_>),
-    ) -> Result<(), ProtocolError> {
-        self.frame = None;
-        let payload = &self.control[..self.control_len];
-        match opcode {
-            Opcode::Ping => on(Item::Ping(payload)),
-            Opcode::Pong => on(Item::Pong),
-            _ => {
-                let code = CloseFrame::parse(payload)?.map(|c| c.code.as_u16());
-                self.closed = true;
-                on(Item::Close(code));
+        while !data.is_empty() {
+            let (n, item) = self.decoder.decode(data)?;
+            data = &data[n..];
+            match item {
+                // Server frames are not masked (§5.1): the payload is the
+                // bytes as they arrived.
+                Some(Decoded::Data(chunk)) => on(Item::Data {
+                    opcode: chunk.opcode,
+                    payload: chunk.payload,
+                    first: chunk.first,
+                    last: chunk.last,
+                }),
+                Some(Decoded::Ping(payload)) => on(Item::Ping(payload)),
+                Some(Decoded::Pong(_)) => on(Item::Pong),
+                Some(Decoded::Close(close)) => on(Item::Close(close.map(|c| c.code.as_u16()))),
+                None => {}
             }
         }
         Ok(())
     }
 }
 
-/// Appends one masked, unfragmented frame (RFC 6455 §5.2, §5.3).
 pub(crate) fn push_masked(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], key: [u8; 4]) {
     push_masked_with_rsv1(out, opcode, payload, key, false);
 }

@@ -218,8 +218,10 @@ async fn connection(
     };
     stats.borrow_mut().opened += 1;
     Live::add(&live.opened, 1);
-    let mut session = IdleSession::default();
-    session.reader.allow_rsv1 = deflate;
+    let mut session = IdleSession {
+        reader: FrameReader::new(deflate),
+        ..IdleSession::default()
+    };
     match (&first.compressed, &first.join) {
         (Some(compressed), _) if deflate => {
             session.control.push_compressed(Opcode::Text, compressed)

@@ -13,7 +13,7 @@
 //! The generator is built not to be the bottleneck: each worker thread is a
 //! single-threaded tokio runtime (one by default); frames to send are
 //! masked once before the run and written in batches with one write; replies
-//! are parsed in place with [`wshub_proto::frame::FrameHeader::parse`] from
+//! are parsed in place with wshub-proto's [`wshub_proto::frame::Decoder`] from
 //! one read buffer per thread; nothing is allocated per message.
 //!
 //! ```no_run

@@ -26,7 +26,7 @@ pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
     error: Option<&Error>,
 ) {
     let event = ws.close_event();
-    let code = event.as_ref().map_or(1006, |e| e.code);
+    let code = event.as_ref().map_or(1006, |e| e.code.as_u16());
     let clean = event.as_ref().is_some_and(|e| e.was_clean);
     match error {
         Some(Error::Protocol(e)) => {

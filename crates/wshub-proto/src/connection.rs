@@ -1,137 +1,46 @@
-//! The connection state machine: bytes in → events + bytes out.
+//! [`Connection`]: one WebSocket connection after its opening handshake,
+//! without I/O. Bytes in → events, and bytes out.
+//!
+//! It composes the rooms of the crate: the frame [`Decoder`] (RFC 6455
+//! §5.1–§5.5 and the limits), the [`Reassembler`] (fragments, UTF-8,
+//! inflate), the [`Outgoing`] queue, and with permessage-deflate the
+//! outbound compressor. What is left here is the close handshake (§5.5.1,
+//! §7), failing the connection (§7.1.7), and the end of the transport.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
-#[cfg(feature = "deflate")]
-use std::sync::{Arc, OnceLock};
 
-use bytes::{Buf, Bytes, BytesMut};
-use rand::{rngs::StdRng, RngCore, SeedableRng};
+use bytes::Bytes;
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
+use crate::config::Config;
 #[cfg(feature = "deflate")]
-use crate::deflate::codec::{self, DeflateSettings, Deflater, InflateError, Inflater};
-#[cfg(feature = "deflate")]
-use crate::deflate::DeflateAgreement;
+use crate::deflate::codec::{DeflateSettings, Deflater};
 use crate::error::{ProtocolError, SendError};
-use crate::frame::{
-    apply_mask, apply_mask_offset, encode_frame, encode_header, FrameHeader, Opcode, MAX_HEADER_LEN,
-};
-use crate::message::{Message, Utf8Bytes};
-use crate::utf8::Utf8Validator;
-
-/// Which end of the connection this is; decides masking (RFC 6455 §5.1).
-///
-/// `Client` masks every frame it sends and rejects masked input; `Server` does
-/// the reverse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The endpoint that sent the opening handshake request.
-    Client,
-    /// The endpoint that answered it.
-    Server,
-}
+use crate::frame::{Decoded, Decoder, Opcode, MAX_CONTROL_PAYLOAD_LEN};
+use crate::message::Message;
+use crate::outgoing::{Backlog, Outgoing, SHARED_PAYLOAD_MIN};
+use crate::prepared::PreparedMessage;
+use crate::reassembler::Reassembler;
+use crate::role::Role;
 
 /// The connection's ready state, numbered as the browser's `readyState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
-    /// 0: the opening handshake has not completed.
+    /// 0: the opening handshake has not completed. A [`Connection`] starts
+    /// after it, so it never reports this; it is the state of a socket whose
+    /// handshake is in flight, such as a reconnecting client's between two
+    /// connections.
     Connecting = 0,
     /// 1: messages flow both ways.
     Open = 1,
-    /// 2: this endpoint sent a Close frame and waits for the peer's (§7.1.2).
+    /// 2: one side's Close frame went out and the other's has not
+    /// (§7.1.2, §7.1.3).
     Closing = 2,
-    /// 3: Close frames went both ways, or the connection failed (§7.1.4, §7.1.7).
+    /// 3: Close frames went both ways, or the connection failed, or the
+    /// transport ended (§7.1.4, §7.1.7).
     Closed = 3,
-}
-
-/// Limits and behaviour of a [`Connection`]. Every limit counts bytes of
-/// payload, after any extension has decoded it (for permessage-deflate,
-/// inflated bytes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Config {
-    /// Largest payload of a single frame, in bytes. A larger frame fails the
-    /// connection with 1009 before any of its payload is buffered.
-    /// Default: 16 MiB.
-    pub max_frame_size: usize,
-    /// Largest message, in bytes, summed over its fragments. Checked when each
-    /// frame header arrives, before its payload is buffered; exceeding it fails
-    /// the connection with 1009. A compressed message (RFC 7692) is counted
-    /// after inflation and checked while it inflates, so a deflate bomb fails
-    /// as soon as its output passes the limit, having held at most the limit
-    /// plus one byte. Default: 64 MiB.
-    pub max_message_size: usize,
-    /// Most fragments one message may have (1009 beyond). Default: 131,072,
-    /// enough for a 4 MiB message in 64-byte fragments (Autobahn case 9.3.1).
-    pub max_fragments: usize,
-    /// Answer each Ping with a Pong carrying the same payload (§5.5.2).
-    /// Default: true.
-    pub auto_pong: bool,
-    /// The negotiated permessage-deflate, if any (RFC 7692). Default: none.
-    #[cfg(feature = "deflate")]
-    deflate: Option<DeflateAgreement>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_frame_size: 16 << 20,
-            max_message_size: 64 << 20,
-            max_fragments: 128 << 10,
-            auto_pong: true,
-            #[cfg(feature = "deflate")]
-            deflate: None,
-        }
-    }
-}
-
-impl Config {
-    /// Sets [`Config::max_frame_size`] (bytes).
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes;
-        self
-    }
-
-    /// Sets [`Config::max_message_size`] (bytes).
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
-    }
-
-    /// Sets [`Config::max_fragments`].
-    pub fn max_fragments(mut self, count: usize) -> Self {
-        self.max_fragments = count;
-        self
-    }
-
-    /// Sets [`Config::auto_pong`].
-    pub fn auto_pong(mut self, on: bool) -> Self {
-        self.auto_pong = on;
-        self
-    }
-
-    /// Turns permessage-deflate on with the parameters negotiated in the
-    /// opening handshake (RFC 7692), or off with `None` (the default, which
-    /// behaves exactly as a connection without the extension).
-    ///
-    /// The agreement comes from [`deflate::negotiate`](crate::deflate::negotiate)
-    /// on a server, [`deflate::validate_response`](crate::deflate::validate_response)
-    /// on a client.
-    #[cfg(feature = "deflate")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
-    pub fn deflate(mut self, agreement: Option<DeflateAgreement>) -> Self {
-        self.deflate = agreement;
-        self
-    }
-
-    /// The permessage-deflate agreement in force, if any.
-    #[cfg(feature = "deflate")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
-    pub fn deflate_agreement(&self) -> Option<&DeflateAgreement> {
-        self.deflate.as_ref()
-    }
 }
 
 /// What the peer sent, in wire order.
@@ -140,7 +49,7 @@ pub enum Event {
     /// A complete data message, reassembled from its fragments (§5.4).
     Message(Message),
     /// A Ping and its payload (at most 125 bytes). With
-    /// [`Config::auto_pong`] the Pong is already queued.
+    /// [`Config::auto_pong`] the Pong is already owed.
     Ping(Bytes),
     /// A Pong and its payload (at most 125 bytes).
     Pong(Bytes),
@@ -150,324 +59,76 @@ pub enum Event {
     Close(Option<CloseFrame>),
 }
 
-/// A message encoded once as an unmasked (server-to-client) frame, to be sent
-/// to many connections without encoding it again: the fan-out's unit.
-///
-/// Cloning shares the bytes. With the `deflate` feature it also shares the
-/// compressed forms (RFC 7692 §7.2.1), each computed at most once, on first
-/// use, by whichever connection needs it first (see
-/// [`PreparedMessage::deflated_frame`]).
-#[derive(Debug, Clone)]
-pub struct PreparedMessage {
-    frame: Bytes,
-    #[cfg(feature = "deflate")]
-    opcode: Opcode,
-    /// Bytes of frame header before the payload (at most 10).
-    #[cfg(feature = "deflate")]
-    header_len: u8,
-    #[cfg(feature = "deflate")]
-    deflated: Arc<DeflatedFrames>,
+/// How a connection ended, as the browser's `CloseEvent` reports it
+/// (RFC 6455 §7.1.5, §7.1.6, §7.4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseEvent {
+    /// The peer's close code; [`CloseCode::NoStatusReceived`] (1005) if its
+    /// Close carried none; the code of our failing Close if the peer broke
+    /// the protocol; [`CloseCode::AbnormalClosure`] (1006) if the transport
+    /// ended without a close handshake.
+    pub code: CloseCode,
+    /// The peer's close reason (UTF-8, at most 123 bytes); empty if none.
+    pub reason: String,
+    /// Whether the close handshake completed (§7.1.4).
+    pub was_clean: bool,
 }
 
-impl PartialEq for PreparedMessage {
-    fn eq(&self, other: &Self) -> bool {
-        self.frame == other.frame
+impl CloseEvent {
+    /// The transport ended with no close handshake: 1006, not clean (§7.1.5).
+    pub fn abnormal() -> Self {
+        Self {
+            code: CloseCode::AbnormalClosure,
+            reason: String::new(),
+            was_clean: false,
+        }
     }
 }
 
-impl Eq for PreparedMessage {}
-
-/// Distinct (window bits, level) pairs whose compressed frame a
-/// [`PreparedMessage`] keeps; a fifth pair is compressed on every use.
-#[cfg(feature = "deflate")]
-const DEFLATED_SLOTS: usize = 4;
-
-/// The compressed frames of one prepared message, filled in slot order.
-#[cfg(feature = "deflate")]
-#[derive(Debug, Default)]
-struct DeflatedFrames {
-    slots: [OnceLock<DeflatedFrame>; DEFLATED_SLOTS],
-}
-
+/// The outbound half of permessage-deflate (RFC 7692 §7.2.1).
 #[cfg(feature = "deflate")]
 #[derive(Debug)]
-struct DeflatedFrame {
-    window_bits: u8,
-    settings: DeflateSettings,
-    frame: Bytes,
+struct Compressor {
+    deflater: Deflater,
+    /// Messages of at least this many bytes are compressed.
+    threshold: usize,
+    /// Compressed output before it is framed.
+    scratch: Vec<u8>,
 }
-
-impl PreparedMessage {
-    /// Encodes `message` as one unfragmented, unmasked frame.
-    pub fn new(message: &Message) -> Self {
-        let opcode = match message {
-            Message::Text(_) => Opcode::Text,
-            Message::Binary(_) => Opcode::Binary,
-        };
-        let payload = message.as_bytes();
-        let frame = crate::frame::encode_unmasked_frame(opcode, payload);
-        Self {
-            #[cfg(feature = "deflate")]
-            header_len: (frame.len() - payload.len()) as u8,
-            frame,
-            #[cfg(feature = "deflate")]
-            opcode,
-            #[cfg(feature = "deflate")]
-            deflated: Arc::default(),
-        }
-    }
-
-    /// The encoded frame, header included.
-    pub fn frame(&self) -> &Bytes {
-        &self.frame
-    }
-
-    #[cfg(feature = "deflate")]
-    fn payload(&self) -> &[u8] {
-        &self.frame[usize::from(self.header_len)..]
-    }
-
-    /// The frame compressed for a connection whose outbound direction has no
-    /// context takeover (RFC 7692 §7.1.1.1): RSV1 set, the payload deflated
-    /// with a fresh state and a window of `2^window_bits` bytes (8–15,
-    /// clamped) at compression `level` (0–9) and memory level `mem_level`
-    /// (1–9; see [`DeflateConfig`](crate::deflate::DeflateConfig)), trailer
-    /// removed (§7.2.1). Compressed even
-    /// when that does not make it smaller: at or above the threshold every
-    /// message is sent compressed, as Node's `ws` and python-websockets do.
-    ///
-    /// Computed once per distinct (`window_bits`, `level`, `mem_level`), for
-    /// the first four asked for, and shared by every clone: all recipients with
-    /// the same parameters get the same bytes.
-    #[cfg(feature = "deflate")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
-    pub fn deflated_frame(&self, window_bits: u8, level: u32, mem_level: u8) -> Bytes {
-        let window_bits = window_bits.clamp(
-            crate::deflate::MIN_WINDOW_BITS,
-            crate::deflate::MAX_WINDOW_BITS,
-        );
-        let settings = DeflateSettings::new(level, mem_level);
-        for slot in &self.deflated.slots {
-            // Slots fill in order, so an empty slot means no later one holds
-            // these parameters; a racing thread that filled it first is
-            // waited for.
-            let entry = slot.get_or_init(|| DeflatedFrame {
-                window_bits,
-                settings,
-                frame: self.compress(window_bits, settings),
-            });
-            if entry.window_bits == window_bits && entry.settings == settings {
-                return entry.frame.clone();
-            }
-        }
-        self.compress(window_bits, settings)
-    }
-
-    #[cfg(feature = "deflate")]
-    fn compress(&self, window_bits: u8, settings: DeflateSettings) -> Bytes {
-        #[cfg(test)]
-        tests::COMPRESSIONS.with(|n| n.set(n.get() + 1));
-        let payload = self.payload();
-        let compressed = codec::compress_once(payload, window_bits, settings);
-        let mut out = BytesMut::with_capacity(crate::frame::encoded_len(compressed.len(), false));
-        let header = FrameHeader {
-            fin: true,
-            rsv1: true,
-            rsv2: false,
-            rsv3: false,
-            opcode: self.opcode,
-            masking_key: None,
-            payload_len: 0,
-        };
-        encode_frame(&mut out, header, &compressed);
-        out.freeze()
-    }
-}
-
-/// Smallest growth of the message buffer, in bytes, when it is new or was
-/// given back: a connection that gets one small message (a hub's join) keeps
-/// little while it waits for the idle shrink.
-const MIN_MESSAGE_BLOCK: usize = 256;
-
-/// Largest block the growth doubles up to while messages keep arriving, in
-/// bytes: a busy connection's small messages then share one buffer (an
-/// allocation per block, not per message).
-const MAX_MESSAGE_BLOCK: usize = 4096;
-
-/// Most bytes reserved for a frame when its header arrives, before its
-/// payload does.
-const PRESIZE_LIMIT: usize = 64 * 1024;
-
-/// Bytes. An unmasked data frame (server to client, RFC 6455 §5.1) with a
-/// payload at least this long is queued with its payload shared, not
-/// copied: the output then holds a reference to the message's `Bytes`, and
-/// [`Connection::outgoing_vectored`] hands it to a vectored write. Below it,
-/// copying into the output buffer costs less than another slice.
-pub const SHARED_PAYLOAD_MIN: usize = 2048;
-
-/// Most Pongs waiting to be written before older ones are dropped. RFC 6455
-/// §5.5.3 lets an endpoint answer "only the most recently processed Ping", so a
-/// peer that floods Pings without reading cannot grow our output.
-const MAX_PENDING_PONGS: usize = 16;
-
-#[derive(Debug, Clone, Copy)]
-struct FrameInProgress {
-    header: FrameHeader,
-    /// Payload bytes of this frame not yet received.
-    remaining: u64,
-    /// Payload bytes of this frame already received (the masking key offset).
-    received: usize,
-}
-
-/// A source of masking keys for a client connection.
-type MaskKeySource = Box<dyn FnMut() -> [u8; 4] + Send + Sync>;
-
-/// Bytes of masked compressed payload unmasked at a time on the stack
-/// before inflating, so a server never copies a compressed frame whole.
-#[cfg(feature = "deflate")]
-const UNMASK_BLOCK: usize = 4096;
 
 /// Largest compression scratch buffer kept between messages, in bytes.
 #[cfg(feature = "deflate")]
 const SCRATCH_KEEP: usize = 64 * 1024;
 
-/// A connection's permessage-deflate state (RFC 7692 §7.2).
-#[cfg(feature = "deflate")]
-#[derive(Debug)]
-struct DeflateCodec {
-    inbound: Inflater,
-    outbound: Deflater,
-    threshold: usize,
-    /// The message being received had RSV1 set on its first frame (§6).
-    compressed: bool,
-    /// The compressed message being received, inflated so far.
-    inflated: Vec<u8>,
-    /// Compressed output before it is framed.
-    scratch: Vec<u8>,
-}
-
-#[cfg(feature = "deflate")]
-impl DeflateCodec {
-    fn new(agreement: &DeflateAgreement, role: Role) -> Self {
-        Self {
-            inbound: Inflater::new(agreement.inbound(role)),
-            outbound: Deflater::new(
-                agreement.outbound(role),
-                DeflateSettings::new(agreement.level, agreement.mem_level),
-            ),
-            threshold: agreement.threshold,
-            compressed: false,
-            inflated: Vec::new(),
-            scratch: Vec::new(),
-        }
-    }
-
-    /// Inflates one piece of a compressed frame's payload, unmasking it
-    /// first in blocks on the stack.
-    fn inflate(
-        &mut self,
-        chunk: &[u8],
-        key: Option<[u8; 4]>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(), ProtocolError> {
-        let result = match key {
-            None => self.inbound.inflate(chunk, &mut self.inflated, limit),
-            Some(key) => {
-                let mut block = [0u8; UNMASK_BLOCK];
-                chunk
-                    .chunks(UNMASK_BLOCK)
-                    .enumerate()
-                    .try_for_each(|(i, piece)| {
-                        let block = &mut block[..piece.len()];
-                        block.copy_from_slice(piece);
-                        apply_mask_offset(block, key, offset + i * UNMASK_BLOCK);
-                        self.inbound.inflate(block, &mut self.inflated, limit)
-                    })
-            }
-        };
-        result.map_err(|err| inflate_error(err, limit))
-    }
-
-    /// Ends a compressed message (§7.2.2) and hands over its bytes.
-    fn finish(&mut self, limit: usize) -> Result<Bytes, ProtocolError> {
-        self.compressed = false;
-        self.inbound
-            .finish(&mut self.inflated, limit)
-            .map_err(|err| inflate_error(err, limit))?;
-        Ok(Bytes::from(std::mem::take(&mut self.inflated)))
-    }
-
-    fn reset_inbound(&mut self) {
-        self.compressed = false;
-        self.inflated = Vec::new();
-        self.inbound.reset();
-    }
-
-    fn memory(&self) -> usize {
-        self.inbound.memory()
-            + self.outbound.memory()
-            + self.inflated.capacity()
-            + self.scratch.capacity()
-    }
-}
-
-#[cfg(feature = "deflate")]
-fn inflate_error(err: InflateError, limit: usize) -> ProtocolError {
-    match err {
-        InflateError::Corrupt => ProtocolError::InvalidCompressedData,
-        InflateError::TooBig { size } => ProtocolError::MessageTooBig {
-            size,
-            limit: limit as u64,
-        },
-    }
-}
-
 /// One WebSocket connection after the opening handshake, without I/O.
 ///
-/// Feed it the bytes you read with [`Connection::receive`], collect what the peer
-/// sent from [`Connection::next_event`], and write out
-/// [`Connection::outgoing`] (then [`Connection::advance_outgoing`]) — that
-/// includes the Pongs, the Close echo and the failing Close that the RFC
-/// requires, which the connection queues by itself.
+/// Feed it the bytes you read with [`Connection::receive`] (and the end of
+/// the stream with [`Connection::receive_eof`]), collect what the peer sent
+/// from [`Connection::next_event`], and write out
+/// [`Connection::outgoing_vectored`] (then [`Connection::advance_outgoing`]),
+/// or [`Connection::take_outgoing`]: that includes the Pongs, the Close
+/// echo and the failing Close that the RFC requires, which the connection
+/// queues by itself. When [`Connection::close_expected`] turns true, bound
+/// the wait for the transport's end with a timeout.
 pub struct Connection {
     role: Role,
-    config: Config,
-    // Read side.
-    header_buf: [u8; MAX_HEADER_LEN],
-    header_len: usize,
-    frame: Option<FrameInProgress>,
-    message: BytesMut,
-    /// The next growth of `message`, from [`MIN_MESSAGE_BLOCK`] doubling to
-    /// [`MAX_MESSAGE_BLOCK`].
-    message_block: u16,
-    message_opcode: Option<Opcode>,
-    fragments: usize,
-    utf8: Utf8Validator,
-    control: Vec<u8>,
+    auto_pong: bool,
+    decoder: Decoder,
+    reassembler: Reassembler,
+    outgoing: Outgoing,
     events: VecDeque<Event>,
-    close_received: bool,
     failed: bool,
+    /// The transport ended ([`Connection::receive_eof`]).
+    eof: bool,
     /// The Close that fails the connection, until the events before the
     /// error have been taken.
     failing_close: Option<CloseFrame>,
-    // Write side.
-    close_sent: bool,
-    /// Output written before `out`, oldest first: frames whose payload is
-    /// shared with the caller's `Bytes` rather than copied (see
-    /// [`SHARED_PAYLOAD_MIN`]), and the bytes `out` held when each was queued.
-    out_shared: VecDeque<Bytes>,
-    /// Bytes in `out_shared`.
-    out_shared_len: usize,
-    out: BytesMut,
-    /// A control frame sits in `out`, so `out` should be written promptly.
-    control_queued: bool,
-    pending_pongs: VecDeque<Bytes>,
-    mask_keys: Option<MaskKeySource>,
+    /// How the connection ended, once it has.
+    close_event: Option<Box<CloseEvent>>,
     /// Present when permessage-deflate was negotiated; boxed so that a
     /// connection without it stays as small as before.
     #[cfg(feature = "deflate")]
-    deflate: Option<Box<DeflateCodec>>,
+    compressor: Option<Box<Compressor>>,
 }
 
 impl fmt::Debug for Connection {
@@ -475,8 +136,8 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("role", &self.role)
             .field("state", &self.state())
-            .field("buffered_message", &self.message.len())
-            .field("outgoing", &self.buffered_amount())
+            .field("buffered_message", &self.reassembler.buffered())
+            .field("outgoing", &self.outgoing.len())
             .finish_non_exhaustive()
     }
 }
@@ -487,47 +148,41 @@ impl Connection {
     /// A client draws its masking keys from a ChaCha CSPRNG seeded by the
     /// operating system, as §5.3 asks ("derived from a strong source of entropy").
     pub fn new(role: Role, config: Config) -> Self {
-        let mask_keys: Option<MaskKeySource> = match role {
-            Role::Client => {
-                let mut rng = StdRng::from_entropy();
-                Some(Box::new(move || {
-                    let mut key = [0u8; 4];
-                    rng.fill_bytes(&mut key);
-                    key
-                }))
-            }
-            Role::Server => None,
-        };
         #[cfg(feature = "deflate")]
-        let deflate = config
-            .deflate
-            .as_ref()
-            .map(|agreement| Box::new(DeflateCodec::new(agreement, role)));
+        let agreement = config.deflate_agreement();
+        #[cfg(feature = "deflate")]
+        let compression = agreement.is_some();
+        #[cfg(not(feature = "deflate"))]
+        let compression = false;
+        #[allow(unused_mut)]
+        let mut reassembler = Reassembler::new();
+        #[cfg(feature = "deflate")]
+        if let Some(agreement) = agreement {
+            reassembler =
+                reassembler.with_inflate(agreement.inbound(role), config.max_message_size);
+        }
         Self {
             role,
-            config,
-            header_buf: [0; MAX_HEADER_LEN],
-            header_len: 0,
-            frame: None,
-            message: BytesMut::new(),
-            message_block: MIN_MESSAGE_BLOCK as u16,
-            message_opcode: None,
-            fragments: 0,
-            utf8: Utf8Validator::default(),
-            control: Vec::new(),
+            auto_pong: config.auto_pong,
+            decoder: Decoder::new(role, config.limits(), compression),
+            reassembler,
+            outgoing: Outgoing::new(role),
             events: VecDeque::new(),
-            close_received: false,
             failed: false,
+            eof: false,
             failing_close: None,
-            close_sent: false,
-            out_shared: VecDeque::new(),
-            out_shared_len: 0,
-            out: BytesMut::new(),
-            control_queued: false,
-            pending_pongs: VecDeque::new(),
-            mask_keys,
+            close_event: None,
             #[cfg(feature = "deflate")]
-            deflate,
+            compressor: agreement.map(|agreement| {
+                Box::new(Compressor {
+                    deflater: Deflater::new(
+                        agreement.outbound(role),
+                        DeflateSettings::new(agreement.level, agreement.mem_level),
+                    ),
+                    threshold: agreement.threshold,
+                    scratch: Vec::new(),
+                })
+            }),
         }
     }
 
@@ -538,7 +193,7 @@ impl Connection {
         keys: impl FnMut() -> [u8; 4] + Send + Sync + 'static,
     ) -> Self {
         let mut conn = Self::new(Role::Client, config);
-        conn.mask_keys = Some(Box::new(keys));
+        conn.outgoing.set_masking_keys(Box::new(keys));
         conn
     }
 
@@ -548,18 +203,13 @@ impl Connection {
         self.role
     }
 
-    /// The limits in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The ready state (0–3).
+    /// The ready state (1–3; see [`State::Connecting`] for 0).
     #[inline]
     pub fn state(&self) -> State {
-        if self.failed {
+        if self.failed || self.eof {
             return State::Closed;
         }
-        match (self.close_sent, self.close_received) {
+        match (self.outgoing.close_sent(), self.decoder.closed()) {
             (false, false) => State::Open,
             (true, true) => State::Closed,
             // One side's Close is out, the other's not yet.
@@ -567,24 +217,20 @@ impl Connection {
         }
     }
 
-    /// Whether the peer's Close has arrived (so nothing more will be read).
-    pub fn close_received(&self) -> bool {
-        self.close_received
-    }
-
-    /// Whether a Close frame has been queued to the peer.
+    /// Whether a Close frame has been queued to the peer: nothing more can
+    /// be sent.
     #[inline]
     pub fn close_sent(&self) -> bool {
-        self.close_sent
+        self.outgoing.close_sent()
     }
 
     /// Parses every complete frame in `data`, which may be any split of the
     /// stream: one byte, a frame and a half, or many frames.
     ///
     /// Events land in the queue read by [`Connection::next_event`]; replies
-    /// the RFC requires land in [`Connection::outgoing`] (Pongs at once, the
-    /// Close echo when the Close event is taken). Bytes after the peer's
-    /// Close frame, or after a failure, are ignored.
+    /// the RFC requires land in the output (Pongs at once, the Close echo
+    /// when the Close event is taken). Bytes after the peer's Close frame,
+    /// or after a failure, are ignored.
     ///
     /// # Errors
     /// A [`ProtocolError`] when the peer broke RFC 6455 (§7.1.7). The
@@ -594,367 +240,62 @@ impl Connection {
     /// a Close with [`ProtocolError::close_code`] is queued: write out what is
     /// queued, then close the transport.
     pub fn receive(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
-        if self.close_received || self.failed {
+        if self.failed || self.eof {
             return Ok(());
         }
         self.receive_frames(data).inspect_err(|err| self.fail(err))
     }
 
-    fn receive_frames(&mut self, mut data: &[u8]) -> Result<(), ProtocolError> {
-        while !data.is_empty() && !self.close_received {
-            let Some(frame) = self.frame else {
-                data = self.receive_header(data)?;
-                continue;
-            };
-            let take = frame.remaining.min(data.len() as u64) as usize;
-            self.receive_payload(&data[..take])?;
-            data = &data[take..];
-        }
-        Ok(())
-    }
-
-    /// Consumes header bytes from `data`; returns what is left.
-    fn receive_header<'a>(&mut self, data: &'a [u8]) -> Result<&'a [u8], ProtocolError> {
-        if self.header_len == 0 {
-            // Fast path: the whole header is in this chunk.
-            if let Some((header, n)) = FrameHeader::parse(data)? {
-                let rest = &data[n..];
-                if self.is_whole_message(&header, rest.len()) {
-                    return self.receive_whole_message(header, rest);
-                }
-                self.start_frame(header)?;
-                return Ok(rest);
-            }
-        }
-        let need = if self.header_len < 2 {
-            2
-        } else {
-            FrameHeader::len_from_prefix(self.header_buf[1])
-        };
-        let take = (need - self.header_len).min(data.len());
-        self.header_buf[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
-        self.header_len += take;
-        if let Some((header, _)) = FrameHeader::parse(&self.header_buf[..self.header_len])? {
-            self.header_len = 0;
-            self.start_frame(header)?;
-        }
-        Ok(&data[take..])
-    }
-
-    /// Whether this frame is a whole message that [`Connection::receive_whole_message`]
-    /// may take in one step: an unfragmented, uncompressed Text or Binary
-    /// frame, masked as the role requires, within the size limits, whose
-    /// payload is all in the `available` bytes, with no message in progress.
-    /// Every other frame, valid or not, goes through `start_frame`, which
-    /// gives the errors.
-    fn is_whole_message(&self, header: &FrameHeader, available: usize) -> bool {
-        header.fin
-            && !(header.rsv1 || header.rsv2 || header.rsv3)
-            && matches!(header.opcode, Opcode::Text | Opcode::Binary)
-            && header.masking_key.is_some() == (self.role == Role::Server)
-            && header.payload_len <= available as u64
-            && header.payload_len <= self.config.max_frame_size as u64
-            && header.payload_len <= self.config.max_message_size as u64
-            && self.config.max_fragments >= 1
-            && self.message_opcode.is_none()
-            && self.message.is_empty()
-    }
-
-    /// Takes a whole message (see [`Connection::is_whole_message`]) from
-    /// `rest`, which starts with its payload; returns what follows it. The
-    /// same steps as `start_frame`, `receive_payload` and `finish_frame`,
-    /// without the state between them: most messages are one frame that
-    /// arrives whole.
-    fn receive_whole_message<'a>(
-        &mut self,
-        header: FrameHeader,
-        rest: &'a [u8],
-    ) -> Result<&'a [u8], ProtocolError> {
-        let len = header.payload_len as usize;
-        #[cfg(feature = "deflate")]
-        if let Some(codec) = &mut self.deflate {
-            codec.compressed = false;
-        }
-        if self.message.capacity() < len {
-            self.grow_message(len);
-        }
-        self.message.extend_from_slice(&rest[..len]);
-        if let Some(key) = header.masking_key {
-            apply_mask(&mut self.message, key);
-        }
-        let payload = self.message.split().freeze();
-        if header.opcode == Opcode::Text {
-            crate::utf8::check_message(&payload)
-                .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
-        }
-        self.push_message(header.opcode, payload);
-        Ok(&rest[len..])
-    }
-
-    /// Queues a received message whose payload is complete and, for Text,
-    /// already checked to be whole UTF-8 (RFC 6455 §8.1).
     #[inline]
-    fn push_message(&mut self, opcode: Opcode, payload: Bytes) {
-        let message = if opcode == Opcode::Text {
-            Message::Text(Utf8Bytes::from_validated(payload))
-        } else {
-            Message::Binary(payload)
-        };
-        self.events.push_back(Event::Message(message));
-    }
-
-    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
-        let rsv = (header.rsv1 as u8) << 2 | (header.rsv2 as u8) << 1 | header.rsv3 as u8;
-        if rsv != 0 && !self.rsv1_marks_compression(&header, rsv) {
-            return Err(ProtocolError::ReservedBitsSet { bits: rsv });
-        }
-        match (self.role, header.masking_key.is_some()) {
-            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
-            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
-            _ => {}
-        }
-        let len = header.payload_len;
-        if header.opcode.is_control() {
-            if !header.fin {
-                return Err(ProtocolError::FragmentedControlFrame);
-            }
-            if len > 125 {
-                return Err(ProtocolError::ControlFrameTooLong { len });
-            }
-            self.control.clear();
-        } else {
-            match (header.opcode, self.message_opcode) {
-                (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-                (Opcode::Continuation, Some(_)) => {}
-                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-                (opcode, None) => {
-                    self.message_opcode = Some(opcode);
-                    self.fragments = 0;
-                    #[cfg(feature = "deflate")]
-                    if let Some(codec) = &mut self.deflate {
-                        codec.compressed = header.rsv1;
+    fn receive_frames(&mut self, mut data: &[u8]) -> Result<(), ProtocolError> {
+        while !data.is_empty() {
+            let (n, item) = self.decoder.decode(data)?;
+            data = &data[n..];
+            match item {
+                Some(Decoded::Data(chunk)) => {
+                    if let Some(message) = self.reassembler.push(&chunk)? {
+                        self.events.push_back(Event::Message(message));
                     }
                 }
-            }
-            self.fragments += 1;
-            if self.fragments > self.config.max_fragments {
-                return Err(ProtocolError::TooManyFragments {
-                    limit: self.config.max_fragments,
-                });
-            }
-            if len > self.config.max_frame_size as u64 {
-                return Err(ProtocolError::FrameTooBig {
-                    size: len,
-                    limit: self.config.max_frame_size as u64,
-                });
-            }
-            // A compressed message is measured after inflation, as it
-            // inflates; its wire length says nothing of that.
-            if !self.receiving_compressed() {
-                let size = self.message.len() as u64 + len;
-                if size > self.config.max_message_size as u64 {
-                    return Err(ProtocolError::MessageTooBig {
-                        size,
-                        limit: self.config.max_message_size as u64,
-                    });
-                }
-                // Room for the frame in one allocation rather than a regrowth
-                // per read, but never more than PRESIZE_LIMIT on the say-so of
-                // a length field: past it the buffer grows as bytes arrive.
-                let want = (len as usize).min(PRESIZE_LIMIT);
-                if self.message.capacity() - self.message.len() < want {
-                    self.grow_message(want);
-                }
-            }
-        }
-        self.frame = Some(FrameInProgress {
-            header,
-            remaining: len,
-            received: 0,
-        });
-        if len == 0 {
-            self.finish_frame()?;
-        }
-        Ok(())
-    }
-
-    /// Whether RSV1 (and only it) may be set on this frame: "the RSV1 bit
-    /// [...] set on the first frame of a message" marks it compressed when
-    /// permessage-deflate was negotiated (RFC 7692 §6), and nowhere else:
-    /// "An endpoint MUST NOT set the Per-Message Compressed bit of control
-    /// frames and non-first fragments of a data message" (§6.1).
-    fn rsv1_marks_compression(&self, header: &FrameHeader, rsv: u8) -> bool {
-        #[cfg(feature = "deflate")]
-        {
-            rsv == 0b100
-                && self.deflate.is_some()
-                && matches!(header.opcode, Opcode::Text | Opcode::Binary)
-        }
-        #[cfg(not(feature = "deflate"))]
-        {
-            let _ = (header, rsv);
-            false
-        }
-    }
-
-    /// Whether the data message being received is compressed.
-    fn receiving_compressed(&self) -> bool {
-        #[cfg(feature = "deflate")]
-        {
-            self.deflate.as_ref().is_some_and(|c| c.compressed)
-        }
-        #[cfg(not(feature = "deflate"))]
-        {
-            false
-        }
-    }
-
-    /// Makes room for `additional` bytes of message, by a block at least.
-    fn grow_message(&mut self, additional: usize) {
-        let block = usize::from(self.message_block);
-        self.message.reserve(additional.max(block));
-        self.message_block = (block * 2).min(MAX_MESSAGE_BLOCK) as u16;
-    }
-
-    fn receive_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
-        let frame = self
-            .frame
-            .as_mut()
-            .expect("receive_payload runs only inside a frame");
-        let key = frame.header.masking_key;
-        let offset = frame.received;
-        frame.received += chunk.len();
-        frame.remaining -= chunk.len() as u64;
-        let done = frame.remaining == 0;
-        let opcode = frame.header.opcode;
-
-        #[cfg(feature = "deflate")]
-        if !opcode.is_control() {
-            if let Some(codec) = self.deflate.as_mut().filter(|c| c.compressed) {
-                codec.inflate(chunk, key, offset, self.config.max_message_size)?;
-                if self.message_opcode == Some(Opcode::Text) {
-                    self.utf8
-                        .feed(&codec.inflated)
-                        .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
-                }
-                if done {
-                    self.finish_frame()?;
-                }
-                return Ok(());
-            }
-        }
-
-        let buf = if opcode.is_control() {
-            &mut self.control
-        } else {
-            // Grows with the bytes that actually arrive, never from the
-            // untrusted length field alone, and by a block at least: small
-            // messages then share one buffer (an allocation per block, not two
-            // per message), and a block whose messages were all dropped is
-            // reused in place.
-            if self.message.capacity() - self.message.len() < chunk.len() {
-                self.grow_message(chunk.len());
-            }
-            let start = self.message.len();
-            self.message.extend_from_slice(chunk);
-            if let Some(key) = key {
-                apply_mask_offset(&mut self.message[start..], key, offset);
-            }
-            if self.message_opcode == Some(Opcode::Text) {
-                self.utf8
-                    .feed(&self.message)
-                    .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
-            }
-            if done {
-                self.finish_frame()?;
-            }
-            return Ok(());
-        };
-        let start = buf.len();
-        buf.extend_from_slice(chunk);
-        if let Some(key) = key {
-            apply_mask_offset(&mut buf[start..], key, offset);
-        }
-        if done {
-            self.finish_frame()?;
-        }
-        Ok(())
-    }
-
-    fn finish_frame(&mut self) -> Result<(), ProtocolError> {
-        let frame = self
-            .frame
-            .take()
-            .expect("finish_frame runs only inside a frame");
-        match frame.header.opcode {
-            Opcode::Ping => {
-                let payload = Bytes::copy_from_slice(&self.control);
-                if self.config.auto_pong && !self.close_sent {
-                    if self.pending_pongs.len() == MAX_PENDING_PONGS {
-                        self.pending_pongs.pop_front();
+                Some(Decoded::Ping(payload)) => {
+                    let payload = Bytes::copy_from_slice(payload);
+                    if self.auto_pong {
+                        self.outgoing.owe_pong(payload.clone());
                     }
-                    self.pending_pongs.push_back(payload.clone());
+                    self.events.push_back(Event::Ping(payload));
                 }
-                self.events.push_back(Event::Ping(payload));
-            }
-            Opcode::Pong => {
-                let payload = Bytes::copy_from_slice(&self.control);
-                self.events.push_back(Event::Pong(payload));
-            }
-            Opcode::Close => {
-                let close = CloseFrame::parse(&self.control)?;
-                self.close_received = true;
-                // The answering Close is queued when this event is taken, so
-                // the application can still answer the messages before it:
-                // an endpoint "MAY delay sending a Close frame until its
-                // current message is sent" (§5.5.1).
-                self.events.push_back(Event::Close(close));
-            }
-            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
-                if frame.header.fin {
-                    let opcode = self
-                        .message_opcode
-                        .take()
-                        .expect("a data frame belongs to a message");
-                    let payload = match self.finish_compressed()? {
-                        Some(inflated) => inflated,
-                        None => self.message.split().freeze(),
-                    };
-                    if opcode == Opcode::Text {
-                        self.utf8
-                            .finish(&payload)
-                            .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
-                    }
-                    self.push_message(opcode, payload);
+                Some(Decoded::Pong(payload)) => {
+                    let payload = Bytes::copy_from_slice(payload);
+                    self.events.push_back(Event::Pong(payload));
                 }
+                Some(Decoded::Close(close)) => {
+                    // The answering Close is queued when this event is taken,
+                    // so the application can still answer the messages before
+                    // it: an endpoint "MAY delay sending a Close frame until
+                    // its current message is sent" (§5.5.1).
+                    self.events.push_back(Event::Close(close));
+                    return Ok(());
+                }
+                None => {}
             }
         }
         Ok(())
-    }
-
-    /// The whole inflated payload if the message that just ended was
-    /// compressed.
-    fn finish_compressed(&mut self) -> Result<Option<Bytes>, ProtocolError> {
-        #[cfg(feature = "deflate")]
-        if let Some(codec) = self.deflate.as_mut().filter(|c| c.compressed) {
-            return codec.finish(self.config.max_message_size).map(Some);
-        }
-        Ok(None)
     }
 
     /// Fails the connection (§7.1.7): queue a Close with the error's code unless
     /// one was already sent, and stop reading.
     fn fail(&mut self, err: &ProtocolError) {
         self.failed = true;
-        self.frame = None;
-        self.message = BytesMut::new();
-        self.message_opcode = None;
-        self.utf8.reset();
-        #[cfg(feature = "deflate")]
-        if let Some(codec) = &mut self.deflate {
-            codec.reset_inbound();
-        }
-        if !self.close_sent {
+        self.decoder.reset();
+        self.reassembler.reset();
+        self.close_event.get_or_insert_with(|| {
+            Box::new(CloseEvent {
+                code: err.close_code(),
+                reason: String::new(),
+                was_clean: false,
+            })
+        });
+        if !self.outgoing.close_sent() {
             let mut reason = err.to_string();
             truncate_at_char_boundary(&mut reason, MAX_REASON_LEN);
             self.failing_close = Some(CloseFrame::new(err.close_code(), reason));
@@ -969,10 +310,45 @@ impl Connection {
     /// answer them (an echo server echoes the message before the bad frame).
     fn queue_failing_close(&mut self) {
         if let Some(close) = self.failing_close.take() {
-            if !self.close_sent {
-                self.queue_close(Some(&close));
+            if !self.outgoing.close_sent() {
+                self.outgoing.close(Some(&close));
             }
         }
+    }
+
+    /// The transport ended: the peer closed it (a read returned 0 bytes),
+    /// it failed, or the driver gave up on it (a timeout). Nothing more is
+    /// read, and the state is [`State::Closed`].
+    ///
+    /// Whether that was clean is decided here: after the peer's Close frame
+    /// it is the end of a close handshake; before it, the connection was
+    /// closed abnormally, 1006 (RFC 6455 §7.1.5, §7.4.1).
+    /// [`Connection::close_event`] tells which.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+        if !self.decoder.closed() {
+            self.close_event
+                .get_or_insert_with(|| Box::new(CloseEvent::abnormal()));
+        }
+    }
+
+    /// Whether the transport is expected to end soon: a Close went one way
+    /// or the other, or the connection failed, and the transport has not
+    /// ended yet. A driver then bounds the wait for the end with a close
+    /// timeout (§7.1.1: the server closes TCP first; a client waits a while
+    /// for it) and calls [`Connection::receive_eof`] when it comes or the
+    /// timeout passes.
+    #[inline]
+    pub fn close_expected(&self) -> bool {
+        !self.eof && (self.failed || self.outgoing.close_sent() || self.decoder.closed())
+    }
+
+    /// How the connection ended: set when the peer's Close is taken from
+    /// [`Connection::next_event`] (clean), when the peer breaks the protocol
+    /// (the failing Close's code, not clean), or when the transport ends
+    /// before a close handshake (1006). `None` while it is open.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        self.close_event.as_deref()
     }
 
     /// Whether [`Connection::next_event`] has anything to do: an event is
@@ -997,14 +373,32 @@ impl Connection {
             return None;
         };
         if let Event::Close(close) = &event {
-            if !self.close_sent {
-                // "It SHOULD do so as soon as practical ... typically echoing
-                // the status code it received" (§5.5.1).
-                let echo = close.as_ref().map(|c| CloseFrame::new(c.code, ""));
-                self.queue_close(echo.as_ref());
-            }
+            self.on_peer_close(close.as_ref());
         }
         Some(event)
+    }
+
+    fn on_peer_close(&mut self, close: Option<&CloseFrame>) {
+        if !self.outgoing.close_sent() {
+            // "It SHOULD do so as soon as practical ... typically echoing
+            // the status code it received" (§5.5.1).
+            let echo = close.map(|c| CloseFrame::new(c.code, ""));
+            self.outgoing.close(echo.as_ref());
+        }
+        self.close_event.get_or_insert_with(|| {
+            Box::new(match close {
+                Some(c) => CloseEvent {
+                    code: c.code,
+                    reason: c.reason.clone(),
+                    was_clean: true,
+                },
+                None => CloseEvent {
+                    code: CloseCode::NoStatusReceived,
+                    reason: String::new(),
+                    was_clean: true,
+                },
+            })
+        });
     }
 
     /// Drains every queued event, in wire order (see [`Connection::next_event`]).
@@ -1035,81 +429,61 @@ impl Connection {
     }
 
     /// Queues a message as one frame, compressed as
-    /// [`Connection::send_text`] says.
+    /// [`Connection::send_text`] says. An uncompressed, unmasked payload of
+    /// [`SHARED_PAYLOAD_MIN`] bytes or more is queued by reference, not
+    /// copied.
     ///
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
+    #[inline]
     pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
         let (opcode, payload) = match message {
             Message::Text(t) => (Opcode::Text, t.as_bytes()),
             Message::Binary(b) => (Opcode::Binary, b),
         };
         if payload.len() >= SHARED_PAYLOAD_MIN
-            && self.mask_keys.is_none()
+            && !self.outgoing.masks()
             && !self.compresses(payload)
         {
-            // An unmasked frame carries the payload as it is: queue the
-            // header, then the payload by reference.
-            self.before_queueing()?;
-            let header = self.header(opcode, true);
-            encode_header(&mut self.out, header, payload.len());
-            self.queue_shared(payload.clone());
+            self.check_open()?;
+            self.outgoing.frame_shared(opcode, payload);
             return Ok(());
         }
         self.send_data(opcode, payload)
     }
 
-    /// Before a frame is queued: none may follow our Close
-    /// ([`SendError::NotOpen`], RFC 6455 §5.5.1), and the Pongs owed for
-    /// Pings received earlier go first, in wire order.
+    /// None may follow our Close ([`SendError::NotOpen`], RFC 6455 §5.5.1).
     #[inline]
-    fn before_queueing(&mut self) -> Result<(), SendError> {
-        if self.close_sent {
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.outgoing.close_sent() {
             return Err(SendError::NotOpen);
         }
-        self.flush_pongs();
         Ok(())
     }
 
     /// Whether a data message of this payload goes out compressed.
+    #[inline]
     fn compresses(&self, payload: &[u8]) -> bool {
         #[cfg(feature = "deflate")]
-        if let Some(codec) = &self.deflate {
-            return payload.len() >= codec.threshold;
+        if let Some(compressor) = &self.compressor {
+            return payload.len() >= compressor.threshold;
         }
         let _ = payload;
         false
     }
 
-    /// Queues `bytes` to be written after everything queued so far, without
-    /// copying them.
-    fn queue_shared(&mut self, bytes: Bytes) {
-        if !self.out.is_empty() {
-            let head = self.out.split().freeze();
-            self.out_shared_len += head.len();
-            self.out_shared.push_back(head);
-        }
-        self.out_shared_len += bytes.len();
-        self.out_shared.push_back(bytes);
-    }
-
-    /// Queues an encoded frame: by reference when it is long, else copied.
-    fn queue_encoded(&mut self, frame: &Bytes) {
-        if frame.len() >= SHARED_PAYLOAD_MIN {
-            self.queue_shared(frame.clone());
-        } else {
-            self.out.extend_from_slice(frame);
-        }
-    }
-
     /// Queues a whole data message, compressed if permessage-deflate is on
     /// and it is long enough.
+    #[inline]
     fn send_data(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
         #[cfg(feature = "deflate")]
         if self.compresses(payload) {
-            return self.send_compressed(opcode, payload);
+            self.send_compressed(opcode, payload);
+            return Ok(());
         }
-        self.send_frame(opcode, payload)
+        self.outgoing.frame(opcode, true, false, payload);
+        Ok(())
     }
 
     /// Compresses `payload` with this connection's deflater and queues it as
@@ -1120,22 +494,85 @@ impl Connection {
     /// those cases), and with context takeover the peer's window must see
     /// every byte our deflater saw.
     #[cfg(feature = "deflate")]
-    fn send_compressed(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
-        self.before_queueing()?;
-        let codec = self
-            .deflate
-            .as_mut()
-            .expect("send_compressed runs only with deflate negotiated");
-        let mut scratch = std::mem::take(&mut codec.scratch);
+    fn send_compressed(&mut self, opcode: Opcode, payload: &[u8]) {
+        let Some(compressor) = self.compressor.as_deref_mut() else {
+            unreachable!("send_compressed runs only with deflate negotiated");
+        };
+        let mut scratch = std::mem::take(&mut compressor.scratch);
         scratch.clear();
-        codec.outbound.compress(payload, &mut scratch);
-        let mut header = self.header(opcode, true);
-        header.rsv1 = true;
-        encode_frame(&mut self.out, header, &scratch);
+        compressor.deflater.compress(payload, &mut scratch);
+        self.outgoing.frame(opcode, true, true, &scratch);
         if scratch.capacity() <= SCRATCH_KEEP {
-            if let Some(codec) = &mut self.deflate {
-                codec.scratch = scratch;
-            }
+            compressor.scratch = scratch;
+        }
+    }
+
+    /// Queues a Ping (§5.5.2).
+    ///
+    /// # Errors
+    /// - [`SendError::ControlFrameTooLong`] if `payload` is over 125 bytes.
+    /// - [`SendError::NotOpen`] after a Close was sent.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(Opcode::Ping, payload)
+    }
+
+    /// Queues an unsolicited Pong, a unidirectional heartbeat (§5.5.3).
+    ///
+    /// # Errors
+    /// - [`SendError::ControlFrameTooLong`] if `payload` is over 125 bytes.
+    /// - [`SendError::NotOpen`] after a Close was sent.
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(Opcode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
+        if payload.len() > MAX_CONTROL_PAYLOAD_LEN {
+            return Err(SendError::ControlFrameTooLong { len: payload.len() });
+        }
+        self.check_open()?;
+        self.outgoing.frame(opcode, true, false, payload);
+        Ok(())
+    }
+
+    /// Queues a Close frame and moves to [`State::Closing`] (RFC 6455 §5.5.1, §7.1.2).
+    ///
+    /// `reason` is UTF-8 of at most 123 bytes, so code and reason fit in a
+    /// control frame (§5.5). The peer's answer arrives as [`Event::Close`].
+    ///
+    /// # Errors
+    /// - [`SendError::InvalidCloseCode`] if `code` is reserved or unassigned
+    ///   (1004–1006, 1015, 1016–2999, <1000, >4999; §7.4).
+    /// - [`SendError::ReasonTooLong`] if `reason` is over 123 bytes.
+    /// - [`SendError::NotOpen`] if a Close frame was already sent.
+    pub fn send_close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_allowed_on_wire() {
+            return Err(SendError::InvalidCloseCode {
+                code: code.as_u16(),
+            });
+        }
+        if reason.len() > MAX_REASON_LEN {
+            return Err(SendError::ReasonTooLong { len: reason.len() });
+        }
+        self.queue_close(Some(CloseFrame::new(code, reason)))
+    }
+
+    /// Queues a Close frame with no status code (what a browser's `close()`
+    /// with no arguments sends; the peer reports 1005).
+    ///
+    /// # Errors
+    /// [`SendError::NotOpen`] if a Close frame was already sent.
+    pub fn send_close_without_code(&mut self) -> Result<(), SendError> {
+        self.queue_close(None)
+    }
+
+    fn queue_close(&mut self, close: Option<CloseFrame>) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.failing_close.is_some() {
+            // The peer broke the protocol: the Close says so, whatever the
+            // application meant to close with.
+            self.queue_failing_close();
+        } else {
+            self.outgoing.close(close.as_ref());
         }
         Ok(())
     }
@@ -1164,14 +601,8 @@ impl Connection {
                 opcode: opcode.as_u8(),
             });
         }
-        self.queue_frame(opcode, payload, fin)
-    }
-
-    fn queue_frame(&mut self, opcode: Opcode, payload: &[u8], fin: bool) -> Result<(), SendError> {
-        self.before_queueing()?;
-        self.control_queued |= opcode.is_control();
-        let header = self.header(opcode, fin);
-        encode_frame(&mut self.out, header, payload);
+        self.check_open()?;
+        self.outgoing.frame(opcode, fin, false, payload);
         Ok(())
     }
 
@@ -1194,260 +625,67 @@ impl Connection {
         if self.role == Role::Client {
             return Err(SendError::MaskRequired);
         }
-        self.before_queueing()?;
+        self.check_open()?;
         #[cfg(feature = "deflate")]
-        if let Some(codec) = &self.deflate {
+        if let Some(compressor) = &self.compressor {
             let payload = message.payload();
-            if payload.len() >= codec.threshold {
-                let outbound = codec.outbound.direction();
+            if payload.len() >= compressor.threshold {
+                let outbound = compressor.deflater.direction();
                 if !outbound.no_context_takeover {
-                    return self.send_compressed(message.opcode, payload);
+                    self.send_compressed(message.opcode, payload);
+                    return Ok(());
                 }
-                let settings = codec.outbound.settings();
+                let settings = compressor.deflater.settings();
                 let frame = message.deflated_frame(
                     outbound.max_window_bits,
                     settings.level,
                     settings.mem_level,
                 );
-                self.queue_encoded(&frame);
+                self.outgoing.encoded(&frame);
                 return Ok(());
             }
         }
-        self.queue_encoded(&message.frame);
+        self.outgoing.encoded(message.frame());
         Ok(())
     }
 
-    /// Queues a Ping (§5.5.2).
-    ///
-    /// # Errors
-    /// - [`SendError::ControlFrameTooLong`] if `payload` is over 125 bytes.
-    /// - [`SendError::NotOpen`] after a Close was sent.
-    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        if payload.len() > 125 {
-            return Err(SendError::ControlFrameTooLong { len: payload.len() });
-        }
-        self.send_frame(Opcode::Ping, payload)
-    }
-
-    /// Queues an unsolicited Pong, a unidirectional heartbeat (§5.5.3).
-    ///
-    /// # Errors
-    /// - [`SendError::ControlFrameTooLong`] if `payload` is over 125 bytes.
-    /// - [`SendError::NotOpen`] after a Close was sent.
-    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        if payload.len() > 125 {
-            return Err(SendError::ControlFrameTooLong { len: payload.len() });
-        }
-        self.send_frame(Opcode::Pong, payload)
-    }
-
-    /// Queues a Close frame and moves to [`State::Closing`] (RFC 6455 §5.5.1, §7.1.2).
-    ///
-    /// `reason` is UTF-8 of at most 123 bytes, so code and reason fit in a
-    /// control frame (§5.5). The peer's answer arrives as [`Event::Close`].
-    ///
-    /// # Errors
-    /// - [`SendError::InvalidCloseCode`] if `code` is reserved or unassigned
-    ///   (1004–1006, 1015, 1016–2999, <1000, >4999; §7.4).
-    /// - [`SendError::ReasonTooLong`] if `reason` is over 123 bytes.
-    /// - [`SendError::NotOpen`] if a Close frame was already sent.
-    pub fn send_close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        if !code.is_allowed_on_wire() {
-            return Err(SendError::InvalidCloseCode {
-                code: code.as_u16(),
-            });
-        }
-        if reason.len() > MAX_REASON_LEN {
-            return Err(SendError::ReasonTooLong { len: reason.len() });
-        }
-        if self.close_sent {
-            return Err(SendError::NotOpen);
-        }
-        if self.failing_close.is_some() {
-            // The peer broke the protocol: the Close says so, whatever the
-            // application meant to close with.
-            self.queue_failing_close();
-        } else {
-            self.queue_close(Some(&CloseFrame::new(code, reason)));
-        }
-        Ok(())
-    }
-
-    /// Queues a Close frame with no status code (what a browser's `close()`
-    /// with no arguments sends; the peer reports 1005).
-    ///
-    /// # Errors
-    /// [`SendError::NotOpen`] if a Close frame was already sent.
-    pub fn send_close_without_code(&mut self) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::NotOpen);
-        }
-        if self.failing_close.is_some() {
-            self.queue_failing_close();
-            return Ok(());
-        }
-        self.queue_close(None);
-        Ok(())
-    }
-
-    fn queue_close(&mut self, close: Option<&CloseFrame>) {
-        // Pongs already owed go out before the Close; nothing goes after it.
-        self.flush_pongs();
-        let mut payload = Vec::with_capacity(2 + close.map_or(0, |c| c.reason.len()));
-        if let Some(close) = close {
-            close.encode_payload(&mut payload);
-        }
-        let header = self.header(Opcode::Close, true);
-        encode_frame(&mut self.out, header, &payload);
-        self.close_sent = true;
-        self.control_queued = true;
-    }
-
-    fn send_frame(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
-        self.queue_frame(opcode, payload, true)
-    }
-
-    fn header(&mut self, opcode: Opcode, fin: bool) -> FrameHeader {
-        FrameHeader {
-            fin,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            masking_key: self.mask_keys.as_mut().map(|next| next()),
-            payload_len: 0,
-        }
-    }
-
-    #[inline]
-    fn flush_pongs(&mut self) {
-        if self.pending_pongs.is_empty() {
-            return;
-        }
-        self.write_pongs();
-    }
-
-    fn write_pongs(&mut self) {
-        while let Some(payload) = self.pending_pongs.pop_front() {
-            let header = self.header(Opcode::Pong, true);
-            encode_frame(&mut self.out, header, &payload);
-            self.control_queued = true;
-        }
-    }
-
-    /// The next bytes to write, oldest first: all of them, or, when long
-    /// payloads are queued by reference, the part before the next such
-    /// boundary. Write some or all, then call
+    /// Every part of the output, oldest first, in up to `dst.len()` slices:
+    /// one in the common case; more when payloads of [`SHARED_PAYLOAD_MIN`]
+    /// bytes or more are queued by reference, not copied. Returns how many
+    /// slices were filled (0 when nothing waits). Write them, with one
+    /// vectored write or the first alone, then call
     /// [`Connection::advance_outgoing`] with the count written; repeat until
-    /// this is empty. [`Connection::outgoing_vectored`] gives every part at
-    /// once, for a vectored write.
+    /// this returns 0.
     ///
     /// Owed Pongs join the output only when it has drained, so a peer that
     /// sends Pings without reading cannot grow it (§5.5.3 lets us answer only
     /// the latest Ping).
     #[inline]
-    pub fn outgoing(&mut self) -> &[u8] {
-        if self.out_shared.is_empty() {
-            if self.out.is_empty() && !self.close_sent {
-                self.flush_pongs();
-            }
-            return &self.out;
-        }
-        &self.out_shared[0]
-    }
-
-    /// How many parts the output is in: more than 1 when long payloads are
-    /// queued by reference, and [`Connection::outgoing`] is then only the
-    /// first part. (Owed Pongs not counted.)
-    #[inline]
-    pub fn outgoing_parts(&self) -> usize {
-        self.out_shared.len() + usize::from(!self.out.is_empty())
-    }
-
-    /// Every part of the output, in order, in up to `dst.len()` slices (the
-    /// payloads of unmasked data frames of [`SHARED_PAYLOAD_MIN`] bytes or
-    /// more are queued by reference, not copied). Returns how many slices
-    /// were filled; 0 when nothing waits. Write them with one vectored
-    /// write, then call [`Connection::advance_outgoing`] with the count
-    /// written.
     pub fn outgoing_vectored<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
-        if self.out_shared.is_empty() && self.out.is_empty() && !self.close_sent {
-            self.flush_pongs();
-        }
-        let this: &'a Self = self;
-        let parts = this
-            .out_shared
-            .iter()
-            .map(|b| &b[..])
-            .chain((!this.out.is_empty()).then_some(&this.out[..]));
-        let mut n = 0;
-        for (slot, part) in dst.iter_mut().zip(parts) {
-            *slot = IoSlice::new(part);
-            n += 1;
-        }
-        n
+        self.outgoing.vectored(dst)
     }
 
     /// Marks the first `n` bytes of the output as written.
     ///
     /// # Panics
-    /// If `n` is more than [`Connection::buffered_amount`].
+    /// If `n` is more than [`Backlog::bytes`].
     #[inline]
-    pub fn advance_outgoing(&mut self, mut n: usize) {
-        while let Some(front) = self.out_shared.front_mut() {
-            if n < front.len() {
-                front.advance(n);
-                self.out_shared_len -= n;
-                return;
-            }
-            n -= front.len();
-            self.out_shared_len -= front.len();
-            self.out_shared.pop_front();
-        }
-        if n == self.out.len() {
-            // All written: `clear` keeps the buffer's start where it is, so
-            // the next frame is encoded at the front without the reclaim
-            // that `advance` would leave for the next `reserve`.
-            self.out.clear();
-            self.control_queued = false;
-        } else {
-            self.out.advance(n);
-        }
+    pub fn advance_outgoing(&mut self, n: usize) {
+        self.outgoing.advance(n);
     }
 
-    /// Takes every queued byte at once, for callers that write whole buffers.
+    /// Takes every queued byte at once (owed Pongs included), for drivers
+    /// that write whole buffers.
     pub fn take_outgoing(&mut self) -> Bytes {
-        if !self.close_sent {
-            self.flush_pongs();
-        }
-        self.control_queued = false;
-        if self.out_shared.is_empty() {
-            return self.out.split().freeze();
-        }
-        let mut all = BytesMut::with_capacity(self.buffered_amount());
-        for part in self.out_shared.drain(..) {
-            all.extend_from_slice(&part);
-        }
-        self.out_shared_len = 0;
-        all.extend_from_slice(&self.out);
-        self.out.clear();
-        all.freeze()
+        self.outgoing.take()
     }
 
-    /// Bytes queued but not yet taken, like the browser's `bufferedAmount`
-    /// (owed Pongs not counted).
+    /// What waits to be written: the bytes queued (the browser's
+    /// `bufferedAmount`, what backpressure counts) and whether a frame the
+    /// protocol requires is among them or owed.
     #[inline]
-    pub fn buffered_amount(&self) -> usize {
-        self.out_shared_len + self.out.len()
-    }
-
-    /// Whether the connection owes the peer a frame the protocol requires:
-    /// a Pong, or a Close (ours, an echo, or a failing one) not yet written,
-    /// or a Ping. An async driver writes these out without waiting for the
-    /// application to flush.
-    #[inline]
-    pub fn owes_control(&self) -> bool {
-        (!self.pending_pongs.is_empty() && !self.close_sent) || self.control_queued
+    pub fn backlog(&self) -> Backlog {
+        self.outgoing.backlog()
     }
 
     /// Frees the buffers a quiet connection does not need: the message buffer
@@ -1455,55 +693,36 @@ impl Connection {
     /// and the event queues when empty. Call it when the connection goes
     /// idle; the next message allocates again.
     pub fn shrink_buffers(&mut self) {
-        if self.message.is_empty() && self.message_opcode.is_none() {
-            self.message = BytesMut::new();
-            self.message_block = MIN_MESSAGE_BLOCK as u16;
-        }
-        if self.out.is_empty() {
-            self.out = BytesMut::new();
-        }
-        if self.out_shared.is_empty() {
-            self.out_shared = VecDeque::new();
-        }
+        self.reassembler.shrink(self.decoder.mid_message());
+        self.decoder.shrink();
+        self.outgoing.shrink();
         if self.events.is_empty() {
             self.events = VecDeque::new();
         }
-        if self.pending_pongs.is_empty() {
-            self.pending_pongs = VecDeque::new();
-        }
-        let in_control_frame = self.frame.is_some_and(|f| f.header.opcode.is_control());
-        if !in_control_frame {
-            self.control = Vec::new();
-        }
         #[cfg(feature = "deflate")]
-        if let Some(codec) = &mut self.deflate {
-            codec.scratch = Vec::new();
-            if !codec.compressed {
-                codec.inflated = Vec::new();
-            }
+        if let Some(compressor) = &mut self.compressor {
+            compressor.scratch = Vec::new();
         }
     }
 
     /// Whether part of a frame (header or payload, RFC 6455 §5.2) was
-    /// received and the rest is awaited: a
-    /// driver that is about to flush a batch of replies may read once more
-    /// first, since the rest is often already in the transport.
+    /// received and the rest is awaited: a driver that is about to flush a
+    /// batch of replies may read once more first, since the rest is often
+    /// already in the transport.
     #[inline]
     pub fn mid_frame(&self) -> bool {
-        self.frame.is_some() || self.header_len > 0
+        self.decoder.mid_frame()
     }
 
     /// Bytes held in buffers (message, output, control, and with
     /// permessage-deflate the inflated message in progress and the
     /// compression scratch buffer), for memory accounting.
     pub fn buffer_capacity(&self) -> usize {
-        let buffers = self.message.capacity()
-            + self.out.capacity()
-            + self.out_shared_len
-            + self.control.capacity();
+        let buffers =
+            self.reassembler.capacity() + self.outgoing.capacity() + self.decoder.capacity();
         #[cfg(feature = "deflate")]
-        if let Some(codec) = &self.deflate {
-            return buffers + codec.inflated.capacity() + codec.scratch.capacity();
+        if let Some(compressor) = &self.compressor {
+            return buffers + compressor.scratch.capacity();
         }
         buffers
     }
@@ -1520,17 +739,12 @@ impl Connection {
     /// holds 0 bytes between messages. 0 without permessage-deflate.
     pub fn deflate_memory(&self) -> usize {
         #[cfg(feature = "deflate")]
-        if let Some(codec) = &self.deflate {
-            return codec.memory();
+        if let Some(compressor) = &self.compressor {
+            return self.reassembler.inflate_memory()
+                + compressor.deflater.memory()
+                + compressor.scratch.capacity();
         }
         0
-    }
-
-    /// Whether anything (frames or owed Pongs) waits to be written.
-    pub fn wants_write(&self) -> bool {
-        !self.out.is_empty()
-            || !self.out_shared.is_empty()
-            || (!self.pending_pongs.is_empty() && !self.close_sent)
     }
 }
 
@@ -1541,65 +755,5 @@ fn truncate_at_char_boundary(s: &mut String, max: usize) {
             end -= 1;
         }
         s.truncate(end);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[cfg(feature = "deflate")]
-    use super::*;
-
-    #[cfg(feature = "deflate")]
-    thread_local! {
-        /// Compressions done by `PreparedMessage` on this thread.
-        pub(super) static COMPRESSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
-
-    #[cfg(feature = "deflate")]
-    fn server_with(config: crate::deflate::DeflateConfig) -> Connection {
-        let offer = crate::deflate::offer(&crate::deflate::DeflateConfig::client());
-        let (agreement, _) = crate::deflate::negotiate([offer.as_str()], &config).unwrap();
-        Connection::new(Role::Server, Config::default().deflate(Some(agreement)))
-    }
-
-    #[cfg(feature = "deflate")]
-    #[test]
-    fn a_prepared_message_is_compressed_once_for_every_recipient_with_the_same_parameters() {
-        let text = "{\"room\":\"lobby\",\"message\":\"hello everyone\"} ".repeat(100);
-        let message = PreparedMessage::new(&Message::text(text));
-        let before = COMPRESSIONS.with(|n| n.get());
-        let mut outputs = Vec::new();
-        for _ in 0..10 {
-            let mut server = server_with(crate::deflate::DeflateConfig::server());
-            server.send_prepared(&message.clone()).unwrap();
-            outputs.push(server.take_outgoing());
-        }
-        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 1);
-        assert!(outputs.iter().all(|o| o == &outputs[0]));
-        assert_eq!(outputs[0][0], 0xc1, "FIN, RSV1, text");
-        assert!(outputs[0].len() < message.frame().len() / 10);
-        let a = message.deflated_frame(15, 2, 8);
-        let b = message.clone().deflated_frame(15, 2, 8);
-        assert_eq!(a.as_ptr(), b.as_ptr(), "one shared buffer");
-        assert_eq!(&a[..], &outputs[0][..]);
-
-        // Other window bits: a second compression, then shared too.
-        let small = crate::deflate::DeflateConfig::server().server_max_window_bits(10);
-        for _ in 0..3 {
-            server_with(small.clone()).send_prepared(&message).unwrap();
-        }
-        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 2);
-        // Five pairs: the fifth (after 15/2, 10/2, 9/2, 8/2) is not cached.
-        for bits in [9, 8, 12, 12] {
-            message.deflated_frame(bits, 2, 8);
-        }
-        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 6);
-    }
-
-    #[test]
-    fn connections_and_prepared_messages_cross_threads() {
-        fn send_sync<T: Send + Sync>() {}
-        send_sync::<super::PreparedMessage>();
-        send_sync::<super::Connection>();
     }
 }

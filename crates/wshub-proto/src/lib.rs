@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 pub mod close;
+mod config;
 mod connection;
 #[cfg(feature = "deflate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
@@ -39,9 +40,17 @@ mod error;
 pub mod frame;
 pub mod handshake;
 mod message;
+mod outgoing;
+mod prepared;
+mod reassembler;
+mod role;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, Event, PreparedMessage, Role, State, SHARED_PAYLOAD_MIN};
+pub use config::Config;
+pub use connection::{CloseEvent, Connection, Event, State};
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};
+pub use outgoing::{Backlog, SHARED_PAYLOAD_MIN};
+pub use prepared::PreparedMessage;
+pub use role::Role;

@@ -122,7 +122,9 @@ fn echo_once(server: &mut Connection, frame: &[u8], written: &mut usize) {
 fn write_all(server: &mut Connection) -> usize {
     let mut written = 0;
     loop {
-        let n = server.outgoing().len();
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let parts = server.outgoing_vectored(&mut slices);
+        let n: usize = slices[..parts].iter().map(|s| s.len()).sum();
         if n == 0 {
             return written;
         }

@@ -50,6 +50,8 @@ pub use error::Error;
 pub use server::{accept, accept_with, Accept, Reject};
 #[cfg(unix)]
 pub use transport::TcpTransport;
-pub use websocket::{CloseEvent, WebSocket, WebSocketReader, WebSocketWriter};
+pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};
 pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig};
-pub use wshub_proto::{CloseCode, CloseFrame, Message, PreparedMessage, State, Utf8Bytes};
+pub use wshub_proto::{
+    CloseCode, CloseEvent, CloseFrame, Message, PreparedMessage, State, Utf8Bytes,
+};

@@ -15,7 +15,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use wshub_proto::{
-    CloseCode, CloseFrame, Connection, Event, Message, PreparedMessage, Role, SendError, State,
+    CloseCode, CloseEvent, Connection, Event, Message, PreparedMessage, Role, SendError, State,
 };
 
 use crate::keepalive::{Keepalive, KeepaliveAction};
@@ -46,28 +46,6 @@ const LARGE_BUFFER: usize = 64 * 1024;
 /// busy connection reallocates them at most once per this period; a quiet
 /// one gives them back (idle memory matters as much as throughput).
 const IDLE_SHRINK_AFTER: Duration = Duration::from_millis(250);
-
-/// How a connection ended, as the browser's `CloseEvent` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseEvent {
-    /// The peer's close code; 1005 if its Close carried none, 1006 if the
-    /// connection dropped without a close handshake.
-    pub code: u16,
-    /// The peer's close reason (UTF-8, at most 123 bytes); empty if none.
-    pub reason: String,
-    /// Whether the close handshake completed (RFC 6455 §7.1.4).
-    pub was_clean: bool,
-}
-
-impl CloseEvent {
-    fn abnormal() -> Self {
-        Self {
-            code: CloseCode::AbnormalClosure.as_u16(),
-            reason: String::new(),
-            was_clean: false,
-        }
-    }
-}
 
 /// Wakes both the reading and the writing task: a socket keeps one waker per
 /// direction, and both halves of a split socket write (the reader writes Pongs
@@ -136,7 +114,6 @@ pub(crate) struct Inner<S> {
     timer_waker: Option<Waker>,
     /// Returned once the transport is closed, after the failing Close went out.
     pending_error: Option<Box<Error>>,
-    close_event: Option<Box<CloseEvent>>,
     /// Set by [`WebSocket::split`]: the halves' wakers. A whole `WebSocket`
     /// is polled by one task, which gets every wake-up through its own
     /// `Context`, so it needs none (and pays no atomic registration per poll).
@@ -172,18 +149,20 @@ fn write_out<S: AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     loop {
-        let written = if conn.outgoing_parts() > 1 {
+        let queued = conn.backlog().bytes;
+        let mut first = [IoSlice::new(&[])];
+        if conn.outgoing_vectored(&mut first) == 0 {
+            break;
+        }
+        // Owed Pongs join a drained output (`queued` 0) as one buffer.
+        let written = if queued == 0 || first[0].len() == queued {
+            // One contiguous buffer (the small-message case): a plain write,
+            // without setting up the slices.
+            Pin::new(&mut *io).poll_write(cx, &first[0])
+        } else {
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
             let n = conn.outgoing_vectored(&mut slices);
             Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n])
-        } else {
-            // One contiguous buffer (the small-message case): a plain write,
-            // without setting up the slices.
-            let out = conn.outgoing();
-            if out.is_empty() {
-                break;
-            }
-            Pin::new(&mut *io).poll_write(cx, out)
         };
         match ready!(written) {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
@@ -212,7 +191,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             timer: None,
             timer_waker: None,
             pending_error,
-            close_event: None,
             split: None,
             write_buffer_limit: config.write_buffer_limit,
             close_timeout: config.close_timeout,
@@ -254,25 +232,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
     }
 
+    /// The transport failed or is given up on: the protocol decides how
+    /// the connection ended (1006 before a close handshake), and what is
+    /// queued goes out on a best-effort basis.
     fn finish_abnormally(&mut self, error: Option<Error>) {
         self.phase = Phase::Finishing;
-        self.close_event
-            .get_or_insert_with(|| Box::new(CloseEvent::abnormal()));
+        self.conn.receive_eof();
         if self.pending_error.is_none() {
             self.pending_error = error.map(Box::new);
         }
-    }
-
-    fn record_peer_close(&mut self, frame: Option<CloseFrame>) {
-        let (code, reason) = match frame {
-            Some(f) => (f.code.as_u16(), f.reason),
-            None => (CloseCode::NoStatusReceived.as_u16(), String::new()),
-        };
-        self.close_event = Some(Box::new(CloseEvent {
-            code,
-            reason,
-            was_clean: true,
-        }));
     }
 
     /// Arms the timer for the earliest deadline; `Ready` when it has passed.
@@ -342,7 +310,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// The next message among the events already parsed, without I/O.
     /// Control frames met on the way need nothing here: the protocol queues
-    /// the Pongs and the Close echo itself; a Close is recorded.
+    /// the Pongs and the Close echo itself, and records how the connection
+    /// ended.
     #[inline(always)]
     fn take_message(&mut self) -> Option<Message> {
         // Looked at several times per message and mostly empty: the check
@@ -358,8 +327,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         loop {
             match self.conn.next_event()? {
                 Event::Message(message) => return Some(message),
-                Event::Ping(_) | Event::Pong(_) => {}
-                Event::Close(frame) => self.record_peer_close(frame),
+                Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
             }
         }
     }
@@ -381,7 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.phase != Phase::Open
             || self.pending_error.is_some()
             || !self.conn.mid_frame()
-            || self.conn.buffered_amount() >= self.write_buffer_limit
+            || self.conn.backlog().bytes >= self.write_buffer_limit
         {
             return None;
         }
@@ -425,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     } else if self.conn.role() == Role::Client
                         && self.conn.state() == State::Closed
                         && self.pending_error.is_none()
-                        && self.close_event.as_ref().is_some_and(|e| e.was_clean)
+                        && self.conn.close_event().is_some_and(|e| e.was_clean)
                     {
                         self.phase = Phase::AwaitingEof;
                         self.close_deadline = Some(Instant::now() + self.close_timeout);
@@ -435,8 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     self.phase = Phase::Done;
                     self.keepalive = None;
                     self.close_deadline = None;
-                    self.close_event
-                        .get_or_insert_with(|| Box::new(CloseEvent::abnormal()));
+                    self.conn.receive_eof();
                     continue;
                 }
                 Phase::AwaitingEof | Phase::Open => {}
@@ -444,7 +411,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // Replies the protocol owes (Pongs, our Close) go out now; data the
             // application fed without flushing waits for its flush, so a
             // batch of messages leaves in one write.
-            if self.phase == Phase::Open && self.conn.owes_control() {
+            if self.phase == Phase::Open && self.conn.backlog().control {
                 if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                     self.finish_abnormally(Some(e.into()));
                     continue;
@@ -456,7 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         self.phase = Phase::Finishing;
                         continue;
                     }
-                    State::Closing if self.close_deadline.is_none() => {
+                    _ if self.conn.close_expected() && self.close_deadline.is_none() => {
                         // From here the close timeout bounds the wait; a
                         // keepalive Ping could not be sent after our Close.
                         self.keepalive = None;
@@ -477,6 +444,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         self.phase = Phase::Finishing;
                         let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
                         self.phase = Phase::Done;
+                        self.conn.receive_eof();
                     } else {
                         // The passed deadline stays, so Finishing does not wait
                         // again for a silent peer to read what is queued.
@@ -557,6 +525,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 if self.phase == Phase::AwaitingEof {
                     self.phase = Phase::Done;
                     self.close_deadline = None;
+                    self.conn.receive_eof();
                 } else {
                     self.finish_abnormally(None);
                 }
@@ -567,11 +536,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     k.on_frame(Instant::now);
                 }
                 if let Err(e) = self.conn.receive(read_buf.filled()) {
-                    self.close_event = Some(Box::new(CloseEvent {
-                        code: e.close_code().as_u16(),
-                        reason: String::new(),
-                        was_clean: false,
-                    }));
                     self.pending_error = Some(Box::new(e.into()));
                 }
             }
@@ -585,7 +549,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.phase != Phase::Open || self.conn.close_sent() {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
-        while self.conn.buffered_amount() >= self.write_buffer_limit {
+        while self.conn.backlog().bytes >= self.write_buffer_limit {
             if let Err(e) = ready!(self.poll_write_out(cx)) {
                 self.finish_abnormally(None);
                 return Poll::Ready(Err(e.into()));
@@ -663,7 +627,7 @@ macro_rules! browser_api {
         /// Bytes queued but not yet written to the transport (the browser's
         /// `bufferedAmount`).
         pub fn buffered_amount(&self) -> usize {
-            self.with_inner(|i| i.conn.buffered_amount())
+            self.with_inner(|i| i.conn.backlog().bytes)
         }
 
         /// The subprotocol the server selected, if any.
@@ -683,7 +647,7 @@ macro_rules! browser_api {
 
         /// How the connection ended; `None` while it is open.
         pub fn close_event(&self) -> Option<CloseEvent> {
-            self.with_inner(|i| i.close_event.as_deref().cloned())
+            self.with_inner(|i| i.conn.close_event().cloned())
         }
     };
 }

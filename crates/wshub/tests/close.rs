@@ -15,7 +15,7 @@ use wshub_proto::{Role, SendError};
 
 fn event(code: u16, reason: &str, was_clean: bool) -> CloseEvent {
     CloseEvent {
-        code,
+        code: CloseCode::from(code),
         reason: reason.to_owned(),
         was_clean,
     }

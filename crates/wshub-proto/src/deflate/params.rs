@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 
-use crate::connection::Role;
 use crate::handshake::{parse_extensions, DeflateResponseError, Extension, HandshakeError};
+use crate::role::Role;
 
 /// The extension token (RFC 7692 §7).
 pub const EXTENSION_NAME: &str = "permessage-deflate";

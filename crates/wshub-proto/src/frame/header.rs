@@ -5,6 +5,10 @@ use crate::error::ProtocolError;
 /// length and 4 bytes of masking key (RFC 6455 §5.2).
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// The longest control frame payload, in bytes: "All control frames MUST
+/// have a payload length of 125 bytes or less" (RFC 6455 §5.5).
+pub const MAX_CONTROL_PAYLOAD_LEN: usize = 125;
+
 /// One frame header as it appears on the wire (RFC 6455 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {

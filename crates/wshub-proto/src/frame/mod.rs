@@ -17,14 +17,16 @@
 //! +-------------------------------- - - - - - - - - - - - - - - - +
 //! ```
 
+mod decoder;
 mod encoder;
 mod header;
 mod mask;
 mod opcode;
 
-pub use encoder::{encode_frame, encoded_len};
-pub(crate) use encoder::{encode_header, encode_unmasked_frame};
-pub use header::{FrameHeader, MAX_HEADER_LEN};
+pub use decoder::{DataChunk, Decoded, Decoder, Limits};
+pub use encoder::encoded_len;
+pub(crate) use encoder::{encode_frame, encode_header, encode_unmasked_frame};
+pub use header::{FrameHeader, MAX_CONTROL_PAYLOAD_LEN, MAX_HEADER_LEN};
 pub use mask::apply_mask;
 pub(crate) use mask::apply_mask_offset;
 pub use opcode::Opcode;
