@@ -1,9 +1,32 @@
 //! The command line as typed (clap). Values are checked in `config.rs`.
+//!
+//! A flag that sets a library setting takes its default from the library
+//! (`HubConfig::default()`, `WebSocketConfig::default()`,
+//! `DeflateConfig::default()`), computed when the help is shown, so the help
+//! states the real default and no number is written twice.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wshub::{DeflateConfig, WebSocketConfig};
+use wshub_hub::HubConfig;
+
+/// `duration` as the flags write it: `25s`, `1m 30s`.
+fn flag_duration(duration: Duration) -> humantime::Duration {
+    duration.into()
+}
+
+/// `bytes` as the flags write it: `16MiB` when it is a whole number of
+/// GiB, MiB or KiB, else plain bytes.
+pub(crate) fn flag_size(bytes: usize) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
 
 /// wshub: a WebSocket hub, client and toolkit.
 #[derive(Debug, Parser)]
@@ -36,38 +59,44 @@ pub(crate) struct ServeArgs {
     pub(crate) listen: SocketAddr,
 
     /// Send a protocol Ping to every client this often (e.g. 25s, 1m).
-    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) ping_interval: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.ping_interval.unwrap_or_default()))]
+    pub(crate) ping_interval: humantime::Duration,
 
     /// Disconnect a client that sends nothing back this long after a Ping.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) pong_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.pong_timeout))]
+    pub(crate) pong_timeout: humantime::Duration,
 
     /// Largest message accepted, in bytes (suffixes KiB, MiB, GiB); bigger
     /// ones close the connection with 1009.
-    #[arg(long, default_value = "16MiB", value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().websocket.protocol.max_message_size))]
     pub(crate) max_message_size: String,
 
     /// Largest single frame accepted, in bytes (suffixes KiB, MiB, GiB).
-    #[arg(long, default_value = "16MiB", value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().websocket.protocol.max_frame_size))]
     pub(crate) max_frame_size: String,
 
     /// Frames queued per client before a slow reader is disconnected (1008).
-    #[arg(long, default_value_t = 1024, value_name = "FRAMES")]
+    #[arg(long, value_name = "FRAMES", default_value_t = HubConfig::default().send_queue)]
     pub(crate) send_queue: usize,
 
     /// Rooms announce joins and leaves while they have at most this many
     /// members; bigger rooms stay quiet about presence.
-    #[arg(long, default_value_t = wshub_hub::rooms::DEFAULT_PRESENCE_LIMIT, value_name = "MEMBERS")]
+    #[arg(long, value_name = "MEMBERS", default_value_t = HubConfig::default().presence_limit)]
     pub(crate) presence_limit: usize,
 
-    /// Time a client has to send its HTTP request head.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) handshake_timeout: Duration,
+    /// Time a client has to send its HTTP request head (408 after it).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]
+    pub(crate) handshake_timeout: humantime::Duration,
 
     /// On Ctrl-C or SIGTERM, time allowed for close handshakes before exiting.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) shutdown_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().shutdown_timeout))]
+    pub(crate) shutdown_timeout: humantime::Duration,
 
     /// The tokio scheduler: `multi-thread` (work-stealing, one worker per
     /// --workers) or `current-thread` (everything on the main thread).
@@ -101,44 +130,28 @@ pub(crate) struct CompressionArgs {
 
     /// With --compression: zlib level for messages this end sends, 0 (none)
     /// to 9 (smallest, slowest).
-    #[arg(
-        long,
-        default_value_t = 2,
-        value_name = "0-9",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "0-9", requires = "compression",
+        default_value_t = DeflateConfig::default().level)]
     pub(crate) compression_level: u32,
 
     /// With --compression: zlib memory level for messages this end sends, 1
     /// to 9. Lower saves memory where a compression context is kept
     /// (--compression-context-takeover): a state holds 371 KiB at 8, 260 KiB
     /// at 1 (15-bit window).
-    #[arg(
-        long,
-        default_value_t = 8,
-        value_name = "1-9",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "1-9", requires = "compression",
+        default_value_t = DeflateConfig::default().mem_level)]
     pub(crate) compression_memory_level: u8,
 
     /// With --compression: messages shorter than this are sent uncompressed
     /// (suffixes KiB, MiB).
-    #[arg(
-        long,
-        default_value = "1KiB",
-        value_name = "BYTES",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "BYTES", requires = "compression",
+        default_value_t = flag_size(DeflateConfig::default().threshold))]
     pub(crate) compression_threshold: String,
 
     /// With --compression: largest LZ77 window either side may use, as a power
     /// of two, 8 to 15 (15 = 32 KiB; smaller saves memory, costs ratio).
-    #[arg(
-        long,
-        default_value_t = 15,
-        value_name = "BITS",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "BITS", requires = "compression",
+        default_value_t = DeflateConfig::default().server_max_window_bits)]
     pub(crate) compression_window_bits: u8,
 }
 
@@ -186,8 +199,9 @@ pub(crate) struct ConnectArgs {
     pub(crate) ping_interval: Option<Duration>,
 
     /// With --ping-interval: give up on a server silent this long after a Ping.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) pong_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(WebSocketConfig::default().pong_timeout))]
+    pub(crate) pong_timeout: humantime::Duration,
 
     /// Reconnect with exponential backoff and jitter when the connection drops
     /// (not after you close it with Ctrl-D or Ctrl-C).
@@ -211,11 +225,13 @@ pub(crate) struct ConnectArgs {
     pub(crate) compression: CompressionArgs,
 
     /// Time allowed for TCP connect plus the opening handshake.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) handshake_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(WebSocketConfig::default().handshake_timeout))]
+    pub(crate) handshake_timeout: humantime::Duration,
 
-    /// Largest message accepted, in bytes (suffixes KiB, MiB, GiB).
-    #[arg(long, default_value = "64MiB", value_name = "BYTES")]
+    /// Largest message (and frame) accepted, in bytes (suffixes KiB, MiB, GiB).
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(WebSocketConfig::default().protocol.max_message_size))]
     pub(crate) max_message_size: String,
 }
 

@@ -26,9 +26,9 @@ pub struct WebSocketConfig {
     pub pong_timeout: Duration,
     /// Server: time allowed for the client's request head in
     /// [`read_handshake`](crate::read_handshake), [`accept_with`](crate::accept_with)
-    /// and [`accept`](crate::accept); a late head is answered 408. Not used
-    /// by the client, whose bound is
-    /// [`ClientBuilder::handshake_timeout`](crate::ClientBuilder::handshake_timeout).
+    /// and [`accept`](crate::accept); a late head is answered 408.
+    /// Client: bound on TCP connect plus the opening handshake in
+    /// [`ClientBuilder::connect`](crate::ClientBuilder::connect).
     /// Default: 10 s.
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's Close after ours, or for the server to
