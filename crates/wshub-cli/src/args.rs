@@ -10,7 +10,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wshub::{DeflateConfig, WebSocketConfig};
+use wshub_bench::{EchoConfig, FanoutConfig, IdleConfig};
 use wshub_hub::HubConfig;
+
+/// A bench run's defaults that do not depend on its mode (threads,
+/// timeout, duration, warm-up).
+fn bench_run() -> wshub_bench::Config {
+    let mode = wshub_bench::Mode::Connect(wshub_bench::ConnectConfig::default());
+    wshub_bench::Config::new(String::new(), mode)
+}
 
 /// `duration` as the flags write it: `25s`, `1m 30s`.
 fn flag_duration(duration: Duration) -> humantime::Duration {
@@ -262,13 +270,13 @@ pub(crate) enum BenchMode {
 pub(crate) struct BenchOutputArgs {
     /// Worker threads, each a single-threaded async runtime with its share of
     /// the connections.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, value_name = "N", default_value_t = bench_run().threads)]
     pub(crate) threads: usize,
 
     /// Bound on one TCP connect plus opening handshake, and on each close
     /// handshake.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = flag_duration(bench_run().timeout))]
+    pub(crate) timeout: humantime::Duration,
 
     /// Print the summary as JSON on stdout instead of text.
     #[arg(long)]
@@ -279,12 +287,13 @@ pub(crate) struct BenchOutputArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BenchTimeArgs {
     /// Time measured, after the warm-up.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) duration: Duration,
+    #[arg(short = 'd', long, value_name = "DURATION",
+        default_value_t = flag_duration(bench_run().duration))]
+    pub(crate) duration: humantime::Duration,
 
     /// Time run before measuring starts.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) warmup: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = flag_duration(bench_run().warmup))]
+    pub(crate) warmup: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -294,11 +303,11 @@ pub(crate) struct BenchEchoArgs {
     pub(crate) url: String,
 
     /// Connections.
-    #[arg(short = 'c', long, default_value_t = 100, value_name = "N")]
+    #[arg(short = 'c', long, value_name = "N", default_value_t = EchoConfig::default().connections)]
     pub(crate) connections: usize,
 
     /// Payload of each message, in bytes (suffixes KiB, MiB).
-    #[arg(short = 's', long, default_value = "20", value_name = "BYTES")]
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = flag_size(EchoConfig::default().size))]
     pub(crate) size: String,
 
     /// Send binary messages instead of text.
@@ -306,7 +315,7 @@ pub(crate) struct BenchEchoArgs {
     pub(crate) binary: bool,
 
     /// Messages in flight per connection.
-    #[arg(short = 'p', long, default_value_t = 1, value_name = "P")]
+    #[arg(short = 'p', long, value_name = "P", default_value_t = EchoConfig::default().in_flight)]
     pub(crate) in_flight: usize,
 
     #[command(flatten)]
@@ -323,7 +332,8 @@ pub(crate) struct BenchConnectArgs {
     pub(crate) url: String,
 
     /// Concurrent connect-upgrade-close loops.
-    #[arg(short = 'c', long, default_value_t = 50, value_name = "C")]
+    #[arg(short = 'c', long, value_name = "C",
+        default_value_t = wshub_bench::ConnectConfig::default().concurrency)]
     pub(crate) concurrency: usize,
 
     #[command(flatten)]
@@ -340,16 +350,16 @@ pub(crate) struct BenchIdleArgs {
     pub(crate) url: String,
 
     /// Connections to open and hold.
-    #[arg(short = 'c', long, default_value_t = 10_000, value_name = "N")]
+    #[arg(short = 'c', long, value_name = "N", default_value_t = IdleConfig::default().connections)]
     pub(crate) connections: usize,
 
     /// Handshakes in progress at once while opening.
-    #[arg(long, default_value_t = 200, value_name = "K")]
+    #[arg(long, value_name = "K", default_value_t = IdleConfig::default().handshake_concurrency)]
     pub(crate) handshake_concurrency: usize,
 
     /// Time to hold the connections once all are open.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) hold: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = flag_duration(IdleConfig::default().hold))]
+    pub(crate) hold: humantime::Duration,
 
     /// Server process id: its resident memory (VmRSS in /proc/PID/status) is
     /// sampled before and after opening, giving KiB per connection.
@@ -377,7 +387,7 @@ pub(crate) struct BenchFanoutArgs {
     pub(crate) url: String,
 
     /// Subscribers of the room.
-    #[arg(short = 'm', long, default_value_t = 1_000, value_name = "M")]
+    #[arg(short = 'm', long, value_name = "M", default_value_t = FanoutConfig::default().subscribers)]
     pub(crate) subscribers: usize,
 
     /// Publishes per second; default: as fast as --window allows.
@@ -385,17 +395,17 @@ pub(crate) struct BenchFanoutArgs {
     pub(crate) rate: Option<f64>,
 
     /// Bytes of each published message (at least 16, the time stamp).
-    #[arg(short = 's', long, default_value = "64", value_name = "BYTES")]
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = flag_size(FanoutConfig::default().size))]
     pub(crate) size: String,
 
     /// Publishes allowed ahead of the slowest subscriber; keep it well under
     /// the hub's --send-queue so the generator never trips its slow-consumer
     /// kick.
-    #[arg(long, default_value_t = 128, value_name = "MESSAGES")]
+    #[arg(long, value_name = "MESSAGES", default_value_t = FanoutConfig::default().window)]
     pub(crate) window: usize,
 
     /// Handshakes in progress at once while subscribers connect.
-    #[arg(long, default_value_t = 200, value_name = "K")]
+    #[arg(long, value_name = "K", default_value_t = FanoutConfig::default().handshake_concurrency)]
     pub(crate) handshake_concurrency: usize,
 
     /// Room to use (default: bench- and random digits).
