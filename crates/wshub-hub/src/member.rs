@@ -12,9 +12,9 @@ use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use crate::rooms::{outbox, Outbox, Rooms, Signal};
 use crate::session::{finish, log_end};
 
-/// The `/ws` session of connection `conn_id`. Not an `async fn`, whose future keeps its arguments
-/// twice (rust-lang/rust#62958): every idle member would pay for the
-/// `WebSocket` twice.
+/// The `/ws` session of connection `conn_id`. Not an `async fn`, whose
+/// future keeps its arguments twice (rust-lang/rust#62958): every idle
+/// member would pay for the `WebSocket` twice.
 // Written out by hand on purpose: see above.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -24,19 +24,22 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     send_queue: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
+    // Built before the `async move` block and captured by it: the arguments
+    // moved into a `Member` inside the block would keep their own slots in
+    // the future too (16 bytes per idle member).
+    let (out, mut inbox) = outbox(send_queue);
+    let mut member = Member {
+        conn_id,
+        name: format!("anon-{conn_id}"),
+        joined: Vec::new(),
+        rooms,
+        out,
+    };
     async move {
-        let (out, mut inbox) = outbox(send_queue);
-        let mut member = Member {
-            conn_id,
-            name: format!("anon-{conn_id}"),
-            joined: Vec::new(),
-            rooms,
-            out,
-        };
         let mut error = None;
 
         let welcome = ServerMessage::Welcome {
-            id: conn_id,
+            id: member.conn_id,
             name: &member.name,
         }
         .to_json();
@@ -61,7 +64,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     break;
                 }
                 Wake::Inbox(Signal::Kicked) => {
-                    kick(&mut ws, conn_id).await;
+                    kick(&mut ws, member.conn_id).await;
                     break;
                 }
                 Wake::Inbox(Signal::Frames) => {
@@ -105,7 +108,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             };
             match written {
                 None => {
-                    kick(&mut ws, conn_id).await;
+                    kick(&mut ws, member.conn_id).await;
                     break;
                 }
                 Some(Err(e)) => error = Some(e),
@@ -113,11 +116,11 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         for room in &member.joined {
-            let _ = member.rooms.leave(room, conn_id);
+            let _ = member.rooms.leave(room, member.conn_id);
         }
         drop(inbox);
         Box::pin(finish(&mut ws)).await;
-        log_end(conn_id, "/ws", &ws, error.as_ref());
+        log_end(member.conn_id, "/ws", &ws, error.as_ref());
     }
 }
 
