@@ -7,7 +7,7 @@
 //! [`Handshake::respond`] or goes on with [`Handshake::into_upgrade`], which
 //! checks RFC 6455 §4.2.1; the [`Upgrade`] is then accepted (`101`) or
 //! refused. Each answer that ends the connection is written by the one
-//! writer, [`http_response`](wshub_proto::handshake::http_response), and
+//! writer, [`http_response`], and
 //! followed by a linger (see [`Handshake::respond`]). [`accept_with`] and
 //! [`accept`] are this path with one route.
 //!
@@ -387,7 +387,7 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Writes a non-101 answer with a plain-text `body` (see
-/// [`http_response`](wshub_proto::handshake::http_response)) and flushes
+/// [`http_response`]) and flushes
 /// it. Unlike [`Handshake::respond`] it neither closes nor lingers.
 ///
 /// # Errors
