@@ -1,9 +1,40 @@
 //! The command line as typed (clap). Values are checked in `config.rs`.
+//!
+//! A flag that sets a library setting takes its default from the library
+//! (`HubConfig::default()`, `WebSocketConfig::default()`,
+//! `DeflateConfig::default()`), computed when the help is shown, so the help
+//! states the real default and no number is written twice.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wshub::{DeflateConfig, WebSocketConfig};
+use wshub_bench::{EchoConfig, FanoutConfig, IdleConfig};
+use wshub_hub::HubConfig;
+
+/// A bench run's defaults that do not depend on its mode (threads,
+/// timeout, duration, warm-up).
+fn bench_run() -> wshub_bench::Config {
+    let mode = wshub_bench::Mode::Connect(wshub_bench::ConnectConfig::default());
+    wshub_bench::Config::new(String::new(), mode)
+}
+
+/// `duration` as the flags write it: `25s`, `1m 30s`.
+fn flag_duration(duration: Duration) -> humantime::Duration {
+    duration.into()
+}
+
+/// `bytes` as the flags write it: `16MiB` when it is a whole number of
+/// GiB, MiB or KiB, else plain bytes.
+pub(crate) fn flag_size(bytes: usize) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
 
 /// wshub: a WebSocket hub, client and toolkit.
 #[derive(Debug, Parser)]
@@ -36,38 +67,44 @@ pub(crate) struct ServeArgs {
     pub(crate) listen: SocketAddr,
 
     /// Send a protocol Ping to every client this often (e.g. 25s, 1m).
-    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) ping_interval: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.ping_interval.unwrap_or_default()))]
+    pub(crate) ping_interval: humantime::Duration,
 
     /// Disconnect a client that sends nothing back this long after a Ping.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) pong_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.pong_timeout))]
+    pub(crate) pong_timeout: humantime::Duration,
 
     /// Largest message accepted, in bytes (suffixes KiB, MiB, GiB); bigger
     /// ones close the connection with 1009.
-    #[arg(long, default_value = "16MiB", value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().websocket.protocol.max_message_size))]
     pub(crate) max_message_size: String,
 
     /// Largest single frame accepted, in bytes (suffixes KiB, MiB, GiB).
-    #[arg(long, default_value = "16MiB", value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().websocket.protocol.max_frame_size))]
     pub(crate) max_frame_size: String,
 
     /// Frames queued per client before a slow reader is disconnected (1008).
-    #[arg(long, default_value_t = 1024, value_name = "FRAMES")]
+    #[arg(long, value_name = "FRAMES", default_value_t = HubConfig::default().send_queue)]
     pub(crate) send_queue: usize,
 
     /// Rooms announce joins and leaves while they have at most this many
     /// members; bigger rooms stay quiet about presence.
-    #[arg(long, default_value_t = wshub_hub::rooms::DEFAULT_PRESENCE_LIMIT, value_name = "MEMBERS")]
+    #[arg(long, value_name = "MEMBERS", default_value_t = HubConfig::default().presence_limit)]
     pub(crate) presence_limit: usize,
 
-    /// Time a client has to send its HTTP request head.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) handshake_timeout: Duration,
+    /// Time a client has to send its HTTP request head (408 after it).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]
+    pub(crate) handshake_timeout: humantime::Duration,
 
     /// On Ctrl-C or SIGTERM, time allowed for close handshakes before exiting.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) shutdown_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().shutdown_timeout))]
+    pub(crate) shutdown_timeout: humantime::Duration,
 
     /// The tokio scheduler: `multi-thread` (work-stealing, one worker per
     /// --workers) or `current-thread` (everything on the main thread).
@@ -101,44 +138,28 @@ pub(crate) struct CompressionArgs {
 
     /// With --compression: zlib level for messages this end sends, 0 (none)
     /// to 9 (smallest, slowest).
-    #[arg(
-        long,
-        default_value_t = 2,
-        value_name = "0-9",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "0-9", requires = "compression",
+        default_value_t = DeflateConfig::default().level)]
     pub(crate) compression_level: u32,
 
     /// With --compression: zlib memory level for messages this end sends, 1
     /// to 9. Lower saves memory where a compression context is kept
     /// (--compression-context-takeover): a state holds 371 KiB at 8, 260 KiB
     /// at 1 (15-bit window).
-    #[arg(
-        long,
-        default_value_t = 8,
-        value_name = "1-9",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "1-9", requires = "compression",
+        default_value_t = DeflateConfig::default().mem_level)]
     pub(crate) compression_memory_level: u8,
 
     /// With --compression: messages shorter than this are sent uncompressed
     /// (suffixes KiB, MiB).
-    #[arg(
-        long,
-        default_value = "1KiB",
-        value_name = "BYTES",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "BYTES", requires = "compression",
+        default_value_t = flag_size(DeflateConfig::default().threshold))]
     pub(crate) compression_threshold: String,
 
     /// With --compression: largest LZ77 window either side may use, as a power
     /// of two, 8 to 15 (15 = 32 KiB; smaller saves memory, costs ratio).
-    #[arg(
-        long,
-        default_value_t = 15,
-        value_name = "BITS",
-        requires = "compression"
-    )]
+    #[arg(long, value_name = "BITS", requires = "compression",
+        default_value_t = DeflateConfig::default().server_max_window_bits)]
     pub(crate) compression_window_bits: u8,
 }
 
@@ -186,8 +207,9 @@ pub(crate) struct ConnectArgs {
     pub(crate) ping_interval: Option<Duration>,
 
     /// With --ping-interval: give up on a server silent this long after a Ping.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) pong_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(WebSocketConfig::default().pong_timeout))]
+    pub(crate) pong_timeout: humantime::Duration,
 
     /// Reconnect with exponential backoff and jitter when the connection drops
     /// (not after you close it with Ctrl-D or Ctrl-C).
@@ -211,11 +233,13 @@ pub(crate) struct ConnectArgs {
     pub(crate) compression: CompressionArgs,
 
     /// Time allowed for TCP connect plus the opening handshake.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) handshake_timeout: Duration,
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(WebSocketConfig::default().handshake_timeout))]
+    pub(crate) handshake_timeout: humantime::Duration,
 
-    /// Largest message accepted, in bytes (suffixes KiB, MiB, GiB).
-    #[arg(long, default_value = "64MiB", value_name = "BYTES")]
+    /// Largest message (and frame) accepted, in bytes (suffixes KiB, MiB, GiB).
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(WebSocketConfig::default().protocol.max_message_size))]
     pub(crate) max_message_size: String,
 }
 
@@ -246,13 +270,13 @@ pub(crate) enum BenchMode {
 pub(crate) struct BenchOutputArgs {
     /// Worker threads, each a single-threaded async runtime with its share of
     /// the connections.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, value_name = "N", default_value_t = bench_run().threads)]
     pub(crate) threads: usize,
 
     /// Bound on one TCP connect plus opening handshake, and on each close
     /// handshake.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = flag_duration(bench_run().timeout))]
+    pub(crate) timeout: humantime::Duration,
 
     /// Print the summary as JSON on stdout instead of text.
     #[arg(long)]
@@ -263,12 +287,13 @@ pub(crate) struct BenchOutputArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BenchTimeArgs {
     /// Time measured, after the warm-up.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) duration: Duration,
+    #[arg(short = 'd', long, value_name = "DURATION",
+        default_value_t = flag_duration(bench_run().duration))]
+    pub(crate) duration: humantime::Duration,
 
     /// Time run before measuring starts.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) warmup: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = flag_duration(bench_run().warmup))]
+    pub(crate) warmup: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -278,11 +303,11 @@ pub(crate) struct BenchEchoArgs {
     pub(crate) url: String,
 
     /// Connections.
-    #[arg(short = 'c', long, default_value_t = 100, value_name = "N")]
+    #[arg(short = 'c', long, value_name = "N", default_value_t = EchoConfig::default().connections)]
     pub(crate) connections: usize,
 
     /// Payload of each message, in bytes (suffixes KiB, MiB).
-    #[arg(short = 's', long, default_value = "20", value_name = "BYTES")]
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = flag_size(EchoConfig::default().size))]
     pub(crate) size: String,
 
     /// Send binary messages instead of text.
@@ -290,7 +315,7 @@ pub(crate) struct BenchEchoArgs {
     pub(crate) binary: bool,
 
     /// Messages in flight per connection.
-    #[arg(short = 'p', long, default_value_t = 1, value_name = "P")]
+    #[arg(short = 'p', long, value_name = "P", default_value_t = EchoConfig::default().in_flight)]
     pub(crate) in_flight: usize,
 
     #[command(flatten)]
@@ -307,7 +332,8 @@ pub(crate) struct BenchConnectArgs {
     pub(crate) url: String,
 
     /// Concurrent connect-upgrade-close loops.
-    #[arg(short = 'c', long, default_value_t = 50, value_name = "C")]
+    #[arg(short = 'c', long, value_name = "C",
+        default_value_t = wshub_bench::ConnectConfig::default().concurrency)]
     pub(crate) concurrency: usize,
 
     #[command(flatten)]
@@ -324,16 +350,16 @@ pub(crate) struct BenchIdleArgs {
     pub(crate) url: String,
 
     /// Connections to open and hold.
-    #[arg(short = 'c', long, default_value_t = 10_000, value_name = "N")]
+    #[arg(short = 'c', long, value_name = "N", default_value_t = IdleConfig::default().connections)]
     pub(crate) connections: usize,
 
     /// Handshakes in progress at once while opening.
-    #[arg(long, default_value_t = 200, value_name = "K")]
+    #[arg(long, value_name = "K", default_value_t = IdleConfig::default().handshake_concurrency)]
     pub(crate) handshake_concurrency: usize,
 
     /// Time to hold the connections once all are open.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) hold: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = flag_duration(IdleConfig::default().hold))]
+    pub(crate) hold: humantime::Duration,
 
     /// Server process id: its resident memory (VmRSS in /proc/PID/status) is
     /// sampled before and after opening, giving KiB per connection.
@@ -361,7 +387,7 @@ pub(crate) struct BenchFanoutArgs {
     pub(crate) url: String,
 
     /// Subscribers of the room.
-    #[arg(short = 'm', long, default_value_t = 1_000, value_name = "M")]
+    #[arg(short = 'm', long, value_name = "M", default_value_t = FanoutConfig::default().subscribers)]
     pub(crate) subscribers: usize,
 
     /// Publishes per second; default: as fast as --window allows.
@@ -369,17 +395,17 @@ pub(crate) struct BenchFanoutArgs {
     pub(crate) rate: Option<f64>,
 
     /// Bytes of each published message (at least 16, the time stamp).
-    #[arg(short = 's', long, default_value = "64", value_name = "BYTES")]
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = flag_size(FanoutConfig::default().size))]
     pub(crate) size: String,
 
     /// Publishes allowed ahead of the slowest subscriber; keep it well under
     /// the hub's --send-queue so the generator never trips its slow-consumer
     /// kick.
-    #[arg(long, default_value_t = 128, value_name = "MESSAGES")]
+    #[arg(long, value_name = "MESSAGES", default_value_t = FanoutConfig::default().window)]
     pub(crate) window: usize,
 
     /// Handshakes in progress at once while subscribers connect.
-    #[arg(long, default_value_t = 200, value_name = "K")]
+    #[arg(long, value_name = "K", default_value_t = FanoutConfig::default().handshake_concurrency)]
     pub(crate) handshake_concurrency: usize,
 
     /// Room to use (default: bench- and random digits).

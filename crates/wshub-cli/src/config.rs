@@ -1,10 +1,11 @@
 //! Arguments checked and turned into library configuration. Every error
 //! names the flag and says what to fix.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
-use wshub::{CloseCode, DeflateConfig};
+use wshub::{CloseCode, DeflateConfig, DeflateConfigError, ProtocolConfig, WebSocketConfig};
 use wshub_hub::HubConfig;
-use wshub_proto::deflate::DeflateConfigError;
 
 use crate::args::{CompressionArgs, ConnectArgs, Runtime, ServeArgs};
 
@@ -59,35 +60,41 @@ pub(crate) fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Builder> {
     Ok(builder)
 }
 
+/// The hub's settings: [`HubConfig::default`] with each flag applied (the
+/// flags' own defaults are taken from it, see `args.rs`).
 pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
-    if args.ping_interval.is_zero() {
+    let ping_interval = Duration::from(args.ping_interval);
+    let pong_timeout = Duration::from(args.pong_timeout);
+    let handshake_timeout = Duration::from(args.handshake_timeout);
+    if ping_interval.is_zero() {
         bail!("--ping-interval must be more than 0, e.g. 25s");
     }
-    if args.pong_timeout.is_zero() {
+    if pong_timeout.is_zero() {
         bail!("--pong-timeout must be more than 0, e.g. 10s");
     }
-    if args.handshake_timeout.is_zero() {
+    if handshake_timeout.is_zero() {
         bail!("--handshake-timeout must be more than 0, e.g. 10s");
     }
     if args.send_queue == 0 {
         bail!("--send-queue must be at least 1 frame");
     }
     let mut config = HubConfig::default();
-    config.ping_interval = args.ping_interval;
-    config.pong_timeout = args.pong_timeout;
-    config.max_message_size = parse_size("--max-message-size", &args.max_message_size)?;
-    config.max_frame_size = parse_size("--max-frame-size", &args.max_frame_size)?;
-    config.send_queue = args.send_queue;
-    config.presence_limit = args.presence_limit;
-    config.handshake_timeout = args.handshake_timeout;
-    config.shutdown_timeout = args.shutdown_timeout;
-    config.compression = deflate_config(&args.compression, DeflateConfig::server())?;
-    if let Some(deflate) = config.compression.as_mut() {
+    let websocket = &mut config.websocket;
+    websocket.ping_interval = Some(ping_interval);
+    websocket.pong_timeout = pong_timeout;
+    websocket.handshake_timeout = handshake_timeout;
+    websocket.protocol.max_message_size = parse_size("--max-message-size", &args.max_message_size)?;
+    websocket.protocol.max_frame_size = parse_size("--max-frame-size", &args.max_frame_size)?;
+    websocket.compression = deflate_config(&args.compression, DeflateConfig::server())?;
+    if let Some(deflate) = websocket.compression.as_mut() {
         if args.compression_context_takeover {
             deflate.server_no_context_takeover = false;
             deflate.client_no_context_takeover = false;
         }
     }
+    config.send_queue = args.send_queue;
+    config.presence_limit = args.presence_limit;
+    config.shutdown_timeout = args.shutdown_timeout.into();
     Ok(config)
 }
 
@@ -126,10 +133,10 @@ pub(crate) fn deflate_config(
 /// A connect command, validated.
 #[derive(Debug)]
 pub(crate) struct ConnectConfig {
-    pub(crate) compression: Option<DeflateConfig>,
+    /// The connection's settings, from [`WebSocketConfig::default`] and the flags.
+    pub(crate) websocket: WebSocketConfig,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) close_code: CloseCode,
-    pub(crate) max_message_size: usize,
 }
 
 pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
@@ -163,11 +170,24 @@ pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
     if args.ping_interval.is_some_and(|d| d.is_zero()) {
         bail!("--ping-interval must be more than 0, e.g. 10s");
     }
+    let handshake_timeout = Duration::from(args.handshake_timeout);
+    if handshake_timeout.is_zero() {
+        bail!("--handshake-timeout must be more than 0, e.g. 10s");
+    }
+    let max_message_size = parse_size("--max-message-size", &args.max_message_size)?;
+    let protocol = ProtocolConfig::default()
+        .max_message_size(max_message_size)
+        .max_frame_size(max_message_size);
+    let websocket = WebSocketConfig::default()
+        .protocol(protocol)
+        .ping_interval(args.ping_interval)
+        .pong_timeout(args.pong_timeout.into())
+        .handshake_timeout(handshake_timeout)
+        .compression(deflate_config(&args.compression, DeflateConfig::client())?);
     Ok(ConnectConfig {
-        compression: deflate_config(&args.compression, DeflateConfig::client())?,
+        websocket,
         headers,
         close_code,
-        max_message_size: parse_size("--max-message-size", &args.max_message_size)?,
     })
 }
 
@@ -187,7 +207,11 @@ mod tests {
 
     #[test]
     fn compression_flags_become_deflate_settings_or_say_what_to_fix() {
-        assert!(hub_config(&serve_args(&[])).unwrap().compression.is_none());
+        assert!(hub_config(&serve_args(&[]))
+            .unwrap()
+            .websocket
+            .compression
+            .is_none());
         let hub = hub_config(&serve_args(&[
             "--compression",
             "--compression-threshold",
@@ -200,7 +224,7 @@ mod tests {
             "3",
         ]))
         .unwrap();
-        let d = hub.compression.unwrap();
+        let d = hub.websocket.compression.unwrap();
         assert_eq!(
             (
                 d.threshold,
@@ -217,6 +241,7 @@ mod tests {
             "--compression-context-takeover",
         ]))
         .unwrap()
+        .websocket
         .compression
         .unwrap();
         assert!(!d.server_no_context_takeover && !d.client_no_context_takeover);
@@ -263,6 +288,62 @@ mod tests {
         }
     }
 
+    /// Every flag left out means the library's default: the flags' defaults
+    /// are computed from `HubConfig::default()`, so they cannot drift.
+    #[test]
+    fn serve_without_flags_is_the_hubs_default_config() {
+        let from_flags = hub_config(&serve_args(&[])).unwrap();
+        let default = HubConfig::default();
+        assert_eq!(format!("{from_flags:?}"), format!("{default:?}"));
+        let from_flags = hub_config(&serve_args(&[
+            "--ping-interval",
+            "1m",
+            "--max-message-size",
+            "1MiB",
+            "--handshake-timeout",
+            "3s",
+        ]))
+        .unwrap();
+        assert_eq!(
+            from_flags.websocket.ping_interval,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(from_flags.websocket.protocol.max_message_size, 1 << 20);
+        assert_eq!(
+            from_flags.websocket.handshake_timeout,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn connect_without_flags_is_the_librarys_default_config() {
+        let argv = ["wshub", "connect", "ws://a/"];
+        let Command::Connect(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not connect");
+        };
+        let from_flags = connect_config(&args).unwrap().websocket;
+        // One flag bounds messages and frames alike.
+        let mut expected = WebSocketConfig::default();
+        expected.protocol.max_frame_size = expected.protocol.max_message_size;
+        assert_eq!(format!("{from_flags:?}"), format!("{expected:?}"));
+    }
+
+    #[test]
+    fn the_help_shows_the_library_defaults() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let serve = cli.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        for shown in [
+            "[default: 25s]",
+            "[default: 16MiB]",
+            "[default: 1024]",
+            "[default: 1KiB]",
+        ] {
+            assert!(help.contains(shown), "{shown} missing from:\n{help}");
+        }
+    }
+
     #[test]
     fn runtime_flags_build_the_asked_scheduler_or_say_what_to_fix() {
         for flags in [
@@ -294,6 +375,19 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("--workers applies to"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_shown_with_the_largest_whole_suffix() {
+        use crate::args::flag_size;
+        assert_eq!(flag_size(16 << 20), "16MiB");
+        assert_eq!(flag_size(1024), "1KiB");
+        assert_eq!(flag_size(3 << 30), "3GiB");
+        assert_eq!(flag_size(1500), "1500");
+        assert_eq!(flag_size(0), "0");
+        for bytes in [0, 1, 1500, 1024, 16 << 20] {
+            assert_eq!(parse_bytes("--x", &flag_size(bytes)).unwrap(), bytes);
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
+use wshub::{Message, PreparedMessage};
 use wshub_hub::rooms::{outbox, Inbox, Rooms};
-use wshub_proto::{Message, PreparedMessage};
 
 const MEMBERS: usize = 10_000;
 const ROOM: &str = "bench";

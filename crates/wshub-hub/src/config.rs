@@ -1,23 +1,34 @@
+//! [`HubConfig`]: the hub's own settings around the [`WebSocketConfig`] of
+//! its `/ws` and `/echo` connections.
+
 use std::time::Duration;
 
-use wshub::DeflateConfig;
+use wshub::{ProtocolConfig, WebSocketConfig};
 
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HubConfig {
-    /// Protocol Ping interval for every connection (RFC 6455 §5.5.2). Below the
-    /// 60 s idle timeout of common proxies. Default: 25 s.
-    pub ping_interval: Duration,
-    /// Close a peer that sends nothing back this long after a keepalive Ping.
-    /// Default: 10 s.
-    pub pong_timeout: Duration,
-    /// Largest message accepted, in bytes (1009 beyond). Default: 16 MiB, enough
-    /// for Autobahn case 9 on `/echo`.
-    pub max_message_size: usize,
-    /// Largest frame accepted, in bytes (1009 beyond). Default: 16 MiB.
-    pub max_frame_size: usize,
+    /// Every `/ws` and `/echo` connection's settings, handshake included
+    /// ([`WebSocketConfig::handshake_timeout`] bounds the wait for any
+    /// request head, plain HTTP too). Default: [`WebSocketConfig::default`]
+    /// with two changes for a public hub, both set in
+    /// [`HubConfig::default`]:
+    /// - [`WebSocketConfig::ping_interval`]: a protocol Ping every 25 s
+    ///   (RFC 6455 §5.5.2; the library sends none), below the 60 s idle
+    ///   timeout of common proxies, so quiet members are not cut off and
+    ///   dead ones are found;
+    /// - [`ProtocolConfig::max_message_size`]: 16 MiB rather than 64 MiB
+    ///   (1009 beyond), since the hub holds every message it relays; enough
+    ///   for Autobahn case 9 on `/echo`.
+    ///
+    /// permessage-deflate ([`WebSocketConfig::compression`]) stays off by
+    /// default. With [`DeflateConfig::server`](wshub::DeflateConfig::server)
+    /// (no context takeover either way) an idle connection holds no
+    /// compression state, and a message published to a room is compressed
+    /// once for every member that negotiated the same parameters.
+    pub websocket: WebSocketConfig,
     /// Frames queued per connection before a slow reader is disconnected with
     /// 1008. Default: 1024.
     pub send_queue: usize,
@@ -27,46 +38,48 @@ pub struct HubConfig {
     /// members a `joined` answer lists, so a room either shows its members
     /// and their comings and goings or only counts them.
     pub presence_limit: usize,
-    /// Time allowed for a client to send its HTTP request head. Default: 10 s.
-    pub handshake_timeout: Duration,
     /// On shutdown, time [`serve`](crate::serve) waits for connections to
     /// finish their close handshake before it returns (`wshub serve` then
     /// exits, dropping the rest). Default: 5 s.
     pub shutdown_timeout: Duration,
-    /// permessage-deflate (RFC 7692) on `/ws` and `/echo`: `Some` accepts a
-    /// client's offer with these settings. With the server defaults
-    /// ([`DeflateConfig::server`]: no context takeover either way) an idle
-    /// connection holds no compression state, and a message published to a
-    /// room is compressed once for every member that negotiated the same
-    /// parameters. Default: `None` (off).
-    pub compression: Option<DeflateConfig>,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
+        // Only where the hub differs from the library; why is on the field.
+        let protocol = ProtocolConfig::default().max_message_size(16 << 20);
+        let websocket = WebSocketConfig::default()
+            .ping_interval(Some(Duration::from_secs(25)))
+            .protocol(protocol);
         Self {
-            ping_interval: Duration::from_secs(25),
-            pong_timeout: Duration::from_secs(10),
-            max_message_size: 16 << 20,
-            max_frame_size: 16 << 20,
+            websocket,
             send_queue: 1024,
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
-            handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
-            compression: None,
         }
     }
 }
 
-impl HubConfig {
-    pub(crate) fn websocket_config(&self) -> wshub::WebSocketConfig {
-        let protocol = wshub_proto::Config::default()
-            .max_message_size(self.max_message_size)
-            .max_frame_size(self.max_frame_size);
-        wshub::WebSocketConfig::default()
-            .protocol(protocol)
-            .ping_interval(Some(self.ping_interval))
-            .pong_timeout(self.pong_timeout)
-            .compression(self.compression.clone())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hub_overrides_only_the_ping_interval_and_the_message_limit() {
+        let hub = HubConfig::default().websocket;
+        let library = WebSocketConfig::default();
+        assert_eq!(hub.ping_interval, Some(Duration::from_secs(25)));
+        assert_eq!(hub.protocol.max_message_size, 16 << 20);
+        assert_eq!(hub.protocol.max_frame_size, library.protocol.max_frame_size);
+        assert_eq!(
+            (hub.pong_timeout, hub.handshake_timeout, hub.close_timeout),
+            (
+                library.pong_timeout,
+                library.handshake_timeout,
+                library.close_timeout
+            )
+        );
+        assert_eq!(hub.write_buffer_limit, library.write_buffer_limit);
+        assert!(hub.compression.is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The wshub real-time hub: rooms with per-room sequence numbers, fan-out
-//! that encodes each message once, the seeds' application heartbeat
-//! (`ping` → `pong`), an echo route, and the embedded chat page.
+//! that encodes each message once, an application heartbeat for browsers
+//! (text `ping` → `pong`, beside the protocol Pings), an echo route, and the
+//! embedded chat page.
 //!
 //! The JSON protocol spoken on `/ws` is documented in `docs/protocol.md`.
 //!
@@ -17,6 +18,7 @@
 
 mod config;
 mod echo;
+mod member;
 pub mod protocol;
 pub mod rooms;
 mod server;

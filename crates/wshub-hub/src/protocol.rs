@@ -1,7 +1,7 @@
 //! The hub's JSON protocol (see `docs/protocol.md`): what clients send and
 //! what the hub answers.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// Longest room name, in bytes.
@@ -18,16 +18,14 @@ pub struct Request {
     pub op: Op,
 }
 
-/// The operations of the protocol.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
+/// The operations of the protocol, named by a request's `op` field.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Join `room`, optionally setting this connection's display name.
     Join {
         /// Room name, 1–64 bytes, no control characters.
         room: String,
         /// Display name, 1–32 bytes, no control characters.
-        #[serde(default)]
         name: Option<String>,
     },
     /// Leave `room`.
@@ -75,65 +73,114 @@ fn valid_label(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
 }
 
-/// Decodes one client text message.
+/// A request's fields as sent, each kept as whatever JSON it was, so that
+/// a missing or mistyped field can be answered with its own [`ErrorCode`].
+/// Fields of no operation are skipped unparsed.
+#[derive(Deserialize)]
+struct WireRequest {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default)]
+    op: Option<Value>,
+    #[serde(default)]
+    room: Option<Value>,
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    message: Option<Value>,
+}
+
+/// A field that is present, `null` included (`Option<Value>` alone would
+/// read `null` as absent): a request's `id` is echoed as sent, and `null` is
+/// a message that may be published.
+fn present<'de, D: Deserializer<'de>>(field: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(field).map(Some)
+}
+
+/// Decodes one client text message, the bytes of a text message (UTF-8,
+/// as the protocol core checked): the JSON is parsed once, straight into
+/// the request's fields.
 ///
 /// # Errors
 /// A [`DecodeError`] with [`ErrorCode::BadJson`] (not a JSON object),
 /// [`ErrorCode::UnknownOp`] (missing or unknown `op`) or
 /// [`ErrorCode::BadRequest`] (fields missing, mistyped or out of range).
-pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
+pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
     let err = |code, message: String, id| DecodeError { code, message, id };
-    let value: Value = serde_json::from_str(text)
+    // A struct also deserialises from a JSON array (its fields in order);
+    // the protocol takes objects only.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        let message = match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+            Ok(_) => "expected a JSON object".to_owned(),
+            Err(e) => format!("invalid JSON: {e}"),
+        };
+        return Err(err(ErrorCode::BadJson, message, None));
+    }
+    let wire: WireRequest = serde_json::from_slice(json)
         .map_err(|e| err(ErrorCode::BadJson, format!("invalid JSON: {e}"), None))?;
-    let Value::Object(map) = &value else {
-        return Err(err(
-            ErrorCode::BadJson,
-            "expected a JSON object".into(),
-            None,
-        ));
-    };
-    let id = map.get("id").cloned();
-    match map.get("op").and_then(Value::as_str) {
-        Some("join" | "leave" | "publish") => {}
-        Some(other) => {
-            return Err(err(
-                ErrorCode::UnknownOp,
-                format!("unknown op {other:?}"),
-                id,
-            ))
-        }
-        None => {
+    let WireRequest {
+        id,
+        op,
+        room,
+        name,
+        message,
+    } = wire;
+    let op_name = match &op {
+        Some(Value::String(op)) => op.as_str(),
+        _ => {
             return Err(err(
                 ErrorCode::UnknownOp,
                 "missing string field \"op\"".into(),
                 id,
             ))
         }
-    }
-    let op: Op = serde_json::from_value(value.clone())
-        .map_err(|e| err(ErrorCode::BadRequest, e.to_string(), id.clone()))?;
-    let room = match &op {
-        Op::Join { room, .. } | Op::Leave { room } | Op::Publish { room, .. } => room,
     };
-    if !valid_label(room, MAX_ROOM_LEN) {
+    if !matches!(op_name, "join" | "leave" | "publish") {
         return Err(err(
-            ErrorCode::BadRequest,
-            format!("room must be 1-{MAX_ROOM_LEN} bytes without control characters"),
+            ErrorCode::UnknownOp,
+            format!("unknown op {op_name:?}"),
             id,
         ));
     }
-    if let Op::Join {
-        name: Some(name), ..
-    } = &op
-    {
-        if !valid_label(name, MAX_NAME_LEN) {
+    let room = match room {
+        Some(Value::String(room)) if valid_label(&room, MAX_ROOM_LEN) => room,
+        _ => {
             return Err(err(
                 ErrorCode::BadRequest,
-                format!("name must be 1-{MAX_NAME_LEN} bytes without control characters"),
+                format!(
+                    "room must be a string of 1-{MAX_ROOM_LEN} bytes without control characters"
+                ),
                 id,
-            ));
+            ))
         }
-    }
+    };
+    let op = match op_name {
+        "join" => {
+            let name = match name {
+                None | Some(Value::Null) => None,
+                Some(Value::String(name)) if valid_label(&name, MAX_NAME_LEN) => Some(name),
+                Some(_) => {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!("name must be a string of 1-{MAX_NAME_LEN} bytes without control characters"),
+                        id,
+                    ))
+                }
+            };
+            Op::Join { room, name }
+        }
+        "leave" => Op::Leave { room },
+        _ => match message {
+            Some(message) => Op::Publish { room, message },
+            None => {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    "missing field \"message\"".into(),
+                    id,
+                ))
+            }
+        },
+    };
     Ok(Request { id, op })
 }
 
@@ -223,7 +270,7 @@ mod tests {
 
     #[test]
     fn decodes_each_op() {
-        let r = decode_request(r#"{"op":"join","room":"lobby","name":"alice","id":1}"#).unwrap();
+        let r = decode_request(br#"{"op":"join","room":"lobby","name":"alice","id":1}"#).unwrap();
         assert_eq!(r.id, Some(json!(1)));
         assert_eq!(
             r.op,
@@ -232,7 +279,8 @@ mod tests {
                 name: Some("alice".into())
             }
         );
-        let r = decode_request(r#"{"op":"publish","room":"lobby","message":{"x":[1,2]}}"#).unwrap();
+        let r =
+            decode_request(br#"{"op":"publish","room":"lobby","message":{"x":[1,2]}}"#).unwrap();
         assert_eq!(
             r.op,
             Op::Publish {
@@ -241,14 +289,14 @@ mod tests {
             }
         );
         assert_eq!(
-            decode_request(r#"{"op":"leave","room":"a"}"#).unwrap().op,
+            decode_request(br#"{"op":"leave","room":"a"}"#).unwrap().op,
             Op::Leave { room: "a".into() }
         );
     }
 
     #[test]
     fn each_kind_of_bad_input_has_its_code() {
-        let code = |s: &str| decode_request(s).unwrap_err().code;
+        let code = |s: &str| decode_request(s.as_bytes()).unwrap_err().code;
         assert_eq!(code("not json"), ErrorCode::BadJson);
         assert_eq!(code("[1,2]"), ErrorCode::BadJson);
         assert_eq!(code(r#"{"room":"a"}"#), ErrorCode::UnknownOp);
@@ -271,8 +319,29 @@ mod tests {
     }
 
     #[test]
+    fn a_null_id_is_echoed_and_a_null_message_published() {
+        let r = decode_request(br#"{"op":"publish","room":"a","message":null,"id":null}"#).unwrap();
+        assert_eq!(r.id, Some(Value::Null));
+        assert_eq!(
+            r.op,
+            Op::Publish {
+                room: "a".into(),
+                message: Value::Null
+            }
+        );
+        let r = decode_request(br#" {"op":"join","room":"a","name":null,"extra":[1]}"#).unwrap();
+        assert_eq!(
+            r.op,
+            Op::Join {
+                room: "a".into(),
+                name: None
+            }
+        );
+    }
+
+    #[test]
     fn errors_keep_the_request_id() {
-        let e = decode_request(r#"{"op":"shout","id":"q7"}"#).unwrap_err();
+        let e = decode_request(br#"{"op":"shout","id":"q7"}"#).unwrap_err();
         assert_eq!(e.id, Some(json!("q7")));
     }
 

@@ -79,8 +79,12 @@ async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_request(addr, "GET", path).await
+}
+
+async fn http_request(addr: SocketAddr, method: &str, path: &str) -> String {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    tcp.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
@@ -92,15 +96,22 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 #[tokio::test]
-async fn serves_the_page_health_404_and_426_for_plain_http_to_websocket_routes() {
+async fn serves_the_page_health_404_405_and_426_for_plain_http_to_websocket_routes() {
     let hub = start(HubConfig::default()).await;
     let page = http_get(hub.addr, "/").await;
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
-    assert!(page.contains("text/html"));
+    assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert!(page.contains("Cache-Control: no-store\r\n"));
+    assert!(page.contains("X-Content-Type-Options: nosniff\r\n"));
     assert!(page.contains("<ul id=\"messages\""));
-    assert!(http_get(hub.addr, "/healthz")
-        .await
-        .starts_with("HTTP/1.1 200 OK\r\n"));
+    let health = http_get(hub.addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    let post = http_request(hub.addr, "POST", "/healthz").await;
+    assert!(
+        post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{post}"
+    );
     assert!(http_get(hub.addr, "/nope")
         .await
         .starts_with("HTTP/1.1 404 Not Found\r\n"));
@@ -181,7 +192,7 @@ async fn bad_requests_get_an_error_and_the_connection_stays_open() {
     }
     ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(next_json(&mut ws).await["code"], "binary_unsupported");
-    // The seeds' application heartbeat.
+    // The application heartbeat: text "ping" is answered with "pong".
     ws.send(Message::text("ping")).await.unwrap();
     let pong = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(pong, Message::text("pong"));
@@ -420,7 +431,7 @@ impl RawClient {
 #[tokio::test]
 async fn with_compression_a_room_message_is_compressed_once_for_all_who_negotiated_it() {
     let mut config = HubConfig::default();
-    config.compression = Some(wshub::DeflateConfig::server());
+    config.websocket.compression = Some(wshub::DeflateConfig::server());
     let hub = start(config).await;
     let offer = "permessage-deflate; client_max_window_bits";
     let (mut a, answer_a) = RawClient::connect(&hub, offer).await;
@@ -526,7 +537,7 @@ async fn with_compression_a_room_message_is_compressed_once_for_all_who_negotiat
 #[tokio::test]
 async fn a_request_head_not_sent_in_time_gets_408() {
     let mut config = HubConfig::default();
-    config.handshake_timeout = Duration::from_millis(200);
+    config.websocket.handshake_timeout = Duration::from_millis(200);
     let hub = start(config).await;
     for sent in [&b""[..], b"GET /echo HTTP/1.1\r\nHost: x\r\n"] {
         let mut tcp = TcpStream::connect(hub.addr).await.unwrap();

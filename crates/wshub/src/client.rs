@@ -98,7 +98,6 @@ pub struct ClientBuilder {
     url: String,
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
-    handshake_timeout: Duration,
     config: WebSocketConfig,
 }
 
@@ -109,7 +108,6 @@ impl ClientBuilder {
             url: url.into(),
             headers: Vec::new(),
             protocols: Vec::new(),
-            handshake_timeout: Duration::from_secs(10),
             config: WebSocketConfig::default(),
         }
     }
@@ -128,13 +126,17 @@ impl ClientBuilder {
         self
     }
 
-    /// Bounds TCP connect plus opening handshake. Default: 10 s.
+    /// Bounds TCP connect plus opening handshake: sets
+    /// [`WebSocketConfig::handshake_timeout`] of the connection's settings.
+    /// Default: that field's default, 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+        self.config.handshake_timeout = timeout;
         self
     }
 
-    /// Connection settings (limits, keepalive, write buffer).
+    /// Connection settings (limits, keepalive, write buffer, handshake
+    /// timeout). Replaces them all, so set
+    /// [`ClientBuilder::handshake_timeout`] after this, or in `config`.
     pub fn config(mut self, config: WebSocketConfig) -> Self {
         self.config = config;
         self
@@ -167,7 +169,7 @@ impl ClientBuilder {
             stream.set_nodelay(true)?;
             handshake(stream, &request, self.url.clone(), self.config.clone()).await
         };
-        tokio::time::timeout(self.handshake_timeout, fut)
+        tokio::time::timeout(self.config.handshake_timeout, fut)
             .await
             .map_err(|_| Error::HandshakeTimeout)?
     }

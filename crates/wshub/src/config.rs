@@ -1,13 +1,18 @@
+//! [`WebSocketConfig`]: the settings of one connection, each default written
+//! here once; servers built on this crate (the hub) override a few of them.
+
 use std::time::Duration;
 
 use wshub_proto::deflate::DeflateConfig;
 
 /// Settings of a [`WebSocket`](crate::WebSocket), on top of the protocol
-/// limits of [`wshub_proto::Config`].
+/// limits of [`ProtocolConfig`](crate::ProtocolConfig).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
-    /// Frame and message limits, auto-pong (see [`wshub_proto::Config`]).
+    /// Frame and message limits, auto-pong (see
+    /// [`ProtocolConfig`](crate::ProtocolConfig)). Default: its defaults
+    /// (frames of 16 MiB, messages of 64 MiB).
     pub protocol: wshub_proto::Config,
     /// Bytes queued for writing above which sending waits for the socket to
     /// drain (backpressure). One message is always accepted when below it, so a
@@ -20,7 +25,10 @@ pub struct WebSocketConfig {
     /// Default: 10 s.
     pub pong_timeout: Duration,
     /// Server: time allowed for the client's request head in
-    /// [`accept_with`](crate::accept_with) and [`accept`](crate::accept).
+    /// [`read_handshake`](crate::read_handshake), [`accept_with`](crate::accept_with)
+    /// and [`accept`](crate::accept); a late head is answered 408.
+    /// Client: bound on TCP connect plus the opening handshake in
+    /// [`ClientBuilder::connect`](crate::ClientBuilder::connect).
     /// Default: 10 s.
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's Close after ours, or for the server to

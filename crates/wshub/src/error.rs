@@ -1,3 +1,6 @@
+//! [`Error`]: everything a wshub connection can fail with, and
+//! [`Error::report`], the one place an error and its sources become one line.
+
 use std::io;
 
 use wshub_proto::handshake::HandshakeError;
@@ -58,6 +61,7 @@ impl Error {
     }
 }
 
+/// The display of [`Error::report`].
 struct Report<'a>(&'a Error);
 
 impl std::fmt::Display for Report<'_> {

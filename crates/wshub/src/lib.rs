@@ -47,11 +47,17 @@ mod websocket;
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::Error;
-pub use server::{accept, accept_with, Accept, Reject};
+pub use server::{accept, accept_with, read_handshake, Accept, Reject, Response};
 #[cfg(unix)]
 pub use transport::TcpTransport;
 pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};
-pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig};
+// What this crate's public API names from the protocol core, so a dependent
+// crate needs no `wshub-proto` dependency to name it.
+pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig, DeflateConfigError};
+pub use wshub_proto::handshake::HandshakeError;
+/// The protocol core's frame and message limits, [`WebSocketConfig::protocol`].
+pub use wshub_proto::Config as ProtocolConfig;
 pub use wshub_proto::{
-    CloseCode, CloseEvent, CloseFrame, Message, PreparedMessage, State, Utf8Bytes,
+    CloseCode, CloseEvent, CloseFrame, Message, PreparedMessage, ProtocolError, Role, SendError,
+    State, Utf8Bytes,
 };

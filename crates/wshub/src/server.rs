@@ -1,12 +1,39 @@
-//! The server side of the opening handshake (RFC 6455 §4.2).
+//! The server side of the opening handshake (RFC 6455 §4.2), and the plain
+//! HTTP answers a WebSocket server gives on the same port.
+//!
+//! Every connection takes one path: [`read_handshake`] reads the request
+//! head within [`WebSocketConfig::handshake_timeout`]; the caller routes on
+//! [`Handshake::request`] and either answers plain HTTP with
+//! [`Handshake::respond`] or goes on with [`Handshake::into_upgrade`], which
+//! checks RFC 6455 §4.2.1; the [`Upgrade`] is then accepted (`101`) or
+//! refused. Each answer that ends the connection is written by the one
+//! writer, [`http_response`], and
+//! followed by a linger (see [`Handshake::respond`]). [`accept_with`] and
+//! [`accept`] are this path with one route.
+//!
+//! ```no_run
+//! use wshub::server::{read_handshake, Response};
+//! use wshub::{Accept, WebSocketConfig};
+//!
+//! # async fn run(tcp: tokio::net::TcpStream) -> Result<(), wshub::Error> {
+//! let config = WebSocketConfig::default();
+//! let handshake = read_handshake(tcp, &config).await?;
+//! if handshake.request().path() != "/ws" {
+//!     return handshake.respond(&Response::text(404, "not found\n")).await;
+//! }
+//! let ws = handshake.into_upgrade().await?.accept(Accept::default(), config).await?;
+//! # drop(ws); Ok(()) }
+//! ```
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wshub_proto::deflate::negotiate_offers;
-use wshub_proto::handshake::{accept_response, reject_response, HeadReader};
+use wshub_proto::handshake::{accept_response, http_response, HeadReader};
 use wshub_proto::Role;
 
 pub use wshub_proto::handshake::{
@@ -26,7 +53,8 @@ pub struct Accept {
     pub headers: Vec<(String, String)>,
 }
 
-/// A refusal: the HTTP status and a short plain-text body.
+/// A refusal from [`accept_with`]'s callback: the HTTP status and a short
+/// plain-text body. It is answered as [`Response::text`] with a newline added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
     /// HTTP status, e.g. 403 or 404.
@@ -116,7 +144,251 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Writes a non-101 answer (see [`reject_response`]) and flushes it.
+/// A plain HTTP answer (anything but `101`), sent with `Connection: close`.
+///
+/// The body is [`Bytes`], so a page embedded with `include_str!` is sent
+/// without a copy into the response value: `Bytes::from_static(PAGE.as_bytes())`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status, e.g. 200, 404 or 426. A 426 also gets `Upgrade: websocket`
+    /// and `Sec-WebSocket-Version: 13` (RFC 6455 §4.4).
+    pub status: u16,
+    /// Extra headers, e.g. `Cache-Control`; `Content-Type`, `Content-Length`
+    /// and `Connection` are written from the other fields.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Type`, e.g. `text/html; charset=utf-8`.
+    pub content_type: Cow<'static, str>,
+    /// The body, sent as is.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// A response with `status`, `content_type` and `body`, and no extra header.
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            content_type: content_type.into(),
+            body: body.into(),
+        }
+    }
+
+    /// A `text/plain; charset=utf-8` response; end `body` with a newline, as
+    /// a terminal client prints it.
+    pub fn text(status: u16, body: impl Into<Bytes>) -> Self {
+        Self::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// Adds the header `name: value`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl From<Reject> for Response {
+    fn from(reject: Reject) -> Self {
+        let mut body = reject.body;
+        body.push('\n');
+        Self::text(reject.status, body)
+    }
+}
+
+/// The body of the 426 answered to a plain HTTP request on a WebSocket route.
+const NOT_AN_UPGRADE: &str =
+    "this is a WebSocket endpoint: connect with a WebSocket client (ws://)\n";
+
+/// After an answer that ends the connection, the longest wait for the client
+/// to close its side: 1 s.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// After an answer that ends the connection, the most bytes read and
+/// discarded from the client: 64 KiB.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// An opening handshake under way: the client's request head has been read,
+/// nothing has been answered yet. Route on [`Handshake::request`], then
+/// [`respond`](Handshake::respond) or [`into_upgrade`](Handshake::into_upgrade).
+#[derive(Debug)]
+pub struct Handshake<S> {
+    io: S,
+    request: Request,
+    /// Bytes the client sent after the head: frames, if it did not wait for
+    /// the `101`.
+    early: Vec<u8>,
+}
+
+/// A request that passed every check of RFC 6455 §4.2.1 and is not yet
+/// answered: [`accept`](Upgrade::accept) it or [`respond`](Upgrade::respond)
+/// with a refusal. [`map_io`](Upgrade::map_io) wraps the transport first.
+#[derive(Debug)]
+pub struct Upgrade<S> {
+    io: S,
+    request: UpgradeRequest,
+    early: Vec<u8>,
+}
+
+/// Reads one request head from `io` within [`WebSocketConfig::handshake_timeout`]
+/// (at most [`DEFAULT_MAX_HEAD_LEN`] bytes), for the caller to route.
+///
+/// A request that cannot be served is answered here, then the connection
+/// lingers (see [`Handshake::respond`]) and the error is returned.
+///
+/// # Errors
+/// - [`Error::Handshake`] with [`HandshakeError::HeadTooLarge`] (answered
+///   431), [`HandshakeError::TooManyHeaders`] (431) or
+///   [`HandshakeError::MalformedHttp`] (400).
+/// - [`Error::HandshakeTimeout`] when the head did not arrive in time
+///   (answered 408).
+/// - [`Error::Io`] if the transport fails or closes before the head ends
+///   (nothing answered).
+pub async fn read_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    config: &WebSocketConfig,
+) -> Result<Handshake<S>, Error> {
+    let read = read_request_within(&mut io, DEFAULT_MAX_HEAD_LEN, config.handshake_timeout);
+    match read.await {
+        Ok((request, early)) => Ok(Handshake { io, request, early }),
+        Err(Error::Handshake(e)) => {
+            let answer = Response::text(e.status(), format!("{e}\n"));
+            let _ = answer_and_close(&mut io, &answer).await;
+            Err(Error::Handshake(e))
+        }
+        Err(Error::HandshakeTimeout) => {
+            let answer = Response::text(408, "request head not received in time\n");
+            let _ = answer_and_close(&mut io, &answer).await;
+            Err(Error::HandshakeTimeout)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
+    /// The request: method, target, headers.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Answers with `response` and ends the connection.
+    ///
+    /// After writing, our side is shut down and what the client still sends
+    /// is read and discarded, for at most 1 s or 64 KiB, until it closes:
+    /// closing a socket with unread bytes sends a TCP reset, which can
+    /// destroy the answer before the client has read it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the transport fails; [`Error::Handshake`] if a header
+    /// holds CR, LF or NUL (nothing is sent then).
+    pub async fn respond(mut self, response: &Response) -> Result<(), Error> {
+        answer_and_close(&mut self.io, response).await
+    }
+
+    /// Checks the request against RFC 6455 §4.2.1.
+    ///
+    /// # Errors
+    /// [`Error::Handshake`] with the first rule broken (see
+    /// [`validate_request`]); it was answered with [`HandshakeError::status`]
+    /// (426 with a one-line explanation for a plain HTTP request) and the
+    /// connection lingered, as after [`Handshake::respond`].
+    pub async fn into_upgrade(self) -> Result<Upgrade<S>, Error> {
+        let Self {
+            mut io,
+            request,
+            early,
+        } = self;
+        match validate_request(request) {
+            Ok(request) => Ok(Upgrade { io, request, early }),
+            Err(e) => {
+                let body = match e {
+                    HandshakeError::NotUpgrade => NOT_AN_UPGRADE.to_owned(),
+                    ref other => format!("{other}\n"),
+                };
+                let _ = answer_and_close(&mut io, &Response::text(e.status(), body)).await;
+                Err(Error::Handshake(e))
+            }
+        }
+    }
+}
+
+impl<S> Upgrade<S> {
+    /// The validated request: path, `Origin`, subprotocols, extensions.
+    pub fn request(&self) -> &UpgradeRequest {
+        &self.request
+    }
+
+    /// The same upgrade over `f(io)`: e.g. `map_io(TcpTransport::new)`, so
+    /// the WebSocket runs on a wrapper of the stream the request came on.
+    pub fn map_io<T>(self, f: impl FnOnce(S) -> T) -> Upgrade<T> {
+        Upgrade {
+            io: f(self.io),
+            request: self.request,
+            early: self.early,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Upgrade<S> {
+    /// Answers `101 Switching Protocols` as [`upgrade`] does and returns the
+    /// open WebSocket.
+    ///
+    /// # Errors
+    /// As [`upgrade`].
+    pub async fn accept(
+        self,
+        accept: Accept,
+        config: WebSocketConfig,
+    ) -> Result<WebSocket<S>, Error> {
+        upgrade(self.io, &self.request, &self.early, accept, config).await
+    }
+
+    /// Refuses the upgrade with `response` (e.g. 403 for an `Origin` not
+    /// allowed) and ends the connection, lingering as [`Handshake::respond`].
+    ///
+    /// # Errors
+    /// As [`Handshake::respond`].
+    pub async fn respond(mut self, response: &Response) -> Result<(), Error> {
+        answer_and_close(&mut self.io, response).await
+    }
+}
+
+/// Writes `response`, shuts our side down, and lingers: see [`Handshake::respond`].
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    response: &Response,
+) -> Result<(), Error> {
+    let wire = http_response(
+        response.status,
+        &response.headers,
+        &response.content_type,
+        &response.body,
+    )?;
+    io.write_all(&wire).await?;
+    io.flush().await?;
+    drop(wire);
+    let _ = io.shutdown().await;
+    // On the heap, like `read_head`'s buffer: only a connection being turned
+    // away pays for it, and it is not part of the accept future's size.
+    let mut sink = vec![0u8; 4096];
+    let mut budget = LINGER_BYTES;
+    let drain = async {
+        while budget > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    Ok(())
+}
+
+/// Writes a non-101 answer with a plain-text `body` (see
+/// [`http_response`]) and flushes
+/// it. Unlike [`Handshake::respond`] it neither closes nor lingers.
 ///
 /// # Errors
 /// [`Error::Io`] if the transport fails; [`Error::Handshake`] if a header
@@ -127,7 +399,12 @@ pub async fn write_rejection<S: AsyncWrite + Unpin>(
     headers: &[(String, String)],
     body: &str,
 ) -> Result<(), Error> {
-    let response = reject_response(status, headers, body)?;
+    let response = http_response(
+        status,
+        headers,
+        "text/plain; charset=utf-8",
+        body.as_bytes(),
+    )?;
     io.write_all(&response).await?;
     io.flush().await?;
     Ok(())
@@ -175,18 +452,21 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads a handshake from `io`, lets `decide` inspect it (path, headers,
-/// `Origin`, subprotocols) and accept or refuse it, and answers.
+/// `Origin`, subprotocols) and accept or refuse it, and answers: the path of
+/// [`read_handshake`] with one route.
 ///
 /// # Errors
-/// - [`Error::Handshake`] when the request breaks RFC 6455 §4.2.1; it was
-///   answered with [`HandshakeError::status`] (426 with
+/// - [`Error::Handshake`] when the request is not HTTP or breaks RFC 6455
+///   §4.2.1; it was answered with [`HandshakeError::status`] (426 with
 ///   `Sec-WebSocket-Version: 13` for a plain HTTP request or another version).
 /// - [`Error::Rejected`] when `decide` refused; it was answered with its status.
 /// - [`Error::HandshakeTimeout`] when the request head did not arrive within
-///   [`WebSocketConfig::handshake_timeout`].
+///   [`WebSocketConfig::handshake_timeout`]; it was answered 408.
 /// - [`Error::Io`] if the transport fails.
+///
+/// Every refusal is followed by the linger of [`Handshake::respond`].
 pub async fn accept_with<S, F>(
-    mut io: S,
+    io: S,
     config: WebSocketConfig,
     decide: F,
 ) -> Result<WebSocket<S>, Error>
@@ -194,36 +474,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
 {
-    let read = read_request_within(&mut io, DEFAULT_MAX_HEAD_LEN, config.handshake_timeout);
-    let (request, early) = match read.await {
-        Ok(ok) => ok,
-        Err(Error::Handshake(e)) => {
-            let _ = write_rejection(&mut io, e.status(), &[], &format!("{e}\n")).await;
-            return Err(Error::Handshake(e));
-        }
-        Err(e) => return Err(e),
-    };
-    let upgrade_request = match validate_request(request) {
-        Ok(r) => r,
-        Err(e) => {
-            let body = match e {
-                HandshakeError::NotUpgrade => {
-                    "this is a WebSocket endpoint: connect with a WebSocket client\n".to_owned()
-                }
-                ref other => format!("{other}\n"),
-            };
-            let _ = write_rejection(&mut io, e.status(), &[], &body).await;
-            return Err(Error::Handshake(e));
-        }
-    };
-    match decide(&upgrade_request) {
-        Ok(accept) => upgrade(io, &upgrade_request, &early, accept, config).await,
+    let upgrade = read_handshake(io, &config).await?.into_upgrade().await?;
+    match decide(upgrade.request()) {
+        Ok(accept) => upgrade.accept(accept, config).await,
         Err(reject) => {
-            let _ =
-                write_rejection(&mut io, reject.status, &[], &format!("{}\n", reject.body)).await;
-            Err(Error::Rejected {
-                status: reject.status,
-            })
+            let status = reject.status;
+            let _ = upgrade.respond(&Response::from(reject)).await;
+            Err(Error::Rejected { status })
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The opening handshake between `ClientBuilder::connect` and `accept_with`
 //! (RFC 6455 §4): subprotocols, `url()`, rejection, header injection, and a
-//! client that checks what the server answered.
+//! client that checks what the server answered; plain HTTP routes answered
+//! through `wshub::server::read_handshake`, and the linger after a refusal.
 
 mod common;
 
@@ -9,10 +10,13 @@ use std::time::Duration;
 
 use common::{read_head, within};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wshub::{Accept, ClientBuilder, CloseCode, Error, Message, Reject, WebSocketConfig};
-use wshub_proto::handshake::{accept_key, HandshakeError, UpgradeRequest};
+use wshub::server::{read_handshake, Response, UpgradeRequest};
+use wshub::{
+    Accept, ClientBuilder, CloseCode, Error, HandshakeError, Message, Reject, WebSocketConfig,
+};
+use wshub_proto::handshake::accept_key;
 
 /// What the server side saw of one handshake.
 #[derive(Debug)]
@@ -323,6 +327,7 @@ async fn a_frame_sent_in_the_same_packet_as_the_request_is_not_lost() {
 /// `accept_with` gives a client `handshake_timeout` to send its request head:
 /// after nothing at all, and after half a head (the timer is armed only when
 /// the head is not complete at the first read, so these take two paths).
+/// The client is told so with a 408.
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_hits_the_handshake_timeout() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -335,12 +340,149 @@ async fn a_client_that_never_finishes_its_request_hits_the_handshake_timeout() {
         let accepted = within(
             "accept_with",
             wshub::accept_with(tcp, config, |_| Ok(Accept::default())),
-        )
-        .await;
+        );
+        let mut answer = String::new();
+        let (accepted, read) = tokio::join!(accepted, client.read_to_string(&mut answer));
         assert!(
             matches!(accepted, Err(Error::HandshakeTimeout)),
             "after {:?}: {accepted:?}",
             String::from_utf8_lossy(sent)
         );
+        read.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{answer}"
+        );
     }
+}
+
+/// Sends `request` on a new connection to `addr` and reads the answer until
+/// the server closes.
+async fn http_exchange(addr: SocketAddr, request: &str) -> String {
+    let mut tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    within("the answer", tcp.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    answer
+}
+
+/// One server, routed by path through `read_handshake`: `/healthz` is plain
+/// HTTP, `/ws` a WebSocket, anything else 404; a plain GET of `/ws` gets the
+/// 426 that `into_upgrade` answers.
+#[tokio::test]
+async fn read_handshake_serves_plain_http_routes_beside_a_websocket_route() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let config = WebSocketConfig::default();
+        let mut outcomes = Vec::new();
+        for _ in 0..4 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let handshake = read_handshake(tcp, &config).await.unwrap();
+            let answer = match handshake.request().path() {
+                "/healthz" => Some(Response::text(200, "ok\n").header("Cache-Control", "no-store")),
+                "/ws" => None,
+                _ => Some(Response::text(404, "not found\n")),
+            };
+            let outcome = match answer {
+                Some(response) => handshake.respond(&response).await.map(|()| response.status),
+                None => match handshake.into_upgrade().await {
+                    Ok(upgrade) => {
+                        let mut ws = upgrade
+                            .accept(Accept::default(), config.clone())
+                            .await
+                            .unwrap();
+                        while let Some(Ok(message)) = ws.next().await {
+                            ws.send(message).await.unwrap();
+                        }
+                        Ok(101)
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            outcomes.push(outcome.map_err(|e| e.to_string()));
+        }
+        outcomes
+    });
+
+    let health = http_exchange(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.contains("Cache-Control: no-store\r\n"), "{health}");
+    assert!(
+        health.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+        "{health}"
+    );
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+
+    let missing = http_exchange(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{missing}"
+    );
+
+    let plain = http_exchange(addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        plain.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{plain}"
+    );
+    assert!(plain.contains("Sec-WebSocket-Version: 13\r\n"), "{plain}");
+    assert!(plain.contains("WebSocket endpoint"), "{plain}");
+
+    let mut ws = within("connect", wshub::connect(&format!("ws://{addr}/ws")))
+        .await
+        .unwrap();
+    within("send", ws.send(Message::text("routed")))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("echo", ws.next()).await.unwrap().unwrap(),
+        Message::text("routed")
+    );
+    within("close", ws.close(CloseCode::NormalClosure, ""))
+        .await
+        .unwrap();
+
+    let outcomes = within("the server", server).await.unwrap();
+    assert_eq!(outcomes.len(), 4);
+    assert_eq!(outcomes[..2], [Ok(200), Ok(404)]);
+    assert!(
+        outcomes[2].as_ref().is_err_and(|e| e == "handshake failed"),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[3], Ok(101));
+}
+
+/// A client that sent more than the server read (here 32 KiB after its
+/// head) still reads the whole refusal and a clean end of stream: the server
+/// drains what it did not read before closing. Closing with unread bytes
+/// would send a TCP reset, and the client would see that reset
+/// (`ConnectionReset`) instead of an orderly close, or lose the answer.
+#[tokio::test]
+async fn a_refusal_lingers_so_unread_request_bytes_do_not_reset_the_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        wshub::accept_with(tcp, WebSocketConfig::default(), |_| {
+            Err(Reject::new(403, "no entry"))
+        })
+        .await
+    });
+    let mut tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
+    let mut request = common::handshake_request("localhost", "/").into_bytes();
+    request.extend(std::iter::repeat(b'x').take(32 * 1024));
+    tcp.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = within("the answer", tcp.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "{read:?} after {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nno entry\n"), "{answer}");
+    let refused = within("the server", server).await.unwrap();
+    assert!(
+        matches!(refused, Err(Error::Rejected { status: 403 })),
+        "{refused:?}"
+    );
 }

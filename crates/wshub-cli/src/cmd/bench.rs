@@ -2,6 +2,8 @@
 //! and its summary (text, or JSON with `--json`). Exits 1 when the run saw
 //! errors, mismatches, losses or reordering.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use wshub_bench::{
     Config, ConnectConfig, EchoConfig, FanoutConfig, IdleConfig, Mode, MAX_ECHO_SIZE,
@@ -53,7 +55,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
         BenchMode::Idle(a) => {
             at_least_one("--connections", a.connections)?;
             at_least_one("--handshake-concurrency", a.handshake_concurrency)?;
-            if a.hold.is_zero() {
+            if Duration::from(a.hold).is_zero() {
                 bail!("--hold must be more than 0, e.g. 30s");
             }
             if let Some(room) = &a.join {
@@ -62,7 +64,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             let mut idle = IdleConfig::default();
             idle.connections = a.connections;
             idle.handshake_concurrency = a.handshake_concurrency;
-            idle.hold = a.hold;
+            idle.hold = a.hold.into();
             idle.pid = a.pid;
             idle.join = a.join;
             idle.compression = a.compression;
@@ -103,6 +105,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
         json,
     } = output;
     at_least_one("--threads", threads)?;
+    let timeout = Duration::from(timeout);
     if timeout.is_zero() {
         bail!("--timeout must be more than 0, e.g. 10s");
     }
@@ -110,6 +113,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
     config.threads = threads;
     config.timeout = timeout;
     if let Some(BenchTimeArgs { duration, warmup }) = time {
+        let (duration, warmup) = (Duration::from(duration), Duration::from(warmup));
         if duration.is_zero() {
             bail!("--duration must be more than 0, e.g. 10s");
         }
@@ -137,8 +141,6 @@ fn room_ok(flag: &str, room: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use clap::Parser;
 
     use super::*;

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use wshub::reconnect::Backoff;
-use wshub::{ClientBuilder, Message, WebSocketConfig};
+use wshub::{ClientBuilder, Message};
 
 use crate::args::{BinaryOutput, ConnectArgs};
 use crate::config::{connect_config, ConnectConfig};
@@ -42,7 +42,7 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
         let ws = match builder(&args, &config).connect().await {
             Ok(ws) => ws,
             Err(e) => {
-                let reason = error_chain(&e);
+                let reason = e.report();
                 if !args.reconnect {
                     return Err(anyhow!("cannot connect to {}: {reason}", args.url));
                 }
@@ -80,17 +80,7 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
 }
 
 fn builder(args: &ConnectArgs, config: &ConnectConfig) -> ClientBuilder {
-    let protocol = wshub_proto::Config::default()
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size);
-    let ws_config = WebSocketConfig::default()
-        .protocol(protocol)
-        .ping_interval(args.ping_interval)
-        .pong_timeout(args.pong_timeout)
-        .compression(config.compression.clone());
-    let mut b = ClientBuilder::new(args.url.clone())
-        .handshake_timeout(args.handshake_timeout)
-        .config(ws_config);
+    let mut b = ClientBuilder::new(args.url.clone()).config(config.websocket.clone());
     for (name, value) in &config.headers {
         b = b.header(name.clone(), value.clone());
     }
@@ -98,17 +88,6 @@ fn builder(args: &ConnectArgs, config: &ConnectConfig) -> ClientBuilder {
         b = b.protocol(p.clone());
     }
     b
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn print_message(message: &Message, output: BinaryOutput) -> std::io::Result<()> {
@@ -142,7 +121,7 @@ async fn session(
                 Some(line) => {
                     let message = if args.binary { Message::binary(line.into_bytes()) } else { Message::text(line) };
                     if let Err(e) = ws.send(message).await {
-                        eprintln!("send failed: {}", error_chain(&e));
+                        eprintln!("send failed: {}", e.report());
                     }
                 }
                 None => return close(ws, config, args).await,
@@ -150,7 +129,7 @@ async fn session(
             _ = tokio::signal::ctrl_c() => return close(ws, config, args).await,
             incoming = ws.next() => match incoming {
                 Some(Ok(message)) => print_message(&message, args.binary_output)?,
-                Some(Err(e)) => eprintln!("connection error: {}", error_chain(&e)),
+                Some(Err(e)) => eprintln!("connection error: {}", e.report()),
                 None => {
                     let event = ws.close_event();
                     let clean = event.as_ref().is_some_and(|e| e.was_clean);
@@ -176,7 +155,7 @@ async fn close(
     while let Some(incoming) = ws.next().await {
         match incoming {
             Ok(message) => print_message(&message, args.binary_output)?,
-            Err(e) => eprintln!("connection error: {}", error_chain(&e)),
+            Err(e) => eprintln!("connection error: {}", e.report()),
         }
     }
     match ws.close_event() {

@@ -1,3 +1,5 @@
+//! The subcommands, one module each: `serve`, `connect`, `bench`.
+
 pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod serve;

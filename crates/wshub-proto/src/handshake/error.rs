@@ -1,7 +1,7 @@
 /// Ways an opening handshake can fail (RFC 6455 §4).
 ///
 /// On the server, [`HandshakeError::status`] is the HTTP status to answer with
-/// and [`reject_response`](super::reject_response) builds the answer.
+/// and [`http_response`](super::http_response) builds the answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {

@@ -16,7 +16,7 @@ pub use client::{generate_key, validate_response, Accepted, ClientRequest, Respo
 pub use error::{DeflateResponseError, HandshakeError};
 pub use extensions::{parse_extensions, Extension};
 pub use head::{HeadReader, DEFAULT_MAX_HEAD_LEN, MAX_HEADERS};
-pub use server::{accept_response, reject_response, validate_request, Request, UpgradeRequest};
+pub use server::{accept_response, http_response, validate_request, Request, UpgradeRequest};
 
 /// Whether a comma-separated header value contains `token`, compared
 /// case-insensitively (RFC 7230 §7, as used for `Connection` and `Upgrade`).

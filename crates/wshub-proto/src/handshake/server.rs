@@ -175,19 +175,32 @@ pub fn accept_response(
     Ok(out)
 }
 
-/// A complete non-101 HTTP response with a plain-text `body` and
-/// `Connection: close`. A 426 carries `Upgrade: websocket` and
-/// `Sec-WebSocket-Version: 13`, as §4.4 asks.
+/// A complete HTTP/1.1 response other than `101`, ending the connection:
+/// the status line, `headers` as given, then `Content-Type: content_type`,
+/// `Content-Length` and `Connection: close`, then `body`.
+///
+/// The one writer of every non-101 answer: a refused handshake, or a plain
+/// HTTP route of a server that also speaks WebSocket. A 426 also carries
+/// `Upgrade: websocket` and `Sec-WebSocket-Version: 13`, as RFC 6455 §4.4
+/// asks of a server refusing the version a client offered.
+///
+/// ```
+/// let wire = wshub_proto::handshake::http_response(404, &[], "text/plain; charset=utf-8", b"not found\n")?;
+/// assert!(wire.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+/// assert!(wire.ends_with(b"Content-Length: 10\r\nConnection: close\r\n\r\nnot found\n"));
+/// # Ok::<(), wshub_proto::handshake::HandshakeError>(())
+/// ```
 ///
 /// # Errors
-/// [`HandshakeError::InvalidHeader`] if a header name is not a token or a value
-/// holds CR, LF or NUL.
-pub fn reject_response(
+/// [`HandshakeError::InvalidHeader`] if a header name is not a token or a
+/// value (`content_type` included) holds CR, LF or NUL.
+pub fn http_response(
     status: u16,
     headers: &[(String, String)],
-    body: &str,
+    content_type: &str,
+    body: &[u8],
 ) -> Result<Vec<u8>, HandshakeError> {
-    let mut out = Vec::with_capacity(128 + body.len());
+    let mut out = Vec::with_capacity(160 + body.len());
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
     if status == 426 {
         out.extend_from_slice(b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
@@ -195,14 +208,15 @@ pub fn reject_response(
     for (name, value) in headers {
         push_header(&mut out, name, value)?;
     }
+    push_header(&mut out, "Content-Type", content_type)?;
     out.extend_from_slice(
         format!(
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .as_bytes(),
     );
-    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(body);
     Ok(out)
 }
 
@@ -326,12 +340,28 @@ mod tests {
 
     #[test]
     fn a_426_tells_the_version_this_server_speaks() {
-        let resp =
-            String::from_utf8(reject_response(426, &[], "use a WebSocket client\n").unwrap())
-                .unwrap();
+        let resp = String::from_utf8(
+            http_response(426, &[], "text/plain", b"use a WebSocket client\n").unwrap(),
+        )
+        .unwrap();
         assert!(resp.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(resp.contains("Sec-WebSocket-Version: 13\r\n"));
         assert!(resp.contains("Content-Length: 23\r\n"));
+    }
+
+    #[test]
+    fn an_http_response_carries_its_headers_type_and_body() {
+        let headers = [("Cache-Control".to_string(), "no-store".to_string())];
+        let resp = http_response(200, &headers, "text/html; charset=utf-8", b"<p>hi</p>").unwrap();
+        assert_eq!(
+            String::from_utf8(resp).unwrap(),
+            "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Length: 9\r\nConnection: close\r\n\r\n<p>hi</p>"
+        );
+        assert!(matches!(
+            http_response(200, &[], "text/plain\r\nX-Evil: 1", b""),
+            Err(HandshakeError::InvalidHeader { .. })
+        ));
     }
 
     #[test]
