@@ -11,7 +11,6 @@
 //! You will see one line per case on stderr; the verdicts are in the fuzzing
 //! server's report.
 
-use futures_util::StreamExt;
 use wshub::{ClientBuilder, DeflateConfig, Message, WebSocketConfig};
 
 const AGENT: &str = "wshub";
@@ -36,7 +35,7 @@ fn config() -> WebSocketConfig {
 
 async fn case_count(base: &str) -> anyhow::Result<u32> {
     let mut ws = wshub::connect(&format!("{base}/getCaseCount")).await?;
-    while let Some(message) = ws.next().await {
+    while let Some(message) = ws.recv().await {
         if let Message::Text(text) = message? {
             return Ok(text.as_str().trim().parse()?);
         }
@@ -47,7 +46,7 @@ async fn case_count(base: &str) -> anyhow::Result<u32> {
 async fn run_case(base: &str, case: u32) -> anyhow::Result<()> {
     let url = format!("{base}/runCase?case={case}&agent={AGENT}");
     let mut ws = ClientBuilder::new(url).config(config()).connect().await?;
-    while let Some(message) = ws.next().await {
+    while let Some(message) = ws.recv().await {
         match message {
             Ok(message) => {
                 if ws.send(message).await.is_err() {
@@ -75,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut ws = wshub::connect(&format!("{base}/updateReports?agent={AGENT}")).await?;
-    while ws.next().await.is_some() {}
+    while ws.recv().await.is_some() {}
     eprintln!("done");
     Ok(())
 }
