@@ -85,14 +85,15 @@ async fn keeps_its_connection_through_many_keepalive_rounds() {
         Server::start(|l| heartbeat_server::run(l, heartbeat_server::Config::default())).await;
     let options = Options {
         ping_interval: Duration::from_millis(20),
-        pong_timeout: Duration::from_millis(100),
+        pong_timeout: Duration::from_millis(250),
         ..quick_options()
     };
     let (client, mut rx) = client(server.url("/"), "hello", options);
     callback_sees(&mut rx, heartbeat_server::GREETING).await;
     callback_sees(&mut rx, "hello").await;
-    // Fifteen ping intervals: a reconnect would show as a second greeting.
-    let quiet = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    // Thirty ping intervals, two pong timeouts: a connection dropped and
+    // replaced would show as a second greeting.
+    let quiet = tokio::time::timeout(Duration::from_millis(600), rx.recv()).await;
     assert!(quiet.is_err(), "{quiet:?}");
     assert_eq!(client.ready_state(), State::Open);
     client.send("still here").await.unwrap();
