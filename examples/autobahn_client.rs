@@ -11,14 +11,13 @@
 //! You will see one line per case on stderr; the verdicts are in the fuzzing
 //! server's report.
 
-use futures_util::StreamExt;
 use wshub::{ClientBuilder, DeflateConfig, Message, WebSocketConfig};
 
 const AGENT: &str = "wshub";
 
 fn config() -> WebSocketConfig {
     // Case 9 sends messages of up to 16 MiB.
-    let limits = wshub_proto::Config::default()
+    let limits = wshub::ProtocolConfig::default()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20);
     // Cases 12 and 13 negotiate permessage-deflate; compress every message
@@ -36,7 +35,7 @@ fn config() -> WebSocketConfig {
 
 async fn case_count(base: &str) -> anyhow::Result<u32> {
     let mut ws = wshub::connect(&format!("{base}/getCaseCount")).await?;
-    while let Some(message) = ws.next().await {
+    while let Some(message) = ws.recv().await {
         if let Message::Text(text) = message? {
             return Ok(text.as_str().trim().parse()?);
         }
@@ -47,7 +46,7 @@ async fn case_count(base: &str) -> anyhow::Result<u32> {
 async fn run_case(base: &str, case: u32) -> anyhow::Result<()> {
     let url = format!("{base}/runCase?case={case}&agent={AGENT}");
     let mut ws = ClientBuilder::new(url).config(config()).connect().await?;
-    while let Some(message) = ws.next().await {
+    while let Some(message) = ws.recv().await {
         match message {
             Ok(message) => {
                 if ws.send(message).await.is_err() {
@@ -75,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut ws = wshub::connect(&format!("{base}/updateReports?agent={AGENT}")).await?;
-    while ws.next().await.is_some() {}
+    while ws.recv().await.is_some() {}
     eprintln!("done");
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! The `echo_server` example: every message comes back as it was sent.
 
 mod common;
+// The example file itself, so the code tested is the code shown. Its `main`
+// is not called here.
+#[allow(dead_code)]
+#[path = "../echo_server.rs"]
+pub mod echo_server;
 
 use common::{next, within, Server};
 use wshub::{CloseCode, Message};
-use wshub_examples::echo_server;
 
 #[tokio::test]
 async fn text_comes_back_as_text_and_binary_as_binary() {

@@ -1,18 +1,31 @@
-//! The `periodic_push` example (seed 002): the `/websocket/test` route.
+//! The `periodic_push` example: the `/websocket/test` route, its greeting,
+//! its pushed numbers and its echo.
 
 mod common;
+// The example file itself, so the code tested is the code shown. Its `main`
+// is not called here.
+#[allow(dead_code)]
+#[path = "../periodic_push.rs"]
+pub mod periodic_push;
 
 use common::{next_text, within, Server};
+use periodic_push::{Config, GREETING, PATH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wshub::{Error, Message};
-use wshub_examples::periodic_push::{self, Config, GREETING, PATH};
-use wshub_proto::handshake::HandshakeError;
 
-/// `Math.random().toFixed(2)`: `^0\.\d\d$|^1\.00$`.
+/// A number in `[0, 1]` with two decimals: `^0\.\d\d$|^1\.00$`.
 fn is_number(text: &str) -> bool {
     let b = text.as_bytes();
     text == "1.00"
         || (b.len() == 4 && text.starts_with("0.") && b[2..].iter().all(u8::is_ascii_digit))
+}
+
+#[test]
+fn random_numbers_have_two_decimals_between_zero_and_one() {
+    for _ in 0..1000 {
+        let n = periodic_push::random_number();
+        assert!(is_number(&n), "{n}");
+    }
 }
 
 #[tokio::test]
@@ -53,9 +66,9 @@ async fn other_paths_get_404() {
         assert!(
             matches!(
                 refused,
-                Err(Error::Handshake(HandshakeError::UnexpectedStatus {
-                    status: 404
-                }))
+                Err(Error::Handshake(
+                    wshub::server::HandshakeError::UnexpectedStatus { status: 404 }
+                ))
             ),
             "{path}: {refused:?}"
         );

@@ -81,10 +81,9 @@ impl Reject {
 ///
 /// # Errors
 /// - [`Error::Handshake`] with [`HandshakeError::HeadTooLarge`],
-///   [`HandshakeError::TooManyHeaders`] or [`HandshakeError::MalformedHttp`];
-///   answer it with [`write_rejection`].
+///   [`HandshakeError::TooManyHeaders`] or [`HandshakeError::MalformedHttp`].
 /// - [`Error::Io`] if the transport fails or closes before the head ends.
-pub async fn read_request<S: AsyncRead + Unpin>(
+pub(crate) async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     max_head_len: usize,
 ) -> Result<(Request, Vec<u8>), Error> {
@@ -107,7 +106,7 @@ pub async fn read_request<S: AsyncRead + Unpin>(
 /// # Errors
 /// As [`read_request`], and [`Error::HandshakeTimeout`] when the head did
 /// not arrive in time.
-pub async fn read_request_within<S: AsyncRead + Unpin>(
+pub(crate) async fn read_request_within<S: AsyncRead + Unpin>(
     io: &mut S,
     max_head_len: usize,
     timeout: Duration,
@@ -332,11 +331,15 @@ impl<S> Upgrade<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Upgrade<S> {
-    /// Answers `101 Switching Protocols` as [`upgrade`] does and returns the
-    /// open WebSocket.
+    /// Answers `101 Switching Protocols` and returns the open WebSocket.
+    ///
+    /// With [`WebSocketConfig::compression`] set, the first acceptable
+    /// permessage-deflate offer is accepted (RFC 7692 §5); an offer that is
+    /// not acceptable is declined and the connection opens uncompressed.
     ///
     /// # Errors
-    /// As [`upgrade`].
+    /// [`Error::Io`] if the transport fails; [`Error::Handshake`] if an
+    /// [`Accept`] header holds CR, LF or NUL.
     pub async fn accept(
         self,
         accept: Accept,
@@ -386,30 +389,6 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Writes a non-101 answer with a plain-text `body` (see
-/// [`http_response`]) and flushes
-/// it. Unlike [`Handshake::respond`] it neither closes nor lingers.
-///
-/// # Errors
-/// [`Error::Io`] if the transport fails; [`Error::Handshake`] if a header
-/// holds CR, LF or NUL.
-pub async fn write_rejection<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    status: u16,
-    headers: &[(String, String)],
-    body: &str,
-) -> Result<(), Error> {
-    let response = http_response(
-        status,
-        headers,
-        "text/plain; charset=utf-8",
-        body.as_bytes(),
-    )?;
-    io.write_all(&response).await?;
-    io.flush().await?;
-    Ok(())
-}
-
 /// Answers a validated request with `101 Switching Protocols` and returns
 /// the open WebSocket. `early` is what [`read_request`] returned after the head.
 ///
@@ -420,7 +399,7 @@ pub async fn write_rejection<S: AsyncWrite + Unpin>(
 /// # Errors
 /// [`Error::Io`] if the transport fails; [`Error::Handshake`] if an
 /// [`Accept`] header holds CR, LF or NUL.
-pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     request: &UpgradeRequest,
     early: &[u8],

@@ -180,7 +180,10 @@ async fn a_handshake_and_frames_written_one_byte_at_a_time_succeed() {
     )
     .await;
     assert_eq!(read_close_code(&mut tcp).await, 1000);
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1000);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1000
+    );
     server.assert_still_serving().await;
 }
 
@@ -303,7 +306,10 @@ async fn valid_utf8_split_across_two_fragments_is_one_text_message() {
         .await
         .unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1000);
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1000);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1000
+    );
 }
 
 #[tokio::test]
@@ -355,7 +361,10 @@ async fn a_frame_of_exactly_max_frame_size_is_accepted() {
     within("close", ws.close(CloseCode::NormalClosure, ""))
         .await
         .unwrap();
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1000);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1000
+    );
 }
 
 #[tokio::test]
@@ -451,7 +460,10 @@ async fn a_ping_between_fragments_is_answered_and_the_message_survives() {
     // A Close without a code is echoed without one (§5.5.1).
     let (first, payload) = read_server_frame(&mut tcp).await;
     assert_eq!((first, payload.len()), (0x88, 0));
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1005);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1005
+    );
 }
 
 #[tokio::test]

@@ -65,7 +65,10 @@ async fn assert_round_trips(messages: &[Message]) {
         .await
         .unwrap();
     assert!(event.was_clean);
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1000);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1000
+    );
 }
 
 #[tokio::test]
@@ -130,5 +133,8 @@ async fn pipelined_messages_come_back_in_order() {
     assert!(within("the stream to end", ws.next()).await.is_none());
     let event = ws.close_event().expect("closed");
     assert_eq!((event.code.as_u16(), event.was_clean), (1000, true));
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1000);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1000
+    );
 }

@@ -321,7 +321,10 @@ async fn a_frame_sent_in_the_same_packet_as_the_request_is_not_lost() {
         (0x81, b"early".to_vec())
     );
     assert_eq!(common::read_close_code(&mut tcp).await, 1000);
-    assert_eq!(server.next_outcome().await.close_event().code.as_u16(), 1000);
+    assert_eq!(
+        server.next_outcome().await.close_event().code.as_u16(),
+        1000
+    );
 }
 
 /// `accept_with` gives a client `handshake_timeout` to send its request head:

@@ -106,7 +106,10 @@ async fn an_answering_peer_keeps_the_connection_open_across_many_intervals() {
         .unwrap();
     assert!(event.was_clean, "{event:?}");
     let peer_event = within("the peer to end", peer_task).await.unwrap().unwrap();
-    assert_eq!((peer_event.code.as_u16(), peer_event.was_clean), (1000, true));
+    assert_eq!(
+        (peer_event.code.as_u16(), peer_event.was_clean),
+        (1000, true)
+    );
 }
 
 /// Serves `io` as a server-side sans-IO [`Connection`], counting the Pings it

@@ -119,7 +119,10 @@ async fn the_reader_answers_pings_while_the_writer_is_idle() {
     drop(peer);
     let (got, event) = within("the reader", reading).await.unwrap();
     assert_eq!(got, [Message::text("hi")]);
-    assert_eq!(event.map(|e| (e.code.as_u16(), e.was_clean)), Some((1000, true)));
+    assert_eq!(
+        event.map(|e| (e.code.as_u16(), e.was_clean)),
+        Some((1000, true))
+    );
     assert_eq!(writer.ready_state(), State::Closed);
 }
 

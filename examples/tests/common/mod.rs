@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use wshub::{Message, WebSocket};
@@ -75,7 +74,7 @@ impl Drop for Server {
 
 /// The next message, which must arrive within [`WAIT`].
 pub(crate) async fn next(ws: &mut WebSocket<TcpStream>) -> Message {
-    within("next message", ws.next())
+    within("next message", ws.recv())
         .await
         .expect("the connection is open")
         .expect("no error")

@@ -122,7 +122,10 @@ impl EchoServer {
             .unwrap();
         assert!(event.was_clean, "{event:?}");
         let server_side = self.next_outcome().await.close_event();
-        assert_eq!((server_side.code.as_u16(), server_side.was_clean), (1000, true));
+        assert_eq!(
+            (server_side.code.as_u16(), server_side.was_clean),
+            (1000, true)
+        );
     }
 }
 
