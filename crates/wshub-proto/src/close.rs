@@ -133,6 +133,21 @@ impl CloseFrame {
         }
     }
 
+    /// The Close that fails a connection for `err` (RFC 6455 §7.1.7): its
+    /// close code, and its message as the reason, cut at a character
+    /// boundary to fit [`MAX_REASON_LEN`].
+    pub(crate) fn failing(err: &crate::ProtocolError) -> Self {
+        let mut reason = err.to_string();
+        if reason.len() > MAX_REASON_LEN {
+            let mut end = MAX_REASON_LEN;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        Self::new(err.close_code(), reason)
+    }
+
     /// Parses a Close frame's payload: empty (no status code, reported as
     /// `None`), or a 2-byte big-endian code followed by a UTF-8 reason.
     ///
@@ -164,6 +179,32 @@ impl CloseFrame {
     pub(crate) fn encode_payload(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.code.as_u16().to_be_bytes());
         out.extend_from_slice(self.reason.as_bytes());
+    }
+}
+
+/// How a connection ended, as the browser's `CloseEvent` reports it
+/// (RFC 6455 §7.1.5, §7.1.6, §7.4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseEvent {
+    /// The peer's close code; [`CloseCode::NoStatusReceived`] (1005) if its
+    /// Close carried none; the code of our failing Close if the peer broke
+    /// the protocol; [`CloseCode::AbnormalClosure`] (1006) if the transport
+    /// ended without a close handshake.
+    pub code: CloseCode,
+    /// The peer's close reason (UTF-8, at most 123 bytes); empty if none.
+    pub reason: String,
+    /// Whether the close handshake completed (§7.1.4).
+    pub was_clean: bool,
+}
+
+impl CloseEvent {
+    /// The transport ended with no close handshake: 1006, not clean (§7.1.5).
+    pub fn abnormal() -> Self {
+        Self {
+            code: CloseCode::AbnormalClosure,
+            reason: String::new(),
+            was_clean: false,
+        }
     }
 }
 

@@ -13,10 +13,11 @@ use std::io::IoSlice;
 
 use bytes::Bytes;
 
+use crate::close::CloseEvent;
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
 #[cfg(feature = "deflate")]
-use crate::deflate::codec::{DeflateSettings, Deflater};
+use crate::deflate::compressor::Compressor;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{Decoded, Decoder, Opcode, MAX_CONTROL_PAYLOAD_LEN};
 use crate::message::Message;
@@ -58,47 +59,6 @@ pub enum Event {
     /// [`Connection::next_event`] queues our answering Close (§5.5.1).
     Close(Option<CloseFrame>),
 }
-
-/// How a connection ended, as the browser's `CloseEvent` reports it
-/// (RFC 6455 §7.1.5, §7.1.6, §7.4.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseEvent {
-    /// The peer's close code; [`CloseCode::NoStatusReceived`] (1005) if its
-    /// Close carried none; the code of our failing Close if the peer broke
-    /// the protocol; [`CloseCode::AbnormalClosure`] (1006) if the transport
-    /// ended without a close handshake.
-    pub code: CloseCode,
-    /// The peer's close reason (UTF-8, at most 123 bytes); empty if none.
-    pub reason: String,
-    /// Whether the close handshake completed (§7.1.4).
-    pub was_clean: bool,
-}
-
-impl CloseEvent {
-    /// The transport ended with no close handshake: 1006, not clean (§7.1.5).
-    pub fn abnormal() -> Self {
-        Self {
-            code: CloseCode::AbnormalClosure,
-            reason: String::new(),
-            was_clean: false,
-        }
-    }
-}
-
-/// The outbound half of permessage-deflate (RFC 7692 §7.2.1).
-#[cfg(feature = "deflate")]
-#[derive(Debug)]
-struct Compressor {
-    deflater: Deflater,
-    /// Messages of at least this many bytes are compressed.
-    threshold: usize,
-    /// Compressed output before it is framed.
-    scratch: Vec<u8>,
-}
-
-/// Largest compression scratch buffer kept between messages, in bytes.
-#[cfg(feature = "deflate")]
-const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// One WebSocket connection after the opening handshake, without I/O.
 ///
@@ -173,16 +133,7 @@ impl Connection {
             failing_close: None,
             close_event: None,
             #[cfg(feature = "deflate")]
-            compressor: agreement.map(|agreement| {
-                Box::new(Compressor {
-                    deflater: Deflater::new(
-                        agreement.outbound(role),
-                        DeflateSettings::new(agreement.level, agreement.mem_level),
-                    ),
-                    threshold: agreement.threshold,
-                    scratch: Vec::new(),
-                })
-            }),
+            compressor: agreement.map(|agreement| Box::new(Compressor::new(agreement, role))),
         }
     }
 
@@ -296,9 +247,7 @@ impl Connection {
             })
         });
         if !self.outgoing.close_sent() {
-            let mut reason = err.to_string();
-            truncate_at_char_boundary(&mut reason, MAX_REASON_LEN);
-            self.failing_close = Some(CloseFrame::new(err.close_code(), reason));
+            self.failing_close = Some(CloseFrame::failing(err));
             if self.events.is_empty() {
                 self.queue_failing_close();
             }
@@ -435,7 +384,6 @@ impl Connection {
     ///
     /// # Errors
     /// [`SendError::NotOpen`] after a Close was sent (ours, our echo, or the one failing the connection).
-    #[inline]
     pub fn send_message(&mut self, message: &Message) -> Result<(), SendError> {
         let (opcode, payload) = match message {
             Message::Text(t) => (Opcode::Text, t.as_bytes()),
@@ -466,7 +414,7 @@ impl Connection {
     fn compresses(&self, payload: &[u8]) -> bool {
         #[cfg(feature = "deflate")]
         if let Some(compressor) = &self.compressor {
-            return payload.len() >= compressor.threshold;
+            return compressor.compresses(payload.len());
         }
         let _ = payload;
         false
@@ -498,13 +446,9 @@ impl Connection {
         let Some(compressor) = self.compressor.as_deref_mut() else {
             unreachable!("send_compressed runs only with deflate negotiated");
         };
-        let mut scratch = std::mem::take(&mut compressor.scratch);
-        scratch.clear();
-        compressor.deflater.compress(payload, &mut scratch);
-        self.outgoing.frame(opcode, true, true, &scratch);
-        if scratch.capacity() <= SCRATCH_KEEP {
-            compressor.scratch = scratch;
-        }
+        self.outgoing
+            .frame(opcode, true, true, compressor.compress(payload));
+        compressor.trim();
     }
 
     /// Queues a Ping (§5.5.2).
@@ -629,13 +573,13 @@ impl Connection {
         #[cfg(feature = "deflate")]
         if let Some(compressor) = &self.compressor {
             let payload = message.payload();
-            if payload.len() >= compressor.threshold {
-                let outbound = compressor.deflater.direction();
+            if compressor.compresses(payload.len()) {
+                let outbound = compressor.direction();
                 if !outbound.no_context_takeover {
                     self.send_compressed(message.opcode, payload);
                     return Ok(());
                 }
-                let settings = compressor.deflater.settings();
+                let settings = compressor.settings();
                 let frame = message.deflated_frame(
                     outbound.max_window_bits,
                     settings.level,
@@ -701,7 +645,7 @@ impl Connection {
         }
         #[cfg(feature = "deflate")]
         if let Some(compressor) = &mut self.compressor {
-            compressor.scratch = Vec::new();
+            compressor.shrink();
         }
     }
 
@@ -722,7 +666,7 @@ impl Connection {
             self.reassembler.capacity() + self.outgoing.capacity() + self.decoder.capacity();
         #[cfg(feature = "deflate")]
         if let Some(compressor) = &self.compressor {
-            return buffers + compressor.scratch.capacity();
+            return buffers + compressor.scratch_capacity();
         }
         buffers
     }
@@ -740,20 +684,8 @@ impl Connection {
     pub fn deflate_memory(&self) -> usize {
         #[cfg(feature = "deflate")]
         if let Some(compressor) = &self.compressor {
-            return self.reassembler.inflate_memory()
-                + compressor.deflater.memory()
-                + compressor.scratch.capacity();
+            return self.reassembler.inflate_memory() + compressor.memory();
         }
         0
-    }
-}
-
-fn truncate_at_char_boundary(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
     }
 }

@@ -46,9 +46,9 @@ mod reassembler;
 mod role;
 mod utf8;
 
-pub use close::{CloseCode, CloseFrame};
+pub use close::{CloseCode, CloseEvent, CloseFrame};
 pub use config::Config;
-pub use connection::{CloseEvent, Connection, Event, State};
+pub use connection::{Connection, Event, State};
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};
 pub use outgoing::{Backlog, SHARED_PAYLOAD_MIN};

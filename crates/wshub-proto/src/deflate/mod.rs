@@ -37,6 +37,7 @@
 //! ```
 
 pub(crate) mod codec;
+pub(crate) mod compressor;
 pub mod params;
 
 pub use params::{
