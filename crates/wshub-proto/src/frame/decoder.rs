@@ -12,7 +12,9 @@
 
 use bytes::BytesMut;
 
-use super::{apply_mask_offset, FrameHeader, Opcode, MAX_CONTROL_PAYLOAD_LEN, MAX_HEADER_LEN};
+use super::{
+    apply_mask, apply_mask_offset, FrameHeader, Opcode, MAX_CONTROL_PAYLOAD_LEN, MAX_HEADER_LEN,
+};
 use crate::close::CloseFrame;
 use crate::error::ProtocolError;
 use crate::role::Role;
@@ -86,9 +88,37 @@ impl DataChunk<'_> {
         let start = out.len();
         out.extend_from_slice(self.payload);
         if let Some(key) = self.masking_key {
-            apply_mask_offset(&mut out[start..], key, self.offset);
+            if self.offset == 0 {
+                // A whole frame, or its first chunk: no key rotation.
+                apply_mask(&mut out[start..], key);
+            } else {
+                apply_mask_offset(&mut out[start..], key, self.offset);
+            }
         }
     }
+}
+
+/// A whole message's chunk (see [`Decoder::is_whole_message`]): its header
+/// is the first `header_len` bytes of `data`, its payload follows. Returns
+/// the bytes consumed, header and payload.
+#[inline(always)]
+fn whole_message(
+    header: FrameHeader,
+    data: &[u8],
+    header_len: usize,
+) -> (usize, Option<Decoded<'_>>) {
+    let end = header_len + header.payload_len as usize;
+    let chunk = DataChunk {
+        opcode: header.opcode,
+        compressed: false,
+        payload: &data[header_len..end],
+        masking_key: header.masking_key,
+        offset: 0,
+        frame_remaining: 0,
+        first: true,
+        last: true,
+    };
+    (end, Some(Decoded::Data(chunk)))
 }
 
 /// The frame whose payload is being received.
@@ -189,6 +219,9 @@ impl Decoder {
             // Fast path: the whole header is in `data`.
             match FrameHeader::parse(data)? {
                 Some((header, n)) => {
+                    if self.is_whole_message(&header, data.len() - n) {
+                        return Ok(whole_message(header, data, n));
+                    }
                     self.start_frame(header)?;
                     n
                 }
@@ -207,6 +240,25 @@ impl Decoder {
         };
         let (n, item) = self.decode_payload(&data[consumed..])?;
         Ok((consumed + n, item))
+    }
+
+    /// Whether this frame is a whole message that breaks no rule, its
+    /// payload all in the `available` bytes: an unfragmented, uncompressed
+    /// Text or Binary frame, masked as the role requires, within the limits,
+    /// with no message in progress. Such a frame needs no state between
+    /// calls ([`whole_message`]); every other frame, valid or not, goes
+    /// through [`Decoder::start_frame`], which says what is wrong.
+    #[inline(always)]
+    fn is_whole_message(&self, header: &FrameHeader, available: usize) -> bool {
+        header.fin
+            && !(header.rsv1 || header.rsv2 || header.rsv3)
+            && matches!(header.opcode, Opcode::Text | Opcode::Binary)
+            && header.masking_key.is_some() == self.role.receives_masked()
+            && header.payload_len <= available as u64
+            && header.payload_len <= self.limits.max_frame_size
+            && header.payload_len <= self.limits.max_message_size
+            && self.limits.max_fragments >= 1
+            && self.message.is_none()
     }
 
     /// Adds bytes to a header cut by a read; `true` once it is complete and
