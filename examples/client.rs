@@ -130,7 +130,6 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let url = std::env::args().nth(1);
     let url = url.as_deref().unwrap_or("ws://127.0.0.1:9001");

@@ -4,7 +4,7 @@
 #   ./scripts/test.sh
 #
 # Steps: formatting and lints, unit/property/integration/doc tests, the sans-IO
-# check, fuzz targets build, Autobahn TestSuite in both roles (via kosoku),
+# check, builds without default features, fuzz targets build, Autobahn TestSuite in both roles (via kosoku),
 # interop with Node `ws` and Python `websockets`, and the chat page in a real
 # Chromium. Needs cargo, python3, node/npm, and chromium (tests/browser/setup.sh
 # installs it with apt when missing).
@@ -46,6 +46,9 @@ step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo test --workspace
 step "sans-IO protocol crate" no_tokio_in_proto
+# The feature-off paths (no permessage-deflate) are compiled too.
+step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-features --all-targets
+step "no default features: workspace" cargo check --workspace --no-default-features
 step "release build" cargo build --release -p wshub-cli -p wshub-examples --bins --examples
 step "fuzz targets build" cargo build --manifest-path fuzz/Cargo.toml --bins
 step "autobahn" autobahn/run.sh "$root/target/release/wshub" "$root/target/release/examples/autobahn_client"

@@ -161,10 +161,11 @@ pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
             args.close_code
         );
     }
-    if args.close_reason.len() > 123 {
+    if args.close_reason.len() > wshub::MAX_CLOSE_REASON_LEN {
         bail!(
-            "--close-reason is {} bytes; the limit is 123 (RFC 6455 section 5.5)",
-            args.close_reason.len()
+            "--close-reason is {} bytes; the limit is {} (RFC 6455 section 5.5)",
+            args.close_reason.len(),
+            wshub::MAX_CLOSE_REASON_LEN
         );
     }
     if args.ping_interval.is_some_and(|d| d.is_zero()) {

@@ -14,7 +14,8 @@ pub(crate) type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Drives a finished session's stream to its end, so a queued Close (ours,
 /// an echo, or the one failing the connection) is written and the transport
-/// closed. Bounded by the connection's close timeout.
+/// closed. The WebSocket's own close timeout bounds each wait for the peer;
+/// 10 s bounds the whole drain in any case.
 pub(crate) async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
     let drain = async { while ws.next().await.is_some() {} };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;

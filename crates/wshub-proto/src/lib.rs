@@ -27,7 +27,22 @@
 //! let to_socket = conn.take_outgoing();          // includes auto-Pongs and Close echoes
 //! outcome.unwrap();                              // a ProtocolError's Close is already queued
 //! assert_eq!(&to_socket[..], [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+//! // When the socket reads 0 bytes: `conn.receive_eof()`; the core decides
+//! // whether that ended a close handshake or was abnormal (1006).
 //! ```
+//!
+//! # Where things are
+//!
+//! | module | what |
+//! |---|---|
+//! | [`frame`] | the wire format (§5.2): [`FrameHeader`](frame::FrameHeader), masking (§5.3), and the streaming [`Decoder`](frame::Decoder) that makes every §5.1–§5.5 check and the size limits once, for [`Connection`] and any other driver |
+//! | `reassembler` | data chunks → messages: fragments (§5.4), UTF-8 (§8.1), inflate (RFC 7692 §7.2.2) |
+//! | `outgoing` | the output queue: frames, shared payloads, owed Pongs, the one Close; [`Backlog`] |
+//! | [`Connection`] | their composition, the close handshake (§5.5.1, §7) and the end of the transport ([`Connection::receive_eof`], [`Connection::close_expected`], [`CloseEvent`]) |
+//! | [`Config`], [`Role`], [`PreparedMessage`] | limits, which end we are, a message encoded once for many connections |
+//! | [`close`] | [`CloseCode`], [`CloseFrame`], [`CloseEvent`] (§5.5.1, §7.4) |
+//! | [`handshake`] | the opening handshake (§4), and the one HTTP answer writer |
+//! | [`deflate`] | permessage-deflate negotiation and codec (RFC 7692) |
 #![deny(unsafe_code)]
 
 pub mod close;

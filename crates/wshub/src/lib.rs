@@ -61,3 +61,6 @@ pub use wshub_proto::{
     CloseCode, CloseEvent, CloseFrame, Message, PreparedMessage, ProtocolError, Role, SendError,
     State, Utf8Bytes,
 };
+/// The longest close reason [`WebSocket::close`] sends, in bytes (UTF-8):
+/// 123, so code and reason fit a control frame (RFC 6455 §5.5).
+pub use wshub_proto::close::MAX_REASON_LEN as MAX_CLOSE_REASON_LEN;

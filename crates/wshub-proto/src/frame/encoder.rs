@@ -1,3 +1,6 @@
+//! Frames onto the wire (RFC 6455 §5.2): a header in its minimal length
+//! form and the payload, masked with the header's key when it has one (§5.3).
+
 use bytes::{Bytes, BytesMut};
 
 use super::{apply_mask, FrameHeader, Opcode, MAX_HEADER_LEN};

@@ -1,3 +1,6 @@
+//! [`FrameHeader`]: one frame header parsed from and encoded to the wire
+//! (RFC 6455 §5.2), with the minimal-length and most-significant-bit rules.
+
 use super::Opcode;
 use crate::error::ProtocolError;
 

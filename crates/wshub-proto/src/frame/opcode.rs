@@ -1,3 +1,6 @@
+//! [`Opcode`]: what a frame's payload is (RFC 6455 §5.2, §11.8), and which
+//! opcodes are control frames (§5.5).
+
 /// The 4-bit opcode of a frame (RFC 6455 §5.2, §11.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Opcode {

@@ -1,3 +1,6 @@
+//! `Sec-WebSocket-Accept` from `Sec-WebSocket-Key` (RFC 6455 §1.3, §4.2.2):
+//! base64 of the SHA-1 of the key and the protocol's GUID.
+
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha1::{Digest, Sha1};
 

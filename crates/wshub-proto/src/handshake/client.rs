@@ -1,3 +1,6 @@
+//! The client side of the opening handshake (RFC 6455 §4.1): the request
+//! with a fresh `Sec-WebSocket-Key`, and the checks of the server's response.
+
 use base64::{engine::general_purpose::STANDARD, Engine};
 use rand::RngCore;
 

@@ -1,3 +1,6 @@
+//! [`HandshakeError`]: the ways an opening handshake fails, each with the
+//! HTTP status a server answers it with (RFC 6455 §4.2.1, §4.4).
+
 /// Ways an opening handshake can fail (RFC 6455 §4).
 ///
 /// On the server, [`HandshakeError::status`] is the HTTP status to answer with

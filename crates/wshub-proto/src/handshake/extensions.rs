@@ -1,3 +1,6 @@
+//! `Sec-WebSocket-Extensions` values parsed into extensions and their
+//! parameters (RFC 6455 §9.1).
+
 use super::HandshakeError;
 
 /// One entry of a `Sec-WebSocket-Extensions` header: a name and its

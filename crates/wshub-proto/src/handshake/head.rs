@@ -1,3 +1,6 @@
+//! [`HeadReader`]: an HTTP/1.1 head read from bytes in any split, bounded in
+//! bytes and header count.
+
 use super::HandshakeError;
 
 /// Default bound on an HTTP head, in bytes: 16 KiB.

@@ -1,3 +1,7 @@
+//! The server side of the opening handshake (RFC 6455 §4.2): the request's
+//! checks (§4.2.1), the `101` answer (§4.2.2), and the one writer of every
+//! other HTTP answer.
+
 use base64::{engine::general_purpose::STANDARD, Engine};
 
 use super::{
