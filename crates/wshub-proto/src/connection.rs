@@ -200,13 +200,23 @@ impl Connection {
     #[inline]
     fn receive_frames(&mut self, mut data: &[u8]) -> Result<(), ProtocolError> {
         while !data.is_empty() {
+            if let Some((header, n)) = self.decoder.whole_message(data) {
+                let end = n + header.payload_len as usize;
+                let events = &mut self.events;
+                self.reassembler
+                    .whole(header.opcode, &data[n..end], header.masking_key, |m| {
+                        events.push_back(Event::Message(m))
+                    })?;
+                data = &data[end..];
+                continue;
+            }
             let (n, item) = self.decoder.decode(data)?;
             data = &data[n..];
             match item {
                 Some(Decoded::Data(chunk)) => {
-                    if let Some(message) = self.reassembler.push(&chunk)? {
-                        self.events.push_back(Event::Message(message));
-                    }
+                    let events = &mut self.events;
+                    self.reassembler
+                        .push(&chunk, |m| events.push_back(Event::Message(m)))?;
                 }
                 Some(Decoded::Ping(payload)) => {
                     let payload = Bytes::copy_from_slice(payload);

@@ -163,7 +163,10 @@ pub enum SendError {
     #[error("client connections must mask every frame; prepared frames are for servers")]
     MaskRequired,
     /// A close reason over 123 bytes (§5.5).
-    #[error("close reason is {len} bytes, the limit is {}", crate::close::MAX_REASON_LEN)]
+    #[error(
+        "close reason is {len} bytes, the limit is {}",
+        crate::close::MAX_REASON_LEN
+    )]
     ReasonTooLong {
         /// The reason's length in bytes.
         len: usize,

@@ -11,7 +11,7 @@ use crate::deflate::DeflateDirection;
 use crate::error::ProtocolError;
 #[cfg(feature = "deflate")]
 use crate::frame::apply_mask_offset;
-use crate::frame::{DataChunk, Opcode};
+use crate::frame::{apply_mask, DataChunk, Opcode};
 use crate::message::{Message, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 
@@ -89,7 +89,8 @@ impl Reassembler {
         self
     }
 
-    /// Adds a chunk; returns the message it completes, if it is the last.
+    /// Adds a chunk; hands the message it completes, if it is the last, to
+    /// `deliver`.
     ///
     /// # Errors
     /// [`ProtocolError::InvalidUtf8`] for text that is not UTF-8 (found as
@@ -98,28 +99,49 @@ impl Reassembler {
     /// does not inflate, or inflates past the limit. Call
     /// [`Reassembler::reset`] after one.
     #[inline]
-    pub(crate) fn push(&mut self, chunk: &DataChunk<'_>) -> Result<Option<Message>, ProtocolError> {
+    pub(crate) fn push(
+        &mut self,
+        chunk: &DataChunk<'_>,
+        deliver: impl FnOnce(Message),
+    ) -> Result<(), ProtocolError> {
         if chunk.first && chunk.last && !chunk.compressed {
             // Most messages are one frame that arrives whole: no state
             // between chunks.
-            return self.whole(chunk).map(Some);
+            return self.whole(chunk.opcode, chunk.payload, chunk.masking_key, deliver);
         }
-        self.push_part(chunk)
+        if let Some(message) = self.push_part(chunk)? {
+            deliver(message);
+        }
+        Ok(())
     }
 
-    /// A whole uncompressed message in one chunk.
-    #[inline]
-    fn whole(&mut self, chunk: &DataChunk<'_>) -> Result<Message, ProtocolError> {
-        if self.message.capacity() < chunk.payload.len() {
-            self.grow(chunk.payload.len());
+    /// A whole uncompressed message: `payload` as on the wire, masked with
+    /// `masking_key` if any, from key offset 0. Hands it to `deliver`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::InvalidUtf8`] for text that is not UTF-8.
+    #[inline(always)]
+    pub(crate) fn whole(
+        &mut self,
+        opcode: Opcode,
+        payload: &[u8],
+        masking_key: Option<[u8; 4]>,
+        deliver: impl FnOnce(Message),
+    ) -> Result<(), ProtocolError> {
+        if self.message.capacity() < payload.len() {
+            self.grow(payload.len());
         }
-        chunk.unmask_into(&mut self.message);
+        self.message.extend_from_slice(payload);
+        if let Some(key) = masking_key {
+            apply_mask(&mut self.message, key);
+        }
         let payload = self.message.split().freeze();
-        if chunk.opcode == Opcode::Text {
+        if opcode == Opcode::Text {
             crate::utf8::check_message(&payload)
                 .map_err(|at| ProtocolError::InvalidUtf8 { offset: at as u64 })?;
         }
-        Ok(message(chunk.opcode, payload))
+        deliver(message(opcode, payload));
+        Ok(())
     }
 
     fn push_part(&mut self, chunk: &DataChunk<'_>) -> Result<Option<Message>, ProtocolError> {
@@ -291,6 +313,15 @@ fn inflate_error(err: InflateError, limit: usize) -> ProtocolError {
 mod tests {
     use super::*;
 
+    impl Reassembler {
+        /// `push`, with the message it completes returned.
+        fn push_one(&mut self, chunk: &DataChunk<'_>) -> Result<Option<Message>, ProtocolError> {
+            let mut out = None;
+            self.push(chunk, |m| out = Some(m))?;
+            Ok(out)
+        }
+    }
+
     fn chunk(opcode: Opcode, payload: &[u8], first: bool, last: bool) -> DataChunk<'_> {
         DataChunk {
             opcode,
@@ -309,14 +340,20 @@ mod tests {
     #[test]
     fn fragments_are_joined_into_one_message_section_5_4() {
         let mut r = Reassembler::new();
-        assert_eq!(r.push(&chunk(Opcode::Text, b"Hel", true, false)), Ok(None));
-        assert_eq!(r.push(&chunk(Opcode::Text, b"", false, false)), Ok(None));
         assert_eq!(
-            r.push(&chunk(Opcode::Text, b"lo", false, true)),
+            r.push_one(&chunk(Opcode::Text, b"Hel", true, false)),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push_one(&chunk(Opcode::Text, b"", false, false)),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push_one(&chunk(Opcode::Text, b"lo", false, true)),
             Ok(Some(Message::text("Hello")))
         );
         assert_eq!(
-            r.push(&chunk(Opcode::Binary, &[1, 2], true, true)),
+            r.push_one(&chunk(Opcode::Binary, &[1, 2], true, true)),
             Ok(Some(Message::binary(vec![1, 2])))
         );
     }
@@ -337,8 +374,8 @@ mod tests {
             offset: 2,
             ..chunk(Opcode::Text, &wire[2..], false, true)
         };
-        assert_eq!(r.push(&first), Ok(None));
-        assert_eq!(r.push(&rest), Ok(Some(Message::text("Hello"))));
+        assert_eq!(r.push_one(&first), Ok(None));
+        assert_eq!(r.push_one(&rest), Ok(Some(Message::text("Hello"))));
     }
 
     // §8.1: text is UTF-8, checked as it arrives.
@@ -346,9 +383,12 @@ mod tests {
     #[test]
     fn invalid_utf8_fails_at_the_chunk_that_shows_it_section_8_1() {
         let mut r = Reassembler::new();
-        assert_eq!(r.push(&chunk(Opcode::Text, b"ok", true, false)), Ok(None));
         assert_eq!(
-            r.push(&chunk(Opcode::Text, &[0xff], false, false)),
+            r.push_one(&chunk(Opcode::Text, b"ok", true, false)),
+            Ok(None)
+        );
+        assert_eq!(
+            r.push_one(&chunk(Opcode::Text, &[0xff], false, false)),
             Err(ProtocolError::InvalidUtf8 { offset: 2 })
         );
     }
@@ -358,19 +398,19 @@ mod tests {
         let euro = "€".as_bytes();
         let mut r = Reassembler::new();
         assert_eq!(
-            r.push(&chunk(Opcode::Text, &euro[..1], true, false)),
+            r.push_one(&chunk(Opcode::Text, &euro[..1], true, false)),
             Ok(None)
         );
         assert_eq!(
-            r.push(&chunk(Opcode::Text, &euro[1..], false, true)),
+            r.push_one(&chunk(Opcode::Text, &euro[1..], false, true)),
             Ok(Some(Message::text("€")))
         );
         assert_eq!(
-            r.push(&chunk(Opcode::Text, &euro[..2], true, false)),
+            r.push_one(&chunk(Opcode::Text, &euro[..2], true, false)),
             Ok(None)
         );
         assert_eq!(
-            r.push(&chunk(Opcode::Text, b"", false, true)),
+            r.push_one(&chunk(Opcode::Text, b"", false, true)),
             Err(ProtocolError::InvalidUtf8 { offset: 0 })
         );
     }
@@ -399,8 +439,8 @@ mod tests {
             compressed: true,
             ..chunk(Opcode::Text, &compressed[3..], false, true)
         };
-        assert_eq!(r.push(&first), Ok(None));
-        assert_eq!(r.push(&rest), Ok(Some(Message::text("Hello"))));
+        assert_eq!(r.push_one(&first), Ok(None));
+        assert_eq!(r.push_one(&rest), Ok(Some(Message::text("Hello"))));
     }
 
     #[cfg(feature = "deflate")]
@@ -417,7 +457,7 @@ mod tests {
             ..chunk(Opcode::Binary, &compressed, true, true)
         };
         assert!(matches!(
-            r.push(&whole),
+            r.push_one(&whole),
             Err(ProtocolError::MessageTooBig { limit: 1000, .. })
         ));
     }

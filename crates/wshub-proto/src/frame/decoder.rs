@@ -242,6 +242,30 @@ impl Decoder {
         Ok((consumed + n, item))
     }
 
+    /// The header of the frame at the start of `data`, and its length in
+    /// bytes, when that frame is a whole message that breaks no rule (see
+    /// [`Decoder::is_whole_message`]) and nothing is in progress: a driver
+    /// may take it as it is, `data[n..n + payload_len]` being its payload,
+    /// without the decoder's state. `None` for anything else, errors
+    /// included: [`Decoder::decode`] then says what the bytes are.
+    ///
+    /// Used by [`Connection`](crate::Connection), whose most common input
+    /// is a read holding whole single-frame messages: handing those out as
+    /// a [`Decoded`] costs about 15% of its pipelined echo throughput, in
+    /// stack copies of the item that the processor cannot forward.
+    #[inline(always)]
+    pub fn whole_message(&self, data: &[u8]) -> Option<(FrameHeader, usize)> {
+        if self.header_len != 0 || self.frame.is_some() || self.closed {
+            return None;
+        }
+        match FrameHeader::parse(data) {
+            Ok(Some((header, n))) if self.is_whole_message(&header, data.len() - n) => {
+                Some((header, n))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this frame is a whole message that breaks no rule, its
     /// payload all in the `available` bytes: an unfragmented, uncompressed
     /// Text or Binary frame, masked as the role requires, within the limits,
