@@ -53,6 +53,9 @@ pub use transport::TcpTransport;
 pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};
 // What this crate's public API names from the protocol core, so a dependent
 // crate needs no `wshub-proto` dependency to name it.
+/// The longest close reason [`WebSocket::close`] sends, in bytes (UTF-8):
+/// 123, so code and reason fit a control frame (RFC 6455 §5.5).
+pub use wshub_proto::close::MAX_REASON_LEN as MAX_CLOSE_REASON_LEN;
 pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig, DeflateConfigError};
 pub use wshub_proto::handshake::HandshakeError;
 /// The protocol core's frame and message limits, [`WebSocketConfig::protocol`].
@@ -61,6 +64,3 @@ pub use wshub_proto::{
     CloseCode, CloseEvent, CloseFrame, Message, PreparedMessage, ProtocolError, Role, SendError,
     State, Utf8Bytes,
 };
-/// The longest close reason [`WebSocket::close`] sends, in bytes (UTF-8):
-/// 123, so code and reason fit a control frame (RFC 6455 §5.5).
-pub use wshub_proto::close::MAX_REASON_LEN as MAX_CLOSE_REASON_LEN;
