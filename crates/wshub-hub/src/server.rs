@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use tokio::sync::{watch, Notify};
 use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket};
 
+use crate::admission::{Admission, Admitted};
 use crate::rooms::Rooms;
 use crate::session::Session;
 use crate::{echo, member, HubConfig};
@@ -27,6 +28,7 @@ struct ServerState {
     rooms: Arc<Rooms>,
     next_conn_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    admission: Arc<Admission>,
 }
 
 /// Serves the hub on `listener` until `shutdown` completes, then closes every
@@ -49,7 +51,9 @@ struct ServerState {
 ///
 /// A request head not received within the handshake timeout
 /// ([`WebSocketConfig::handshake_timeout`](wshub::WebSocketConfig::handshake_timeout)
-/// of [`HubConfig::websocket`]) is answered 408.
+/// of [`HubConfig::websocket`]) is answered 408. A request beyond a limit of
+/// [`HubConfig::admission`] is answered `503 Service Unavailable` with
+/// `Retry-After`, before any upgrade; open connections are not touched.
 ///
 /// # Errors
 /// Only if the listener itself fails; a bad client never ends the server.
@@ -61,6 +65,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(ServerState {
         rooms: Arc::new(Rooms::new(config.presence_limit)),
+        admission: Arc::new(Admission::new(&config.admission)),
         config,
         next_conn_id: AtomicU64::new(1),
         shutdown: stop_rx,
@@ -154,8 +159,9 @@ fn connection_task(
 ) -> impl Future<Output = ()> + Send {
     let handshake = Box::pin(async move { open_session(tcp, peer, &state).await });
     async move {
-        if let Some(session) = handshake.await {
+        if let Some((session, admitted)) = handshake.await {
             session.await;
+            drop(admitted);
         }
         drop(counted);
     }
@@ -165,10 +171,11 @@ fn start_session(
     ws: WebSocket<TcpTransport>,
     route: WebSocketRoute,
     peer: SocketAddr,
+    client: IpAddr,
     state: &ServerState,
 ) -> Session {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(conn_id, %peer, path = %ws.url(), "connection opened");
+    tracing::info!(conn_id, %peer, %client, path = %ws.url(), "connection opened");
     let shutdown = state.shutdown.clone();
     match route {
         WebSocketRoute::Hub => Box::pin(member::run(
@@ -208,9 +215,14 @@ fn route(request: &Request) -> Result<WebSocketRoute, Response> {
     }
 }
 
-/// Reads the request, answers plain HTTP routes, and upgrades WebSocket ones
-/// into their session. Logs one line for a connection refused or failed.
-async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> Option<Session> {
+/// Reads the request, admits it or answers 503, answers plain HTTP routes,
+/// and upgrades WebSocket ones into their session, returned with its
+/// admission. Logs one line for a connection refused or failed.
+async fn open_session(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &ServerState,
+) -> Option<(Session, Admitted)> {
     let _ = tcp.set_nodelay(true);
     let config = &state.config.websocket;
     let handshake = match read_handshake(tcp, config).await {
@@ -225,6 +237,18 @@ async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> 
         }
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "connection ended before its request");
+            return None;
+        }
+    };
+    let client = peer.ip().to_canonical();
+    let admitted = match state.admission.admit(client, std::time::Instant::now()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let answer = refusal.response();
+            tracing::info!(%peer, %client, status = 503, limit = refusal.limit.field(), "connection refused");
+            if let Err(e) = handshake.respond(&answer).await {
+                tracing::debug!(%peer, error = %e.report(), "answer not sent");
+            }
             return None;
         }
     };
@@ -256,7 +280,7 @@ async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> 
     // flight, no measurable change at 1 (A/B runs, 2026-11-29).
     let upgrade = upgrade.map_io(TcpTransport::new);
     match upgrade.accept(Accept::default(), config.clone()).await {
-        Ok(ws) => Some(start_session(ws, route, peer, state)),
+        Ok(ws) => Some((start_session(ws, route, peer, client, state), admitted)),
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");
             None

@@ -1,0 +1,215 @@
+//! `wshub serve`'s limits, run as the real binary: the admission flags,
+//! the open-file limit, and shutdown. Servers listen on 127.0.0.1:0.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use wshub::{CloseCode, Message, WebSocket};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `wshub serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Log>,
+}
+
+/// The server's stderr, as it arrives, with ANSI colours removed.
+#[derive(Default)]
+struct Log {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+impl Log {
+    /// Waits up to `WAIT` for a line containing `needle`; returns it.
+    fn wait_for(&self, needle: &str) -> String {
+        let text = self.text.lock().unwrap();
+        let (text, _) = self
+            .grew
+            .wait_timeout_while(text, WAIT, |t| !t.contains(needle))
+            .unwrap();
+        let line = text.lines().find(|l| l.contains(needle));
+        match line {
+            Some(line) => line.to_owned(),
+            None => panic!("no {needle:?} in the log:\n{text}"),
+        }
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Server {
+    /// Starts `wshub serve --listen 127.0.0.1:0 FLAGS`.
+    fn start(flags: &[&str]) -> Self {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_wshub")), flags)
+    }
+
+    /// Starts `command serve --listen 127.0.0.1:0 FLAGS`, where `command`
+    /// runs the binary (directly, or through a shell that sets limits).
+    fn start_with(mut command: Command, flags: &[&str]) -> Self {
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wshub runs");
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().unwrap();
+        let writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut text = writer.text.lock().unwrap();
+                text.push_str(&strip_ansi(&line));
+                text.push('\n');
+                writer.grew.notify_all();
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(WAIT).expect("the listening line in time");
+        let addr = line
+            .strip_prefix("listening on http://")
+            .expect("listening on http://ADDR")
+            .parse()
+            .unwrap();
+        Self { child, addr, log }
+    }
+
+    async fn echo_client(&self) -> Result<WebSocket<TcpStream>, wshub::Error> {
+        let url = format!("ws://{}/echo", self.addr);
+        timeout(WAIT, wshub::connect(&url)).await.unwrap()
+    }
+
+    /// The whole answer to a plain `GET path`.
+    async fn get(&self, path: &str) -> String {
+        let mut tcp = TcpStream::connect(self.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        timeout(WAIT, tcp.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn assert_echoes(ws: &mut WebSocket<TcpStream>, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    let echoed = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed, Message::text(text));
+}
+
+/// `wshub` with `args`, run to its end: exit code and stderr.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wshub"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn serve_derives_max_connections_from_the_raised_open_file_limit() {
+    let server = Server::start(&[]);
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let line = server.log.wait_for("connection limits");
+    let expected = wshub_hub::max_connections_for(hard);
+    for field in [
+        format!("open_files={hard}"),
+        format!("max_connections={expected}"),
+        "max_connections_per_ip=1000".to_owned(),
+        "handshakes_per_ip=100".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} not in {line}");
+    }
+}
+
+#[tokio::test]
+async fn serve_flags_set_the_caps_and_the_next_connection_gets_503() {
+    let server = Server::start(&["--max-connections-per-ip", "1", "--max-connections", "5"]);
+    let mut first = server.echo_client().await.unwrap();
+    let refused = server.get("/healthz").await;
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{refused}"
+    );
+    assert!(refused.contains("\r\nRetry-After: 5\r\n"), "{refused}");
+    assert!(server.echo_client().await.is_err());
+    server.log.wait_for("limit=\"max_connections_per_ip\"");
+    assert_echoes(&mut first, "still here").await;
+    timeout(WAIT, first.close(CloseCode::NormalClosure, ""))
+        .await
+        .unwrap()
+        .unwrap();
+    let healthy = async {
+        loop {
+            if server.get("/healthz").await.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(WAIT, healthy)
+        .await
+        .expect("the slot freed in time");
+}
+
+#[test]
+fn bad_admission_flags_exit_2_and_say_what_to_fix() {
+    for (flag, value) in [
+        ("--max-connections", "many"),
+        ("--max-connections-per-ip", "-1"),
+        ("--handshakes-per-ip", "1.5"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let (code, stderr) = run(&["serve", "--listen", "127.0.0.1:0", &arg]);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+}
