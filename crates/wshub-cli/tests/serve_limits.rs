@@ -32,15 +32,21 @@ struct Log {
 impl Log {
     /// Waits up to `WAIT` for a line containing `needle`; returns it.
     fn wait_for(&self, needle: &str) -> String {
+        self.wait_for_nth(needle, 1)
+    }
+
+    /// Waits up to `WAIT` for the `n`th line containing `needle`; returns it.
+    fn wait_for_nth(&self, needle: &str, n: usize) -> String {
+        let count = |t: &String| t.lines().filter(|l| l.contains(needle)).count();
         let text = self.text.lock().unwrap();
         let (text, _) = self
             .grew
-            .wait_timeout_while(text, WAIT, |t| !t.contains(needle))
+            .wait_timeout_while(text, WAIT, |t| count(t) < n)
             .unwrap();
-        let line = text.lines().find(|l| l.contains(needle));
+        let line = text.lines().filter(|l| l.contains(needle)).nth(n - 1);
         match line {
             Some(line) => line.to_owned(),
-            None => panic!("no {needle:?} in the log:\n{text}"),
+            None => panic!("no {n} lines with {needle:?} in the log:\n{text}"),
         }
     }
 }
@@ -107,6 +113,15 @@ impl Server {
             .parse()
             .unwrap();
         Self { child, addr, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if the process has ended.
+    fn child_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     async fn echo_client(&self) -> Result<WebSocket<TcpStream>, wshub::Error> {
@@ -212,4 +227,68 @@ fn bad_admission_flags_exit_2_and_say_what_to_fix() {
         assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
         assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
     }
+}
+
+/// utime + stime of process `pid`, in clock ticks (/proc/PID/stat fields 14
+/// and 15, counted after the parenthesised command name).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // fields[0] is field 3 (state), so utime (14) and stime (15) are 11, 12.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Under `ulimit -n 64`, connections that never send a request head use
+/// up the descriptors: the hub backs off (one log line a second, with a
+/// count of those left out, and no spinning), a new request waits in the
+/// backlog, and once the idle connections go the hub serves again.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn out_of_file_descriptors_the_hub_backs_off_and_serves_again_once_they_free() {
+    let mut sh = Command::new("sh");
+    sh.args([
+        "-c",
+        r#"ulimit -n 64; exec "$0" "$@""#,
+        env!("CARGO_BIN_EXE_wshub"),
+    ]);
+    let mut server = Server::start_with(sh, &["--handshake-timeout", "60s", "--workers", "1"]);
+    server.log.wait_for("open_files=64");
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let first = server.log.wait_for_nth("accept failed", 1);
+    assert!(first.contains("suppressed=0"), "{first}");
+    let ticks = cpu_ticks(server.pid());
+    let addr = server.addr;
+    let waiting = tokio::spawn(async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        tcp.write_all(request).await.unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    });
+    // The next line comes a second later and counts the failures it left
+    // out (the old loop logged each one, every 50 ms).
+    let second = server.log.wait_for_nth("accept failed", 2);
+    assert!(
+        second.contains("suppressed=") && !second.contains("suppressed=0"),
+        "{second}"
+    );
+    // Backing off, not spinning: well under a second of CPU over that
+    // second and more (a busy loop would use all of it).
+    let used = cpu_ticks(server.pid()) - ticks;
+    assert!(used < 50, "{used} ticks of CPU while out of descriptors");
+    assert!(
+        !waiting.is_finished(),
+        "a request was served with no descriptor free"
+    );
+    assert_eq!(server.child_status(), None, "the hub is still running");
+    drop(idle);
+    let answer = timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let mut ws = server.echo_client().await.unwrap();
+    assert_echoes(&mut ws, "back").await;
 }

@@ -7,10 +7,12 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket};
 
@@ -55,6 +57,11 @@ struct ServerState {
 /// [`HubConfig::admission`] is answered `503 Service Unavailable` with
 /// `Retry-After`, before any upgrade; open connections are not touched.
 ///
+/// When `accept` fails for want of file descriptors or memory (EMFILE,
+/// ENFILE, ENOMEM, ENOBUFS), the loop waits 50 ms, doubling up to 1 s until
+/// an accept succeeds, and logs at most one line a second (with how many it
+/// left out); new connections wait in the listen backlog meanwhile.
+///
 /// # Errors
 /// Only if the listener itself fails; a bad client never ends the server.
 pub async fn serve(
@@ -71,21 +78,40 @@ pub async fn serve(
         shutdown: stop_rx,
     });
     let open = Arc::new(OpenConnections::default());
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let counted = OpenConnections::enter(&open);
-                    tokio::spawn(connection_task(tcp, peer, state.clone(), counted));
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff.succeeded();
+                let counted = OpenConnections::enter(&open);
+                tokio::spawn(connection_task(tcp, peer, state.clone(), counted));
+            }
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Err(e) => {
+                // Out of descriptors or memory: retrying at once would spin,
+                // and giving up would end the server.
+                let (delay, log) = backoff.failed(Instant::now());
+                if let Some(suppressed) = log {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = delay.as_millis() as u64,
+                        suppressed,
+                        connections = open.count(),
+                        "accept failed: out of file descriptors or memory, backing off"
+                    );
                 }
-                Err(e) => {
-                    // Running out of file descriptors must not end the server.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(delay) => {}
                 }
-            },
+            }
         }
     }
     drop(listener);
@@ -102,6 +128,58 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Whether an accept error concerns only the connection being accepted (it
+/// was reset or aborted before we took it, or a firewall refused it), so
+/// the next accept can follow at once.
+fn is_per_connection(error: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | PermissionDenied
+    )
+}
+
+/// The wait between accepts after the process ran out of descriptors or
+/// memory, and when to log it. Time is an argument, for the tests.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// The last wait; zero after a successful accept.
+    delay: Duration,
+    /// When a failure was last logged.
+    logged_at: Option<Instant>,
+    /// Failures since then, not logged.
+    suppressed: u64,
+}
+
+impl AcceptBackoff {
+    /// The first wait: 50 ms.
+    const FIRST: Duration = Duration::from_millis(50);
+    /// The longest wait: 1 s.
+    const MAX: Duration = Duration::from_secs(1);
+    /// At most one log line per this: 1 s.
+    const LOG_EVERY: Duration = Duration::from_secs(1);
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    /// An accept failed at `now`: the wait before the next one, and
+    /// `Some(failures left out since the last line)` when this one is to be
+    /// logged.
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        let due = self.logged_at.map_or(true, |at| {
+            now.saturating_duration_since(at) >= Self::LOG_EVERY
+        });
+        if !due {
+            self.suppressed += 1;
+            return (self.delay, None);
+        }
+        self.logged_at = Some(now);
+        (self.delay, Some(std::mem::take(&mut self.suppressed)))
+    }
 }
 
 /// The connections still running, so shutdown can wait for them. A counter
@@ -291,6 +369,38 @@ async fn open_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_logs_once_a_second() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut backoff = AcceptBackoff::default();
+        assert_eq!(backoff.failed(t0), (ms(50), Some(0)));
+        assert_eq!(backoff.failed(t0 + ms(50)), (ms(100), None));
+        assert_eq!(backoff.failed(t0 + ms(150)), (ms(200), None));
+        assert_eq!(backoff.failed(t0 + ms(350)), (ms(400), None));
+        assert_eq!(backoff.failed(t0 + ms(750)), (ms(800), None));
+        assert_eq!(backoff.failed(t0 + ms(1550)), (ms(1000), Some(4)));
+        assert_eq!(backoff.failed(t0 + ms(2550)), (ms(1000), Some(0)));
+        backoff.succeeded();
+        assert_eq!(backoff.failed(t0 + ms(2600)), (ms(50), None));
+    }
+
+    #[test]
+    fn only_resource_errors_back_off() {
+        use io::ErrorKind::*;
+        for kind in [
+            ConnectionAborted,
+            ConnectionReset,
+            Interrupted,
+            PermissionDenied,
+        ] {
+            assert!(is_per_connection(&io::Error::from(kind)), "{kind:?}");
+        }
+        // EMFILE: "Too many open files" has no kind of its own.
+        assert!(!is_per_connection(&io::Error::from_raw_os_error(24)));
+        assert!(!is_per_connection(&io::Error::from(OutOfMemory)));
+    }
 
     async fn server_socket(listener: &TcpListener) -> (WebSocket<TcpTransport>, TcpStream) {
         let client = TcpStream::connect(listener.local_addr().unwrap())
