@@ -292,3 +292,111 @@ async fn out_of_file_descriptors_the_hub_backs_off_and_serves_again_once_they_fr
     let mut ws = server.echo_client().await.unwrap();
     assert_echoes(&mut ws, "back").await;
 }
+
+/// Sends SIGTERM to `pid`.
+fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// An `/echo` client that sends 64 KiB messages and never reads, until a
+/// send has waited 200 ms (both ways full: the hub is stuck writing to
+/// it) or 64 MiB are out. Keeps the connection open while the test runs.
+async fn stuck_writer(server: &Server) -> tokio::task::JoinHandle<()> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let url = format!("ws://{}/echo", server.addr);
+    let mut ws = timeout(WAIT, wshub::ClientBuilder::new(url).connect_on(tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    let (stuck_tx, stuck_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let chunk = Message::binary(vec![0u8; 64 << 10]);
+        for _ in 0..1024 {
+            let sent = timeout(Duration::from_millis(200), ws.send(chunk.clone())).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+        let _ = stuck_tx.send(());
+        // Hold the connection, unread, until the test ends.
+        std::future::pending::<()>().await;
+        drop(ws);
+    });
+    timeout(WAIT * 3, stuck_rx).await.unwrap().unwrap();
+    task
+}
+
+/// Waits up to `within` for the process to exit.
+async fn exit_within(server: &mut Server, within: Duration) -> std::process::ExitStatus {
+    let exited = async {
+        loop {
+            if let Some(status) = server.child_status() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(within, exited).await.expect("exited in time")
+}
+
+/// SIGTERM: every client that reads gets Close 1001; clients the hub is
+/// stuck writing to do not hold it past `--shutdown-timeout`; the process
+/// exits 0.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_reading_clients_with_1001_and_exits_0_within_the_shutdown_timeout() {
+    let mut server = Server::start(&["--shutdown-timeout", "2s"]);
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut ws = server.echo_client().await.unwrap();
+        assert_echoes(&mut ws, "hello").await;
+        readers.push(ws);
+    }
+    for _ in 0..2 {
+        let url = format!("ws://{}/ws", server.addr);
+        let mut ws = timeout(WAIT, wshub::connect(&url)).await.unwrap().unwrap();
+        let welcome = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+        assert!(matches!(welcome, Message::Text(_)));
+        readers.push(ws);
+    }
+    let _stuck = [stuck_writer(&server).await, stuck_writer(&server).await];
+    sigterm(server.pid());
+    for ws in &mut readers {
+        let rest = async { while let Some(Ok(_)) = ws.next().await {} };
+        timeout(WAIT, rest).await.expect("the stream ends");
+        let event = ws.close_event().expect("a Close frame");
+        assert_eq!((event.code.as_u16(), event.was_clean), (1001, true));
+    }
+    // 2 s of shutdown timeout, and a wide margin for a loaded machine.
+    let status = exit_within(&mut server, Duration::from_secs(12)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    server.log.wait_for("stopped");
+}
+
+/// A connection still sending its request head does not hold shutdown up:
+/// nothing was promised to it. The old loop waited for it (here up to the
+/// 60 s shutdown timeout).
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_does_not_wait_for_handshakes_under_way() {
+    let mut server = Server::start(&["--shutdown-timeout", "60s", "--handshake-timeout", "60s"]);
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /echo HTTP/1.1\r\n").await.unwrap();
+    let mut ws = server.echo_client().await.unwrap();
+    assert_echoes(&mut ws, "hello").await;
+    sigterm(server.pid());
+    let status = exit_within(&mut server, WAIT).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    let mut rest = Vec::new();
+    let read = timeout(WAIT, half.read_to_end(&mut rest)).await.unwrap();
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "nothing answered: {rest:?}"
+    );
+}

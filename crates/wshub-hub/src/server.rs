@@ -62,6 +62,9 @@ struct ServerState {
 /// an accept succeeds, and logs at most one line a second (with how many it
 /// left out); new connections wait in the listen backlog meanwhile.
 ///
+/// On shutdown the listener is closed, connections still in their
+/// handshake are dropped, and every session is told to close with 1001.
+///
 /// # Errors
 /// Only if the listener itself fails; a bad client never ends the server.
 pub async fn serve(
@@ -235,7 +238,15 @@ fn connection_task(
     state: Arc<ServerState>,
     counted: Counted,
 ) -> impl Future<Output = ()> + Send {
-    let handshake = Box::pin(async move { open_session(tcp, peer, &state).await });
+    let handshake = Box::pin(async move {
+        // A handshake still under way when the server stops is dropped:
+        // nothing was promised to it yet, and shutdown need not wait for it.
+        let mut shutdown = state.shutdown.clone();
+        tokio::select! {
+            opened = open_session(tcp, peer, &state) => opened,
+            _ = shutdown.changed() => None,
+        }
+    });
     async move {
         if let Some((session, admitted)) = handshake.await {
             session.await;
