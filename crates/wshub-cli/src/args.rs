@@ -151,6 +151,12 @@ pub(crate) struct AdmissionArgs {
     /// seconds' worth; 0 = no limit.
     #[arg(long, value_name = "PER_SEC", default_value_t = wshub_hub::DEFAULT_HANDSHAKES_PER_IP)]
     pub(crate) handshakes_per_ip: u32,
+
+    /// A proxy (address, or network as ADDR/PREFIX) whose X-Forwarded-For is
+    /// believed: its last address that is not itself a trusted proxy is the
+    /// client, for the per-address limits and the logs (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "ADDR/CIDR")]
+    pub(crate) trusted_proxies: Vec<String>,
 }
 
 /// permessage-deflate flags, shared by `serve` and `connect`.

@@ -110,6 +110,14 @@ pub(crate) fn admission(args: &AdmissionArgs, open_files: Option<u64>) -> Result
     }
     config.max_connections_per_ip = args.max_connections_per_ip;
     config.handshakes_per_ip = args.handshakes_per_ip;
+    for proxy in &args.trusted_proxies {
+        let network = proxy.trim().parse().with_context(|| {
+            format!(
+                "--trusted-proxy {proxy:?}: use an address (192.0.2.1) or a network (10.0.0.0/8, fd00::/8)"
+            )
+        })?;
+        config.trusted_proxies.push(network);
+    }
     Ok(config)
 }
 

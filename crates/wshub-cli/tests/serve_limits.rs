@@ -400,3 +400,26 @@ async fn sigterm_does_not_wait_for_handshakes_under_way() {
         "nothing answered: {rest:?}"
     );
 }
+
+#[tokio::test]
+async fn trusted_proxy_flags_name_the_client_in_the_logs_and_bad_ones_exit_2() {
+    let server = Server::start(&["--trusted-proxy", "127.0.0.0/8", "--trusted-proxy", "::1"]);
+    let url = format!("ws://{}/echo", server.addr);
+    let client = wshub::ClientBuilder::new(url).header("X-Forwarded-For", "203.0.113.5");
+    let mut ws = timeout(WAIT, client.connect()).await.unwrap().unwrap();
+    assert_echoes(&mut ws, "hello").await;
+    server.log.wait_for("client=203.0.113.5");
+
+    for (value, fix) in [
+        ("proxy.local", "not an IP address"),
+        ("10.0.0.1/8", "the network is 10.0.0.0/8"),
+        ("10.0.0.0/40", "up to 32"),
+    ] {
+        let (code, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--trusted-proxy", value]);
+        assert_eq!(code, Some(2), "{value}: {stderr}");
+        assert!(
+            stderr.contains("--trusted-proxy") && stderr.contains(fix),
+            "{value}: {stderr}"
+        );
+    }
+}

@@ -18,20 +18,23 @@
 //! (the smallest block one subscriber is usually given, so one host cannot
 //! step around the limits by using many of its addresses); an IPv4-mapped
 //! IPv6 address (`::ffff:a.b.c.d`) counts as the IPv4 address. It is the
-//! TCP peer's address.
+//! TCP peer's address, or with [`AdmissionConfig::trusted_proxies`] the one
+//! that `X-Forwarded-For` names (see [`AdmissionConfig::trusted_proxies`]).
 //!
 //! A connection is counted from its request head to its end; one still
 //! sending its head is bounded by the handshake timeout and, in number, by
 //! the open-file limit (the accept loop backs off when it runs out).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wshub::server::Response;
+use wshub::server::{Request, Response};
 
 /// A bucket holds this many seconds of [`AdmissionConfig::handshakes_per_ip`].
 pub const HANDSHAKE_BURST_SECONDS: u32 = 2;
@@ -63,6 +66,19 @@ pub struct AdmissionConfig {
     /// 503 with `Retry-After` the seconds until the next is allowed.
     /// Default: 0 (off); recommended: [`DEFAULT_HANDSHAKES_PER_IP`].
     pub handshakes_per_ip: u32,
+    /// Proxies whose `X-Forwarded-For` is believed; from any other TCP peer
+    /// the header is ignored. Default: none.
+    ///
+    /// When the peer is one of them, `X-Forwarded-For` (every such header,
+    /// in order, as one comma list) is read from right to left, skipping
+    /// trusted addresses: the first address not trusted is the client, for
+    /// the per-address limits and the logs. An entry that is not an address
+    /// (`unknown`, an obfuscated name) ends the walk at the proxy that added
+    /// it; if every entry is trusted, the leftmost is the client. Only the
+    /// right end can be believed: each trusted proxy appends the address it
+    /// saw, while whatever lies left of the first untrusted entry was
+    /// written by the client itself.
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 /// Recommended [`AdmissionConfig::max_connections_per_ip`]: 1,000, room for
@@ -84,6 +100,7 @@ impl AdmissionConfig {
             max_connections: max_connections_for(open_files),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             handshakes_per_ip: DEFAULT_HANDSHAKES_PER_IP,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -99,6 +116,118 @@ pub fn max_connections_for(open_files: u64) -> usize {
     let reserve = (open_files / 8).max(32);
     let cap = open_files.saturating_sub(reserve).max(1);
     usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// An IPv4 or IPv6 network, `ADDR/PREFIX` (e.g. `10.0.0.0/8`, `fd00::/8`),
+/// or a single address (`192.0.2.1`, a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    /// The first address of the network (no bits set past the prefix).
+    addr: IpAddr,
+    /// The prefix length in bits: at most 32 for IPv4, 128 for IPv6.
+    prefix_len: u8,
+}
+
+/// Why a string is not an [`IpNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IpNetworkError {
+    /// The part before any `/` is not an IPv4 or IPv6 address.
+    #[error("not an IP address")]
+    InvalidAddress,
+    /// The prefix length is not a number up to 32 (IPv4) or 128 (IPv6).
+    #[error("the prefix length must be a number up to {max}")]
+    InvalidPrefix {
+        /// 32 for IPv4, 128 for IPv6.
+        max: u8,
+    },
+    /// Bits are set after the prefix, e.g. `10.0.0.1/8`.
+    #[error("bits are set past the prefix; the network is {network}")]
+    HostBitsSet {
+        /// The network meant, probably: the address with those bits cleared.
+        network: IpNetwork,
+    },
+}
+
+impl IpNetwork {
+    /// The network of `addr`'s first `prefix_len` bits.
+    ///
+    /// # Errors
+    /// [`IpNetworkError::InvalidPrefix`] past 32 (IPv4) or 128 (IPv6 bits);
+    /// [`IpNetworkError::HostBitsSet`] if `addr` has bits set past the prefix.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, IpNetworkError> {
+        let max = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        if prefix_len > max {
+            return Err(IpNetworkError::InvalidPrefix { max });
+        }
+        let network = Self {
+            addr: masked(addr, prefix_len),
+            prefix_len,
+        };
+        if network.addr != addr {
+            return Err(IpNetworkError::HostBitsSet { network });
+        }
+        Ok(network)
+    }
+
+    /// Whether `ip` is in this network; an IPv4-mapped IPv6 address is
+    /// compared as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        matches!(
+            (ip, self.addr),
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_))
+        ) && masked(ip, self.prefix_len) == self.addr
+    }
+}
+
+/// `addr` with every bit past the first `prefix_len` cleared.
+fn masked(addr: IpAddr, prefix_len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+impl FromStr for IpNetwork {
+    type Err = IpNetworkError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| IpNetworkError::InvalidAddress)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or(IpNetworkError::InvalidPrefix { max })?,
+        };
+        Self::new(addr, prefix_len)
+    }
+}
+
+impl fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
 }
 
 /// What the per-address limits count by: an IPv4 address or an IPv6 /64.
@@ -192,6 +321,7 @@ pub(crate) struct Admission {
     /// How far ahead of now a bucket's `full_at` may go and still give a
     /// token: (burst − 1) intervals.
     burst_tolerance: Duration,
+    trusted_proxies: Vec<IpNetwork>,
     connections: AtomicUsize,
     /// A std `Mutex`: taken once per request head and once per connection
     /// end, never across an `.await`, never on the message path.
@@ -220,6 +350,7 @@ impl Admission {
             max_per_ip: config.max_connections_per_ip,
             token_interval,
             burst_tolerance,
+            trusted_proxies: config.trusted_proxies.clone(),
             connections: AtomicUsize::new(0),
             clients: Mutex::new(Clients {
                 by_key: HashMap::new(),
@@ -230,6 +361,35 @@ impl Admission {
 
     fn per_ip(&self) -> bool {
         self.max_per_ip != 0 || self.token_interval.is_some()
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+
+    /// The client's address: the TCP `peer`'s, or the one `X-Forwarded-For`
+    /// names when the peer is trusted (the rule is on
+    /// [`AdmissionConfig::trusted_proxies`]).
+    pub(crate) fn client_ip(&self, peer: IpAddr, request: &Request) -> IpAddr {
+        let peer = peer.to_canonical();
+        if self.trusted_proxies.is_empty() || !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded = request
+            .headers
+            .iter()
+            .rev()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+            .flat_map(|(_, value)| value.rsplit(','));
+        let mut client = peer;
+        for entry in forwarded {
+            match forwarded_ip(entry.trim()) {
+                Some(ip) if self.trusts(ip) => client = ip,
+                Some(ip) => return ip,
+                None => return client,
+            }
+        }
+        client
     }
 
     /// Admits a connection from `client` at `now`, or says which limit
@@ -325,10 +485,19 @@ impl Drop for Admitted {
     }
 }
 
+/// One `X-Forwarded-For` entry as an address: `192.0.2.1`, `2001:db8::1`,
+/// or with a port, `192.0.2.1:4711` or `[2001:db8::1]:4711`.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()?;
+    Some(ip.to_canonical())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -338,6 +507,15 @@ mod tests {
         Arc::new(Admission::new(&config))
     }
 
+    fn request(forwarded: &[&str]) -> Request {
+        let mut head = String::from("GET /ws HTTP/1.1\r\nHost: hub\r\n");
+        for value in forwarded {
+            head.push_str(&format!("X-Forwarded-For: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        Request::parse(head.as_bytes()).unwrap()
+    }
+
     #[test]
     fn the_connection_cap_is_the_open_file_limit_less_an_eighth_or_32() {
         assert_eq!(max_connections_for(1024), 896);
@@ -345,6 +523,39 @@ mod tests {
         assert_eq!(max_connections_for(1 << 20), 917_504);
         assert_eq!(max_connections_for(16), 1);
         assert!(max_connections_for(u64::MAX) > 1 << 40);
+    }
+
+    #[test]
+    fn networks_parse_with_or_without_a_prefix_and_say_what_is_wrong() {
+        let net: IpNetwork = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains(ip("10.200.1.1")));
+        assert!(net.contains(ip("::ffff:10.1.2.3")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        assert!(!net.contains(ip("::a00:1")));
+        let one: IpNetwork = "192.0.2.7".parse().unwrap();
+        assert_eq!(one.to_string(), "192.0.2.7/32");
+        assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
+        let v6: IpNetwork = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fdab::1")) && !v6.contains(ip("fe80::1")));
+        let all: IpNetwork = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")));
+
+        assert_eq!(
+            "10.0.0.1/8".parse::<IpNetwork>().unwrap_err().to_string(),
+            "bits are set past the prefix; the network is 10.0.0.0/8"
+        );
+        assert_eq!(
+            "10.0.0.0/33".parse::<IpNetwork>(),
+            Err(IpNetworkError::InvalidPrefix { max: 32 })
+        );
+        assert_eq!(
+            "::/129".parse::<IpNetwork>(),
+            Err(IpNetworkError::InvalidPrefix { max: 128 })
+        );
+        assert_eq!(
+            "proxy.local".parse::<IpNetwork>(),
+            Err(IpNetworkError::InvalidAddress)
+        );
     }
 
     #[test]
@@ -453,5 +664,46 @@ mod tests {
         }
         let len = admission.clients.lock().unwrap().by_key.len();
         assert!(len <= 1000, "{len} entries kept");
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let admission = admission(AdmissionConfig {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()],
+            ..Default::default()
+        });
+        let spoofed = request(&["198.51.100.1"]);
+        assert_eq!(
+            admission.client_ip(ip("203.0.113.5"), &spoofed),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            admission.client_ip(ip("10.0.0.2"), &spoofed),
+            ip("198.51.100.1")
+        );
+        assert_eq!(admission.client_ip(ip("::1"), &spoofed), ip("198.51.100.1"));
+        // The last untrusted address; what the client wrote further left is ignored.
+        let chain = request(&["1.1.1.1, 198.51.100.1", "10.0.0.9:4711, 10.0.0.3"]);
+        assert_eq!(
+            admission.client_ip(ip("10.0.0.2"), &chain),
+            ip("198.51.100.1")
+        );
+        let v6 = request(&["[2001:db8::7]:80"]);
+        assert_eq!(admission.client_ip(ip("10.0.0.2"), &v6), ip("2001:db8::7"));
+        // Garbage stops at the proxy that added it; all trusted: the leftmost.
+        let garbage = request(&["198.51.100.1, unknown, 10.0.0.3"]);
+        assert_eq!(
+            admission.client_ip(ip("10.0.0.2"), &garbage),
+            ip("10.0.0.3")
+        );
+        let inside = request(&["10.0.0.4, 10.0.0.3"]);
+        assert_eq!(admission.client_ip(ip("10.0.0.2"), &inside), ip("10.0.0.4"));
+        assert_eq!(
+            admission.client_ip(ip("10.0.0.2"), &request(&[])),
+            ip("10.0.0.2")
+        );
+        // No proxy trusted: the header means nothing.
+        let none = self::admission(AdmissionConfig::default());
+        assert_eq!(none.client_ip(ip("10.0.0.2"), &spoofed), ip("10.0.0.2"));
     }
 }

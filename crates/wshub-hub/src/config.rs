@@ -46,7 +46,8 @@ pub struct HubConfig {
     pub shutdown_timeout: Duration,
     /// Limits on the connections taken on: in all, per client address, and
     /// handshakes per second per client address, each answered 503 with
-    /// `Retry-After` before the upgrade. Default:
+    /// `Retry-After` before the upgrade; and the proxies whose
+    /// `X-Forwarded-For` names the client. Default:
     /// [`AdmissionConfig::default`], every limit off (`wshub serve` turns
     /// them on, see [`AdmissionConfig::recommended`]).
     pub admission: AdmissionConfig,

@@ -26,7 +26,7 @@ mod server;
 mod session;
 
 pub use admission::{
-    max_connections_for, AdmissionConfig, DEFAULT_HANDSHAKES_PER_IP,
+    max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
     DEFAULT_MAX_CONNECTIONS_PER_IP, HANDSHAKE_BURST_SECONDS,
 };
 pub use config::HubConfig;

@@ -329,7 +329,7 @@ async fn open_session(
             return None;
         }
     };
-    let client = peer.ip().to_canonical();
+    let client = state.admission.client_ip(peer.ip(), handshake.request());
     let admitted = match state.admission.admit(client, std::time::Instant::now()) {
         Ok(admitted) => admitted,
         Err(refusal) => {

@@ -208,3 +208,40 @@ async fn past_the_handshake_burst_an_address_gets_503_with_retry_after() {
         assert_echoes(ws, "still here").await;
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_is_the_forwarded_address() {
+    let hub = start(limits(|a| {
+        a.max_connections_per_ip = 1;
+        a.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    }))
+    .await;
+    // Two clients through the proxy at 127.0.0.1: one connection each.
+    let client = |ip| [("X-Forwarded-For", ip)];
+    let mut a = try_echo_client(&hub, "127.0.0.1", &client("203.0.113.5"))
+        .await
+        .unwrap();
+    let mut b = try_echo_client(&hub, "127.0.0.1", &client("203.0.113.6"))
+        .await
+        .unwrap();
+    let answer = upgrade_answer(&hub, "127.0.0.1", &client("198.51.100.9, 203.0.113.5")).await;
+    assert_503(&answer, "5", "too many connections from your address\n");
+    for ws in [&mut a, &mut b] {
+        assert_echoes(ws, "still here").await;
+    }
+}
+
+#[tokio::test]
+async fn from_a_peer_not_trusted_forwarded_for_is_ignored() {
+    let hub = start(limits(|a| {
+        a.max_connections_per_ip = 1;
+        a.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    }))
+    .await;
+    let mut a = try_echo_client(&hub, "127.0.0.2", &[("X-Forwarded-For", "203.0.113.5")])
+        .await
+        .unwrap();
+    let answer = upgrade_answer(&hub, "127.0.0.2", &[("X-Forwarded-For", "203.0.113.6")]).await;
+    assert_503(&answer, "5", "too many connections from your address\n");
+    assert_echoes(&mut a, "still here").await;
+}
