@@ -157,6 +157,10 @@ pub(crate) struct AdmissionArgs {
     /// client, for the per-address limits and the logs (repeatable).
     #[arg(long = "trusted-proxy", value_name = "ADDR/CIDR")]
     pub(crate) trusted_proxies: Vec<String>,
+
+    /// Do not serve /echo (404).
+    #[arg(long)]
+    pub(crate) no_echo: bool,
 }
 
 /// permessage-deflate flags, shared by `serve` and `connect`.

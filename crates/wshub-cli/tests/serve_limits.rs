@@ -423,3 +423,20 @@ async fn trusted_proxy_flags_name_the_client_in_the_logs_and_bad_ones_exit_2() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_echo_answers_404_on_echo_and_the_hub_still_serves() {
+    let server = Server::start(&["--no-echo"]);
+    let answer = server.get("/echo").await;
+    assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    assert!(server.echo_client().await.is_err());
+    let page = server.get("/").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("\r\nX-Frame-Options: DENY\r\n"), "{page}");
+    assert!(
+        page.contains("\r\nContent-Security-Policy: default-src 'self'; "),
+        "{page}"
+    );
+    let url = format!("ws://{}/ws", server.addr);
+    assert!(timeout(WAIT, wshub::connect(&url)).await.unwrap().is_ok());
+}

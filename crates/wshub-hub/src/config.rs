@@ -51,6 +51,9 @@ pub struct HubConfig {
     /// [`AdmissionConfig::default`], every limit off (`wshub serve` turns
     /// them on, see [`AdmissionConfig::recommended`]).
     pub admission: AdmissionConfig,
+    /// Whether `/echo` is served; off, it is answered 404 like any unknown
+    /// path. Default: on.
+    pub echo: bool,
 }
 
 impl Default for HubConfig {
@@ -66,6 +69,7 @@ impl Default for HubConfig {
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
             shutdown_timeout: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
+            echo: true,
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let mut config = hub_config(&args)?;
     let open_files = raise_open_file_limit();
     config.admission = admission(&args.admission, open_files)?;
+    config.echo = !args.admission.no_echo;
     let limits = &config.admission;
     // One line with the figures, 0 where a limit is off or unknown.
     tracing::info!(
