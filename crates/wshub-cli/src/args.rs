@@ -66,6 +66,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub(crate) listen: SocketAddr,
 
+    #[command(flatten)]
+    pub(crate) admission: AdmissionArgs,
+
     /// Send a protocol Ping to every client this often (e.g. 25s, 1m).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.ping_interval.unwrap_or_default()))]
@@ -126,6 +129,38 @@ pub(crate) struct ServeArgs {
     /// idle connection, and a room message is compressed once for everyone.
     #[arg(long, requires = "compression")]
     pub(crate) compression_context_takeover: bool,
+}
+
+/// `serve`'s limits on the connections it takes on. A request beyond one is
+/// answered `503 Service Unavailable` with `Retry-After`, before any
+/// upgrade; open connections are not touched.
+#[derive(Debug, Args)]
+pub(crate) struct AdmissionArgs {
+    /// Connections at once (WebSockets and HTTP requests); 0 = no cap
+    /// [default: the open-file limit, raised to the hard limit at start,
+    /// less an eighth of it (at least 32)].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+
+    /// Connections at once from one client address (an IPv4 address, or an
+    /// IPv6 /64); 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = wshub_hub::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub(crate) max_connections_per_ip: usize,
+
+    /// Requests per second from one client address, with a burst of two
+    /// seconds' worth; 0 = no limit.
+    #[arg(long, value_name = "PER_SEC", default_value_t = wshub_hub::DEFAULT_HANDSHAKES_PER_IP)]
+    pub(crate) handshakes_per_ip: u32,
+
+    /// A proxy (address, or network as ADDR/PREFIX) whose X-Forwarded-For is
+    /// believed: its last address that is not itself a trusted proxy is the
+    /// client, for the per-address limits and the logs (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "ADDR/CIDR")]
+    pub(crate) trusted_proxies: Vec<String>,
+
+    /// Do not serve /echo (404).
+    #[arg(long)]
+    pub(crate) no_echo: bool,
 }
 
 /// permessage-deflate flags, shared by `serve` and `connect`.

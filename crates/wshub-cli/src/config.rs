@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use wshub::{CloseCode, DeflateConfig, DeflateConfigError, ProtocolConfig, WebSocketConfig};
-use wshub_hub::HubConfig;
+use wshub_hub::{AdmissionConfig, HubConfig};
 
-use crate::args::{CompressionArgs, ConnectArgs, Runtime, ServeArgs};
+use crate::args::{AdmissionArgs, CompressionArgs, ConnectArgs, Runtime, ServeArgs};
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
 /// `GiB` suffix (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary), at least 1.
@@ -95,6 +95,29 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.send_queue = args.send_queue;
     config.presence_limit = args.presence_limit;
     config.shutdown_timeout = args.shutdown_timeout.into();
+    Ok(config)
+}
+
+/// The admission limits from their flags, for a process that may hold
+/// `open_files` descriptors (`None` where that is not known: then
+/// `--max-connections` has no default cap). Kept apart from [`hub_config`]
+/// because the library's default has every limit off and `serve` turns them
+/// on (see [`AdmissionConfig::recommended`]).
+pub(crate) fn admission(args: &AdmissionArgs, open_files: Option<u64>) -> Result<AdmissionConfig> {
+    let mut config = open_files.map_or_else(AdmissionConfig::default, AdmissionConfig::recommended);
+    if let Some(max) = args.max_connections {
+        config.max_connections = max;
+    }
+    config.max_connections_per_ip = args.max_connections_per_ip;
+    config.handshakes_per_ip = args.handshakes_per_ip;
+    for proxy in &args.trusted_proxies {
+        let network = proxy.trim().parse().with_context(|| {
+            format!(
+                "--trusted-proxy {proxy:?}: use an address (192.0.2.1) or a network (10.0.0.0/8, fd00::/8)"
+            )
+        })?;
+        config.trusted_proxies.push(network);
+    }
     Ok(config)
 }
 

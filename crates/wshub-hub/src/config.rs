@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use wshub::{ProtocolConfig, WebSocketConfig};
 
+use crate::AdmissionConfig;
+
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
 #[derive(Debug, Clone)]
@@ -42,6 +44,16 @@ pub struct HubConfig {
     /// finish their close handshake before it returns (`wshub serve` then
     /// exits, dropping the rest). Default: 5 s.
     pub shutdown_timeout: Duration,
+    /// Limits on the connections taken on: in all, per client address, and
+    /// handshakes per second per client address, each answered 503 with
+    /// `Retry-After` before the upgrade; and the proxies whose
+    /// `X-Forwarded-For` names the client. Default:
+    /// [`AdmissionConfig::default`], every limit off (`wshub serve` turns
+    /// them on, see [`AdmissionConfig::recommended`]).
+    pub admission: AdmissionConfig,
+    /// Whether `/echo` is served; off, it is answered 404 like any unknown
+    /// path. Default: on.
+    pub echo: bool,
 }
 
 impl Default for HubConfig {
@@ -56,6 +68,8 @@ impl Default for HubConfig {
             send_queue: 1024,
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
             shutdown_timeout: Duration::from_secs(5),
+            admission: AdmissionConfig::default(),
+            echo: true,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod admission;
 mod config;
 mod echo;
 mod member;
@@ -24,5 +25,9 @@ pub mod rooms;
 mod server;
 mod session;
 
+pub use admission::{
+    max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, HANDSHAKE_BURST_SECONDS,
+};
 pub use config::HubConfig;
 pub use server::serve;

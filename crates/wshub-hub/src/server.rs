@@ -4,16 +4,19 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket};
 
+use crate::admission::{Admission, Admitted};
 use crate::rooms::Rooms;
 use crate::session::Session;
 use crate::{echo, member, HubConfig};
@@ -21,12 +24,39 @@ use crate::{echo, member, HubConfig};
 /// The chat page, embedded at build time.
 pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
 
+/// `Content-Security-Policy` of the chat page: its own origin only, its
+/// one inline `<style>` and one inline `<script>` allowed by their SHA-256
+/// (a unit test recomputes both, so an edit of the page fails it until
+/// these are updated), WebSockets to any host (`ws:`/`wss:`; `'self'` alone
+/// does not cover them in every browser), and no framing.
+const PAGE_CSP: &str = "default-src 'self'; \
+    style-src 'sha256-+Y2TXW1nYbzirjy7uutvEv52ZNyrcYdVKC4WJ/+vhMo='; \
+    script-src 'sha256-pti+l6kOXpfc8SWUIxYZW3f9FaHuXhxTOMiVP9gHTEg='; \
+    connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// `Content-Security-Policy` of every other plain answer: nothing to load,
+/// no framing.
+const TEXT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// `answer` with the headers every plain HTTP answer of the hub carries:
+/// `Content-Security-Policy` (`csp`), `X-Frame-Options: DENY` (for browsers
+/// without `frame-ancestors`), `X-Content-Type-Options: nosniff` and
+/// `Cache-Control: no-store`.
+fn plain_answer(answer: Response, csp: &'static str) -> Response {
+    answer
+        .header("Cache-Control", "no-store")
+        .header("X-Content-Type-Options", "nosniff")
+        .header("Content-Security-Policy", csp)
+        .header("X-Frame-Options", "DENY")
+}
+
 /// What every connection's task of one server shares.
 struct ServerState {
     config: HubConfig,
     rooms: Arc<Rooms>,
     next_conn_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    admission: Arc<Admission>,
 }
 
 /// Serves the hub on `listener` until `shutdown` completes, then closes every
@@ -42,14 +72,29 @@ struct ServerState {
 /// | `GET /` | the chat page (HTML) |
 /// | `GET /healthz` | `200 ok` |
 /// | `GET /ws` | the JSON hub (`docs/protocol.md`) |
-/// | `GET /echo` | echoes every message |
+/// | `GET /echo` | echoes every message (404 with [`HubConfig::echo`] off) |
 /// | plain HTTP to `/ws` or `/echo` | 426 with a one-line explanation |
 /// | another method on `/` or `/healthz` | 405 |
 /// | anything else | 404 |
 ///
+/// Every plain HTTP answer written here carries `Content-Security-Policy`
+/// (the page's allows only itself, its inline style and script by hash,
+/// and WebSockets; the others allow nothing), `X-Frame-Options: DENY`,
+/// `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
+///
 /// A request head not received within the handshake timeout
 /// ([`WebSocketConfig::handshake_timeout`](wshub::WebSocketConfig::handshake_timeout)
-/// of [`HubConfig::websocket`]) is answered 408.
+/// of [`HubConfig::websocket`]) is answered 408. A request beyond a limit of
+/// [`HubConfig::admission`] is answered `503 Service Unavailable` with
+/// `Retry-After`, before any upgrade; open connections are not touched.
+///
+/// When `accept` fails for want of file descriptors or memory (EMFILE,
+/// ENFILE, ENOMEM, ENOBUFS), the loop waits 50 ms, doubling up to 1 s until
+/// an accept succeeds, and logs at most one line a second (with how many it
+/// left out); new connections wait in the listen backlog meanwhile.
+///
+/// On shutdown the listener is closed, connections still in their
+/// handshake are dropped, and every session is told to close with 1001.
 ///
 /// # Errors
 /// Only if the listener itself fails; a bad client never ends the server.
@@ -61,26 +106,46 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(ServerState {
         rooms: Arc::new(Rooms::new(config.presence_limit)),
+        admission: Arc::new(Admission::new(&config.admission)),
         config,
         next_conn_id: AtomicU64::new(1),
         shutdown: stop_rx,
     });
     let open = Arc::new(OpenConnections::default());
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let counted = OpenConnections::enter(&open);
-                    tokio::spawn(connection_task(tcp, peer, state.clone(), counted));
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff.succeeded();
+                let counted = OpenConnections::enter(&open);
+                tokio::spawn(connection_task(tcp, peer, state.clone(), counted));
+            }
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Err(e) => {
+                // Out of descriptors or memory: retrying at once would spin,
+                // and giving up would end the server.
+                let (delay, log) = backoff.failed(Instant::now());
+                if let Some(suppressed) = log {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = delay.as_millis() as u64,
+                        suppressed,
+                        connections = open.count(),
+                        "accept failed: out of file descriptors or memory, backing off"
+                    );
                 }
-                Err(e) => {
-                    // Running out of file descriptors must not end the server.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(delay) => {}
                 }
-            },
+            }
         }
     }
     drop(listener);
@@ -97,6 +162,58 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Whether an accept error concerns only the connection being accepted (it
+/// was reset or aborted before we took it, or a firewall refused it), so
+/// the next accept can follow at once.
+fn is_per_connection(error: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | PermissionDenied
+    )
+}
+
+/// The wait between accepts after the process ran out of descriptors or
+/// memory, and when to log it. Time is an argument, for the tests.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// The last wait; zero after a successful accept.
+    delay: Duration,
+    /// When a failure was last logged.
+    logged_at: Option<Instant>,
+    /// Failures since then, not logged.
+    suppressed: u64,
+}
+
+impl AcceptBackoff {
+    /// The first wait: 50 ms.
+    const FIRST: Duration = Duration::from_millis(50);
+    /// The longest wait: 1 s.
+    const MAX: Duration = Duration::from_secs(1);
+    /// At most one log line per this: 1 s.
+    const LOG_EVERY: Duration = Duration::from_secs(1);
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    /// An accept failed at `now`: the wait before the next one, and
+    /// `Some(failures left out since the last line)` when this one is to be
+    /// logged.
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        let due = self.logged_at.map_or(true, |at| {
+            now.saturating_duration_since(at) >= Self::LOG_EVERY
+        });
+        if !due {
+            self.suppressed += 1;
+            return (self.delay, None);
+        }
+        self.logged_at = Some(now);
+        (self.delay, Some(std::mem::take(&mut self.suppressed)))
+    }
 }
 
 /// The connections still running, so shutdown can wait for them. A counter
@@ -152,10 +269,19 @@ fn connection_task(
     state: Arc<ServerState>,
     counted: Counted,
 ) -> impl Future<Output = ()> + Send {
-    let handshake = Box::pin(async move { open_session(tcp, peer, &state).await });
+    let handshake = Box::pin(async move {
+        // A handshake still under way when the server stops is dropped:
+        // nothing was promised to it yet, and shutdown need not wait for it.
+        let mut shutdown = state.shutdown.clone();
+        tokio::select! {
+            opened = open_session(tcp, peer, &state) => opened,
+            _ = shutdown.changed() => None,
+        }
+    });
     async move {
-        if let Some(session) = handshake.await {
+        if let Some((session, admitted)) = handshake.await {
             session.await;
+            drop(admitted);
         }
         drop(counted);
     }
@@ -165,10 +291,11 @@ fn start_session(
     ws: WebSocket<TcpTransport>,
     route: WebSocketRoute,
     peer: SocketAddr,
+    client: IpAddr,
     state: &ServerState,
 ) -> Session {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(conn_id, %peer, path = %ws.url(), "connection opened");
+    tracing::info!(conn_id, %peer, %client, path = %ws.url(), "connection opened");
     let shutdown = state.shutdown.clone();
     match route {
         WebSocketRoute::Hub => Box::pin(member::run(
@@ -191,26 +318,34 @@ enum WebSocketRoute {
 }
 
 /// Where a request goes: a WebSocket route, or a plain HTTP answer.
-fn route(request: &Request) -> Result<WebSocketRoute, Response> {
-    let page = |status, content_type, body: &'static str| {
-        Response::new(status, content_type, Bytes::from_static(body.as_bytes()))
-            .header("Cache-Control", "no-store")
-            .header("X-Content-Type-Options", "nosniff")
+/// Without `echo` ([`HubConfig::echo`]), `/echo` is answered 404.
+fn route(request: &Request, echo: bool) -> Result<WebSocketRoute, Response> {
+    let text = |status, body: &'static str| {
+        let answer = Response::text(status, Bytes::from_static(body.as_bytes()));
+        plain_answer(answer, TEXT_CSP)
     };
-    const TEXT: &str = "text/plain; charset=utf-8";
     match (request.method.as_str(), request.path()) {
         (_, "/ws") => Ok(WebSocketRoute::Hub),
-        (_, "/echo") => Ok(WebSocketRoute::Echo),
-        ("GET", "/" | "/index.html") => Err(page(200, "text/html; charset=utf-8", CHAT_PAGE)),
-        ("GET", "/healthz") => Err(page(200, TEXT, "ok\n")),
-        (_, "/" | "/index.html" | "/healthz") => Err(page(405, TEXT, "use GET\n")),
-        _ => Err(page(404, TEXT, "not found\n")),
+        (_, "/echo") if echo => Ok(WebSocketRoute::Echo),
+        ("GET", "/" | "/index.html") => {
+            let html = "text/html; charset=utf-8";
+            let page = Response::new(200, html, Bytes::from_static(CHAT_PAGE.as_bytes()));
+            Err(plain_answer(page, PAGE_CSP))
+        }
+        ("GET", "/healthz") => Err(text(200, "ok\n")),
+        (_, "/" | "/index.html" | "/healthz") => Err(text(405, "use GET\n")),
+        _ => Err(text(404, "not found\n")),
     }
 }
 
-/// Reads the request, answers plain HTTP routes, and upgrades WebSocket ones
-/// into their session. Logs one line for a connection refused or failed.
-async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> Option<Session> {
+/// Reads the request, admits it or answers 503, answers plain HTTP routes,
+/// and upgrades WebSocket ones into their session, returned with its
+/// admission. Logs one line for a connection refused or failed.
+async fn open_session(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &ServerState,
+) -> Option<(Session, Admitted)> {
     let _ = tcp.set_nodelay(true);
     let config = &state.config.websocket;
     let handshake = match read_handshake(tcp, config).await {
@@ -228,7 +363,19 @@ async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> 
             return None;
         }
     };
-    let route = match route(handshake.request()) {
+    let client = state.admission.client_ip(peer.ip(), handshake.request());
+    let admitted = match state.admission.admit(client, std::time::Instant::now()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let answer = plain_answer(refusal.response(), TEXT_CSP);
+            tracing::info!(%peer, %client, status = 503, limit = refusal.limit.field(), "connection refused");
+            if let Err(e) = handshake.respond(&answer).await {
+                tracing::debug!(%peer, error = %e.report(), "answer not sent");
+            }
+            return None;
+        }
+    };
+    let route = match route(handshake.request(), state.config.echo) {
         Ok(route) => route,
         Err(answer) => {
             if let Err(e) = handshake.respond(&answer).await {
@@ -256,7 +403,7 @@ async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> 
     // flight, no measurable change at 1 (A/B runs, 2026-11-29).
     let upgrade = upgrade.map_io(TcpTransport::new);
     match upgrade.accept(Accept::default(), config.clone()).await {
-        Ok(ws) => Some(start_session(ws, route, peer, state)),
+        Ok(ws) => Some((start_session(ws, route, peer, client, state), admitted)),
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");
             None
@@ -267,6 +414,38 @@ async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_logs_once_a_second() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut backoff = AcceptBackoff::default();
+        assert_eq!(backoff.failed(t0), (ms(50), Some(0)));
+        assert_eq!(backoff.failed(t0 + ms(50)), (ms(100), None));
+        assert_eq!(backoff.failed(t0 + ms(150)), (ms(200), None));
+        assert_eq!(backoff.failed(t0 + ms(350)), (ms(400), None));
+        assert_eq!(backoff.failed(t0 + ms(750)), (ms(800), None));
+        assert_eq!(backoff.failed(t0 + ms(1550)), (ms(1000), Some(4)));
+        assert_eq!(backoff.failed(t0 + ms(2550)), (ms(1000), Some(0)));
+        backoff.succeeded();
+        assert_eq!(backoff.failed(t0 + ms(2600)), (ms(50), None));
+    }
+
+    #[test]
+    fn only_resource_errors_back_off() {
+        use io::ErrorKind::*;
+        for kind in [
+            ConnectionAborted,
+            ConnectionReset,
+            Interrupted,
+            PermissionDenied,
+        ] {
+            assert!(is_per_connection(&io::Error::from(kind)), "{kind:?}");
+        }
+        // EMFILE: "Too many open files" has no kind of its own.
+        assert!(!is_per_connection(&io::Error::from_raw_os_error(24)));
+        assert!(!is_per_connection(&io::Error::from(OutOfMemory)));
+    }
 
     async fn server_socket(listener: &TcpListener) -> (WebSocket<TcpTransport>, TcpStream) {
         let client = TcpStream::connect(listener.local_addr().unwrap())
@@ -311,5 +490,199 @@ mod tests {
             hub_size <= socket_size + 640,
             "hub session {hub_size} B around a {socket_size} B WebSocket"
         );
+    }
+
+    fn request(method: &str, path: &str) -> Request {
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: hub\r\n\r\n");
+        Request::parse(head.as_bytes()).unwrap()
+    }
+
+    fn header<'a>(answer: &'a Response, name: &str) -> Option<&'a str> {
+        let found = answer
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name));
+        found.map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_plain_answer_forbids_framing_and_the_page_allows_only_itself() {
+        for (method, path, status) in [
+            ("GET", "/", 200),
+            ("GET", "/healthz", 200),
+            ("POST", "/", 405),
+            ("GET", "/nope", 404),
+        ] {
+            let Err(answer) = route(&request(method, path), true) else {
+                panic!("{method} {path} is not a WebSocket route");
+            };
+            assert_eq!(answer.status, status, "{method} {path}");
+            assert_eq!(header(&answer, "X-Frame-Options"), Some("DENY"));
+            let csp = header(&answer, "Content-Security-Policy").unwrap();
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            let expected = if path == "/" && status == 200 {
+                PAGE_CSP
+            } else {
+                TEXT_CSP
+            };
+            assert_eq!(csp, expected, "{method} {path}");
+        }
+        assert!(PAGE_CSP.starts_with("default-src 'self'; "));
+        assert!(PAGE_CSP.contains("; connect-src 'self' ws: wss:; "));
+    }
+
+    #[test]
+    fn without_echo_the_echo_route_is_404() {
+        assert!(matches!(
+            route(&request("GET", "/echo"), true),
+            Ok(WebSocketRoute::Echo)
+        ));
+        let Err(answer) = route(&request("GET", "/echo"), false) else {
+            panic!("/echo still routed");
+        };
+        assert_eq!(answer.status, 404);
+        assert!(matches!(
+            route(&request("GET", "/ws"), false),
+            Ok(WebSocketRoute::Hub)
+        ));
+    }
+
+    /// The page's CSP names the SHA-256 of its one inline style and one
+    /// inline script (CSP Level 2 hash sources): a change to either must
+    /// update [`PAGE_CSP`], or the browser would refuse to run it.
+    #[test]
+    fn the_page_csp_hashes_are_those_of_its_inline_style_and_script() {
+        for tag in ["style", "script"] {
+            let open = format!("<{tag}>");
+            let close = format!("</{tag}>");
+            assert_eq!(CHAT_PAGE.matches(&open).count(), 1, "one inline {tag}");
+            let start = CHAT_PAGE.find(&open).unwrap() + open.len();
+            let end = start + CHAT_PAGE[start..].find(&close).unwrap();
+            let hash = format!(
+                "'sha256-{}'",
+                base64(&sha256::digest(&CHAT_PAGE.as_bytes()[start..end]))
+            );
+            let directive = format!("{tag}-src {hash}");
+            assert!(
+                PAGE_CSP.contains(&directive),
+                "{directive} not in {PAGE_CSP}"
+            );
+        }
+        assert!(
+            !CHAT_PAGE.contains(" style=\""),
+            "inline style attributes need 'unsafe-inline'"
+        );
+        assert!(
+            !CHAT_PAGE.contains(" onclick="),
+            "inline handlers need 'unsafe-inline'"
+        );
+    }
+
+    /// Standard base64 with padding (RFC 4648 §4).
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// SHA-256 (FIPS 180-4), for the test above only.
+    mod sha256 {
+        /// The first 32 bits of the fractional parts of the cube roots of
+        /// the first 64 primes (§4.2.2).
+        const K: [u32; 64] = [
+            0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+            0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+            0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+            0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+            0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+            0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+            0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+            0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+            0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+            0xc67178f2,
+        ];
+
+        pub(super) fn digest(message: &[u8]) -> [u8; 32] {
+            // §6.2.1: the square roots of the first 8 primes (§5.3.3).
+            let mut h: [u32; 8] = [
+                0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+                0x5be0cd19,
+            ];
+            // §5.1.1: a 1 bit, zeros, and the length in bits, to 64-byte blocks.
+            let mut padded = message.to_vec();
+            padded.push(0x80);
+            while padded.len() % 64 != 56 {
+                padded.push(0);
+            }
+            padded.extend_from_slice(&(message.len() as u64 * 8).to_be_bytes());
+            for block in padded.chunks_exact(64) {
+                let mut w = [0u32; 64];
+                for (i, word) in block.chunks_exact(4).enumerate() {
+                    w[i] = u32::from_be_bytes(word.try_into().unwrap());
+                }
+                for t in 16..64 {
+                    let s0 =
+                        w[t - 15].rotate_right(7) ^ w[t - 15].rotate_right(18) ^ (w[t - 15] >> 3);
+                    let s1 =
+                        w[t - 2].rotate_right(17) ^ w[t - 2].rotate_right(19) ^ (w[t - 2] >> 10);
+                    w[t] = w[t - 16]
+                        .wrapping_add(s0)
+                        .wrapping_add(w[t - 7])
+                        .wrapping_add(s1);
+                }
+                let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+                for t in 0..64 {
+                    let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+                    let ch = (e & f) ^ (!e & g);
+                    let t1 = hh
+                        .wrapping_add(s1)
+                        .wrapping_add(ch)
+                        .wrapping_add(K[t])
+                        .wrapping_add(w[t]);
+                    let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+                    let maj = (a & b) ^ (a & c) ^ (b & c);
+                    let t2 = s0.wrapping_add(maj);
+                    hh = g;
+                    g = f;
+                    f = e;
+                    e = d.wrapping_add(t1);
+                    d = c;
+                    c = b;
+                    b = a;
+                    a = t1.wrapping_add(t2);
+                }
+                for (h, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+                    *h = h.wrapping_add(v);
+                }
+            }
+            let mut out = [0u8; 32];
+            for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            out
+        }
+
+        #[test]
+        fn matches_the_fips_180_2_example_abc() {
+            let hex: String = digest(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(
+                hex,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            );
+        }
     }
 }

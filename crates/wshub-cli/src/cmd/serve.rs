@@ -5,10 +5,22 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::args::ServeArgs;
-use crate::config::hub_config;
+use crate::config::{admission, hub_config};
 
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
-    let config = hub_config(&args)?;
+    let mut config = hub_config(&args)?;
+    let open_files = raise_open_file_limit();
+    config.admission = admission(&args.admission, open_files)?;
+    config.echo = !args.admission.no_echo;
+    let limits = &config.admission;
+    // One line with the figures, 0 where a limit is off or unknown.
+    tracing::info!(
+        open_files = open_files.unwrap_or(0),
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        handshakes_per_ip = limits.handshakes_per_ip,
+        "connection limits"
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -25,6 +37,28 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     wshub_hub::serve(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, so the process may
+/// hold as many connections as it is allowed, and returns the soft limit in
+/// force (`None` where there is none to read). Logs once if it cannot.
+fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => Some(limit),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+                rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .ok()
+                    .map(|(soft, _)| soft)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// Ctrl-C or SIGTERM.
