@@ -117,6 +117,8 @@ pub(crate) struct ServeArgs {
     pub(crate) workers: Option<usize>,
 
     #[command(flatten)]
+    pub(crate) member_limits: MemberLimitArgs,
+    #[command(flatten)]
     pub(crate) compression: CompressionArgs,
 
     /// With --compression: keep each connection's compression context
@@ -126,6 +128,22 @@ pub(crate) struct ServeArgs {
     /// idle connection, and a room message is compressed once for everyone.
     #[arg(long, requires = "compression")]
     pub(crate) compression_context_takeover: bool,
+}
+
+/// Limits of each `/ws` member (docs/protocol.md says what a client sees).
+#[derive(Debug, Args)]
+pub(crate) struct MemberLimitArgs {
+    /// Bytes waiting for one member's socket (suffixes KiB, MiB, GiB) before
+    /// it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().send_queue_bytes))]
+    pub(crate) send_queue_bytes: String,
+
+    /// How long a member's socket may take none of the bytes waiting for it
+    /// before it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().write_timeout))]
+    pub(crate) write_timeout: humantime::Duration,
 }
 
 /// permessage-deflate flags, shared by `serve` and `connect`.

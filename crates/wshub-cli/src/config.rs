@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use wshub::{CloseCode, DeflateConfig, DeflateConfigError, ProtocolConfig, WebSocketConfig};
 use wshub_hub::HubConfig;
 
-use crate::args::{CompressionArgs, ConnectArgs, Runtime, ServeArgs};
+use crate::args::{CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs};
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
 /// `GiB` suffix (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary), at least 1.
@@ -93,9 +93,20 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
         }
     }
     config.send_queue = args.send_queue;
+    member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
     config.shutdown_timeout = args.shutdown_timeout.into();
     Ok(config)
+}
+
+/// The `/ws` member limits from their flags.
+fn member_limits(args: &MemberLimitArgs, config: &mut HubConfig) -> Result<()> {
+    config.send_queue_bytes = parse_size("--send-queue-bytes", &args.send_queue_bytes)?;
+    config.write_timeout = args.write_timeout.into();
+    if config.write_timeout.is_zero() {
+        bail!("--write-timeout must be more than 0, e.g. 10s");
+    }
+    Ok(())
 }
 
 /// permessage-deflate settings from the `--compression*` flags, on top of
@@ -407,6 +418,32 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("--max-message-size"), "{err}");
+        }
+    }
+
+    #[test]
+    fn member_limit_flags_become_the_hub_config_or_say_what_to_fix() {
+        let hub = hub_config(&serve_args(&[
+            "--send-queue-bytes",
+            "256KiB",
+            "--write-timeout",
+            "3s",
+        ]))
+        .unwrap();
+        assert_eq!(hub.send_queue_bytes, 256 << 10);
+        assert_eq!(hub.write_timeout, Duration::from_secs(3));
+        for (flags, fix) in [
+            (
+                &["--send-queue-bytes", "0"][..],
+                "--send-queue-bytes must be at least 1 byte",
+            ),
+            (
+                &["--write-timeout", "0s"],
+                "--write-timeout must be more than 0",
+            ),
+        ] {
+            let err = hub_config(&serve_args(flags)).unwrap_err().to_string();
+            assert!(err.contains(fix), "{flags:?}: {err}");
         }
     }
 }

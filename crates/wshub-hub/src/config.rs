@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use wshub::{ProtocolConfig, WebSocketConfig};
 
+use crate::member::MemberLimits;
+use crate::rooms::SendQueue;
+
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
 #[derive(Debug, Clone)]
@@ -29,9 +32,21 @@ pub struct HubConfig {
     /// compression state, and a message published to a room is compressed
     /// once for every member that negotiated the same parameters.
     pub websocket: WebSocketConfig,
-    /// Frames queued per connection before a slow reader is disconnected with
-    /// 1008. Default: 1024.
+    /// Frames queued for one `/ws` member before it is disconnected as a
+    /// slow consumer (close 1008, docs/protocol.md "Slow consumers"); this
+    /// bounds the queue's own memory when messages are tiny, beside
+    /// [`HubConfig::send_queue_bytes`]. Default: 1024.
     pub send_queue: usize,
+    /// Bytes queued for one `/ws` member (frames as written on the wire, a
+    /// room's shared frame counted in full for each member holding it)
+    /// before it is disconnected as a slow consumer (close 1008). Default:
+    /// 1 MiB.
+    pub send_queue_bytes: usize,
+    /// How long a `/ws` member's socket may accept none of the bytes the hub
+    /// has for it before the member is disconnected as a slow consumer
+    /// (close 1008). Any progress restarts the wait; a member that reads,
+    /// however slowly, is bounded by the send queue instead. Default: 10 s.
+    pub write_timeout: Duration,
     /// Rooms send join and leave notices while they have at most this many
     /// members; bigger rooms stay quiet about presence (a notice per member per
     /// join would cost the square of a crowd's size). Default: 100, the most
@@ -54,8 +69,21 @@ impl Default for HubConfig {
         Self {
             websocket,
             send_queue: 1024,
+            send_queue_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(10),
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
             shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl HubConfig {
+    /// What each `/ws` member's session needs of this config.
+    pub(crate) fn member_limits(&self) -> MemberLimits {
+        MemberLimits {
+            send_queue: SendQueue::new(self.send_queue, self.send_queue_bytes),
+            write_timeout: self.write_timeout,
+            write_buffer_limit: self.websocket.write_buffer_limit,
         }
     }
 }

@@ -1,33 +1,67 @@
 //! One `/ws` connection, a member of the hub: JSON requests in (join,
 //! leave, publish), room messages out.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 use wshub::{CloseCode, Error, Message, WebSocket};
 
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
-use crate::rooms::{outbox, Outbox, Rooms, Signal};
+use crate::rooms::{Outbox, Rooms, SendQueue, Signal};
 use crate::session::{finish, log_end};
+
+/// What a member's session is allowed, from [`HubConfig`](crate::HubConfig).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemberLimits {
+    /// [`HubConfig::send_queue`](crate::HubConfig::send_queue) and
+    /// [`HubConfig::send_queue_bytes`](crate::HubConfig::send_queue_bytes).
+    pub(crate) send_queue: SendQueue,
+    /// [`HubConfig::write_timeout`](crate::HubConfig::write_timeout).
+    pub(crate) write_timeout: Duration,
+    /// [`WebSocketConfig::write_buffer_limit`](wshub::WebSocketConfig::write_buffer_limit):
+    /// bytes queued on the socket above which the session stops taking
+    /// frames from its send queue and requests from its client until the
+    /// socket drains.
+    pub(crate) write_buffer_limit: usize,
+}
+
+impl Default for MemberLimits {
+    fn default() -> Self {
+        crate::HubConfig::default().member_limits()
+    }
+}
 
 /// The `/ws` session of connection `conn_id`. Not an `async fn`, whose
 /// future keeps its arguments twice (rust-lang/rust#62958): every idle
 /// member would pay for the `WebSocket` twice.
+///
+/// One wait picks what happened next: the hub shutting down, the socket
+/// taking (or refusing, past [`MemberLimits::write_timeout`]) what is
+/// queued for it, frames from the rooms, or a request from the client. The
+/// write never blocks the rest: while it waits, shutdown and the send
+/// queue's limit are still seen, and the client is still read (so the
+/// keepalive runs) until [`MemberLimits::write_buffer_limit`] bytes are
+/// queued on the socket.
 // Written out by hand on purpose: see above.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     conn_id: u64,
     rooms: Arc<Rooms>,
-    send_queue: usize,
+    limits: MemberLimits,
     mut shutdown: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> {
+) -> impl Future<Output = ()> {
     // Built before the `async move` block and captured by it: the arguments
     // moved into a `Member` inside the block would keep their own slots in
     // the future too (16 bytes per idle member).
-    let (out, mut inbox) = outbox(send_queue);
+    let (out, mut inbox) = rooms.outbox(limits.send_queue);
     let mut member = Member {
         conn_id,
         name: format!("anon-{conn_id}"),
@@ -35,90 +69,106 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         rooms,
         out,
     };
+    let mut writer = Writer::new(limits.write_timeout);
+    let write_buffer_limit = limits.write_buffer_limit;
     async move {
-        let mut error = None;
-
         let welcome = ServerMessage::Welcome {
             id: member.conn_id,
             name: &member.name,
         }
         .to_json();
-        if let Err(e) = ws.send(Message::text(welcome)).await {
-            error = Some(e);
-        }
+        let mut error = ws.feed_message(&Message::text(welcome)).err();
+        // The Close the hub ends the session with, if it does.
+        let mut closing: Option<(CloseCode, &'static str)> = None;
+        writer.fed(&ws);
+        // This receiver was cloned from the server's before any shutdown was
+        // sent, so a change is the shutdown (or the server gone).
+        let mut shutdown_changed = std::pin::pin!(shutdown.changed());
         while error.is_none() {
-            let mut reply = None;
-            let mut queued_frames = false;
             // Only picks what happened; the work is done after it, so the
             // futures polled here and the work's own never coexist in the
             // session's state.
-            let wake = tokio::select! {
-                biased;
-                _ = shutdown.changed() => Wake::Shutdown,
-                signal = inbox.signal() => Wake::Inbox(signal),
-                incoming = ws.next() => Wake::Incoming(incoming),
-            };
-            match wake {
-                Wake::Shutdown => {
-                    let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
-                    break;
+            let wake = std::future::poll_fn(|cx| {
+                if shutdown_changed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Shutdown);
                 }
-                Wake::Inbox(Signal::Kicked) => {
-                    kick(&mut ws, member.conn_id).await;
-                    break;
+                if let Poll::Ready(wake) = writer.poll(&mut ws, cx) {
+                    return Poll::Ready(wake);
                 }
-                Wake::Inbox(Signal::Frames) => {
-                    // Queue every frame waiting, then write them with one flush.
-                    match inbox.drain(|frame| ws.feed_prepared(frame)) {
-                        Ok(()) => queued_frames = true,
-                        Err(e) => error = Some(e),
+                // Nothing more is queued on a socket holding its limit:
+                // frames stay in the send queue (bounded), requests in the
+                // client's socket.
+                let room = ws.buffered_amount() < write_buffer_limit;
+                match inbox.poll_signal(cx) {
+                    Poll::Ready(Signal::Kicked) => return Poll::Ready(Wake::Kicked),
+                    Poll::Ready(Signal::Frames) if room => return Poll::Ready(Wake::Frames),
+                    _ => {}
+                }
+                if room {
+                    if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Incoming(incoming));
                     }
                 }
+                Poll::Pending
+            })
+            .await;
+            let reply = match wake {
+                Wake::Shutdown => {
+                    closing = Some((CloseCode::GoingAway, "server shutting down"));
+                    break;
+                }
+                Wake::Kicked => {
+                    closing = Some(slow_consumer(member.conn_id, "send queue full"));
+                    break;
+                }
+                Wake::WriteTimeout => {
+                    closing = Some(slow_consumer(member.conn_id, "write timed out"));
+                    break;
+                }
+                Wake::Written(result) => {
+                    error = result.err();
+                    None
+                }
+                Wake::Frames => {
+                    error = inbox.drain(|frame| ws.feed_prepared(frame)).err();
+                    writer.fed(&ws);
+                    None
+                }
                 Wake::Incoming(None) => break,
-                Wake::Incoming(Some(Err(e))) => error = Some(e),
+                Wake::Incoming(Some(Err(e))) => {
+                    error = Some(e);
+                    None
+                }
                 Wake::Incoming(Some(Ok(Message::Binary(_)))) => {
                     let reply_json = ServerMessage::Error {
                         code: ErrorCode::BinaryUnsupported,
                         message: "the hub protocol is JSON in text messages",
                         id: None,
                     };
-                    reply = Some(Message::text(reply_json.to_json()));
+                    Some(reply_json.to_json())
                 }
                 Wake::Incoming(Some(Ok(Message::Text(text)))) => {
                     // The bytes, not `as_str`: the protocol core validated
                     // them as UTF-8 already, and `as_str` would again.
-                    reply = member.answer(text.as_bytes()).map(Message::text);
+                    member.answer(text.as_bytes())
                 }
-            }
-            if error.is_some() || (reply.is_none() && !queued_frames) {
-                continue;
-            }
-            // A reader that stopped reading blocks this write; its queue then
-            // fills and the kick must still get through.
-            let write = async {
-                if let Some(reply) = reply {
-                    ws.feed(reply).await?;
-                }
-                ws.flush().await
             };
-            let written = tokio::select! {
-                biased;
-                _ = inbox.kicked() => None,
-                result = write => Some(result),
-            };
-            match written {
-                None => {
-                    kick(&mut ws, member.conn_id).await;
-                    break;
-                }
-                Some(Err(e)) => error = Some(e),
-                Some(Ok(())) => {}
+            if let Some(reply) = reply {
+                error = ws.feed_message(&Message::text(reply)).err();
+                writer.fed(&ws);
             }
         }
+        // Out of its rooms first: nothing more is queued for it, and its
+        // rooms hear it leave without waiting for its close handshake.
         for room in &member.joined {
             let _ = member.rooms.leave(room, member.conn_id);
         }
         drop(inbox);
+        if let Some((code, reason)) = closing {
+            // Queued behind whatever the socket has not taken; the close
+            // timeout bounds the wait for a peer that does not read.
+            let _ = ws.close(code, reason).await;
+        }
         Box::pin(finish(&mut ws)).await;
         log_end(member.conn_id, "/ws", &ws, error.as_ref());
     }
@@ -127,21 +177,96 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
 /// What woke a member's task.
 enum Wake {
     Shutdown,
-    Inbox(Signal),
+    /// The send queue passed its limit.
+    Kicked,
+    /// The socket took nothing for [`MemberLimits::write_timeout`].
+    WriteTimeout,
+    /// Everything queued on the socket was written (or the write failed).
+    Written(Result<(), Error>),
+    Frames,
     Incoming(Option<Result<Message, Error>>),
 }
 
-/// Disconnects a member whose send queue overflowed (docs/protocol.md,
-/// "Slow consumers").
-async fn kick<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, conn_id: u64) {
+/// The socket's side of a session: whether bytes wait to be written, and
+/// the write-stall deadline while they cannot be.
+struct Writer {
+    /// Bytes were queued on the socket and not yet flushed.
+    pending: bool,
+    /// [`MemberLimits::write_timeout`].
+    timeout: Duration,
+    /// Armed while a flush waits on the socket; allocated at the first such
+    /// wait, so a member whose socket always takes its bytes has none.
+    stall: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    /// Bytes queued on the socket when last looked at: less now is progress.
+    queued: usize,
+}
+
+impl Writer {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            pending: false,
+            timeout,
+            stall: None,
+            armed: false,
+            queued: 0,
+        }
+    }
+
+    /// Bytes were just queued on `ws`.
+    fn fed<S>(&mut self, ws: &WebSocket<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.pending = true;
+        self.queued = ws.buffered_amount();
+    }
+
+    /// Flushes what is queued. `Ready` with [`Wake::Written`] once it is all
+    /// written (or the socket failed), with [`Wake::WriteTimeout`] once the
+    /// socket has taken nothing for the timeout.
+    fn poll<S>(&mut self, ws: &mut WebSocket<S>, cx: &mut std::task::Context<'_>) -> Poll<Wake>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.pending {
+            return Poll::Pending;
+        }
+        if let Poll::Ready(result) = ws.poll_flush_unpin(cx) {
+            self.pending = false;
+            self.armed = false;
+            return Poll::Ready(Wake::Written(result));
+        }
+        let queued = ws.buffered_amount();
+        if !self.armed || queued < self.queued {
+            let deadline = Instant::now() + self.timeout;
+            match &mut self.stall {
+                Some(stall) => stall.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        self.queued = queued;
+        if let Some(stall) = &mut self.stall {
+            if stall.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::WriteTimeout);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Logs a slow consumer's disconnection (docs/protocol.md, "Slow
+/// consumers"): its send queue passed its limit, or its socket stayed
+/// blocked for the write timeout. Returns the Close it gets.
+fn slow_consumer(conn_id: u64, reason: &'static str) -> (CloseCode, &'static str) {
     tracing::info!(
         conn_id,
         close_code = 1008,
-        "send queue full, disconnecting slow consumer"
+        reason,
+        "disconnecting slow consumer"
     );
-    let _ = ws
-        .close(CloseCode::PolicyViolation, "send queue full")
-        .await;
+    (CloseCode::PolicyViolation, reason)
 }
 
 /// What one member is: its identity and the rooms it is in.

@@ -23,9 +23,35 @@ pub(crate) fn now_ms() -> u64 {
 /// so a burst (a crowd joining) does not leave memory behind in every member.
 const SPARE_FRAMES: usize = 4;
 
+/// The bounds of one member's send queue: past either, the member is
+/// disconnected as a slow consumer (1008; docs/protocol.md, "Slow
+/// consumers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendQueue {
+    /// Frames queued. Each costs a pointer-sized slot beside its shared
+    /// encoding, so this bounds the queue's own memory for tiny messages.
+    pub frames: usize,
+    /// Bytes of the frames queued, as written on the wire (uncompressed
+    /// size). A frame shared by a room is counted in full by every member
+    /// holding it.
+    pub bytes: usize,
+}
+
+impl SendQueue {
+    /// At most `frames` frames and `bytes` bytes (each at least 1).
+    pub fn new(frames: usize, bytes: usize) -> Self {
+        Self {
+            frames: frames.max(1),
+            bytes: bytes.max(1),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     frames: VecDeque<PreparedMessage>,
+    /// Bytes of `frames`.
+    bytes: usize,
     /// The queue overflowed: the member is to be closed with 1008.
     kicked: bool,
     /// The [`Inbox`] is gone: drop deliveries.
@@ -36,10 +62,11 @@ struct QueueState {
 /// empty. A tokio `mpsc` channel costs every member about 2.5 KiB up front
 /// (cache-padded channel state and a first block of 32 slots); this costs
 /// about 100 bytes, which is what lets a hub hold many idle members.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
     state: Mutex<QueueState>,
     waker: AtomicWaker,
+    limits: SendQueue,
 }
 
 impl Queue {
@@ -52,7 +79,6 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     queue: Arc<Queue>,
-    capacity: usize,
 }
 
 /// The receiving end, owned by the connection's task.
@@ -73,47 +99,40 @@ pub enum Signal {
     Kicked,
 }
 
-/// A queue holding at most `capacity` frames (at least 1).
-pub fn outbox(capacity: usize) -> (Outbox, Inbox) {
-    let queue = Arc::new(Queue::default());
-    (
-        Outbox {
-            queue: queue.clone(),
-            capacity: capacity.max(1),
-        },
-        Inbox {
-            queue,
-            spare: VecDeque::new(),
-        },
-    )
-}
-
 impl Outbox {
-    /// Queues `frame` without waiting. A full queue kicks the member instead of
-    /// slowing the sender or growing memory; a closed one is ignored (the
-    /// member is on its way out).
+    /// Queues `frame` without waiting. A full queue (past its frames or its
+    /// bytes) kicks the member instead of slowing the sender or growing
+    /// memory; a closed one is ignored (the member is on its way out).
     pub fn deliver(&self, frame: &PreparedMessage) {
-        let mut state = self.queue.lock();
+        let queue = &*self.queue;
+        let len = frame.frame().len();
+        let mut state = queue.lock();
         if state.closed || state.kicked {
             return;
         }
-        if state.frames.len() >= self.capacity {
+        if state.frames.len() >= queue.limits.frames
+            || state.bytes.saturating_add(len) > queue.limits.bytes
+        {
             state.kicked = true;
             state.frames = VecDeque::new();
+            state.bytes = 0;
         } else {
             state.frames.push_back(frame.clone());
+            state.bytes += len;
             if state.frames.len() > 1 {
                 // Not the first: the connection was woken already.
                 return;
             }
         }
         drop(state);
-        self.queue.waker.wake();
+        queue.waker.wake();
     }
 }
 
 impl Inbox {
-    fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+    /// [`Inbox::signal`] as a poll, for a session that waits on several
+    /// things at once.
+    pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
         self.queue.waker.register(cx.waker());
         let state = self.queue.lock();
         if state.kicked {
@@ -130,8 +149,7 @@ impl Inbox {
         std::future::poll_fn(|cx| self.poll_signal(cx)).await
     }
 
-    /// Waits until the member is kicked, ignoring queued frames: for use while
-    /// the connection is blocked writing, so a stalled reader is still closed.
+    /// Waits until the member is kicked, ignoring queued frames.
     pub async fn kicked(&self) {
         std::future::poll_fn(|cx| match self.poll_signal(cx) {
             Poll::Ready(Signal::Kicked) => Poll::Ready(()),
@@ -149,7 +167,11 @@ impl Inbox {
         if self.spare.capacity() > SPARE_FRAMES {
             self.spare = VecDeque::new();
         }
-        std::mem::swap(&mut self.queue.lock().frames, &mut self.spare);
+        {
+            let mut state = self.queue.lock();
+            std::mem::swap(&mut state.frames, &mut self.spare);
+            state.bytes = 0;
+        }
         let result = self.spare.iter().try_for_each(&mut write);
         self.spare.clear();
         result
@@ -157,7 +179,15 @@ impl Inbox {
 
     /// Takes the oldest queued frame, if any.
     pub fn try_recv(&mut self) -> Option<PreparedMessage> {
-        self.queue.lock().frames.pop_front()
+        let mut state = self.queue.lock();
+        let frame = state.frames.pop_front()?;
+        state.bytes -= frame.frame().len();
+        Some(frame)
+    }
+
+    /// Bytes queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.lock().bytes
     }
 }
 
@@ -166,6 +196,7 @@ impl Drop for Inbox {
         let mut state = self.queue.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
@@ -240,6 +271,24 @@ impl Rooms {
             rooms: Mutex::new(HashMap::new()),
             presence_limit,
         }
+    }
+
+    /// A member's send queue, bounded by `limits`.
+    pub fn outbox(&self, limits: SendQueue) -> (Outbox, Inbox) {
+        let queue = Arc::new(Queue {
+            state: Mutex::default(),
+            waker: AtomicWaker::new(),
+            limits,
+        });
+        (
+            Outbox {
+                queue: queue.clone(),
+            },
+            Inbox {
+                queue,
+                spare: VecDeque::new(),
+            },
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
@@ -342,6 +391,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A queue of `n` frames, bytes unbounded.
+    fn frames(n: usize) -> SendQueue {
+        SendQueue::new(n, usize::MAX)
+    }
+
     fn text(frame: &PreparedMessage) -> Value {
         // Unmasked frames with a 7- or 16-bit length.
         let bytes = frame.frame();
@@ -352,8 +406,8 @@ mod tests {
     #[test]
     fn publish_reaches_every_member_in_sequence_from_one_encoding() {
         let rooms = Rooms::default();
-        let (a, mut a_in) = outbox(8);
-        let (b, mut b_in) = outbox(8);
+        let (a, mut a_in) = rooms.outbox(frames(8));
+        let (b, mut b_in) = rooms.outbox(frames(8));
         rooms.join("lobby", 1, "alice", &a);
         let joined = rooms.join("lobby", 2, "bob", &b);
         assert_eq!(joined.members, ["alice", "bob"]);
@@ -378,7 +432,7 @@ mod tests {
     #[test]
     fn only_members_publish_or_leave() {
         let rooms = Rooms::default();
-        let (a, _a_in) = outbox(8);
+        let (a, _a_in) = rooms.outbox(frames(8));
         assert_eq!(rooms.publish("x", 1, &json!(1)), Err(NotJoined));
         rooms.join("x", 1, "a", &a);
         assert_eq!(rooms.publish("x", 2, &json!(1)), Err(NotJoined));
@@ -392,7 +446,7 @@ mod tests {
         let rooms = Rooms::new(3);
         let mut inboxes = Vec::new();
         for id in 0..150u64 {
-            let (o, i) = outbox(256);
+            let (o, i) = rooms.outbox(frames(256));
             let joined = rooms.join("big", id, &format!("m{id:03}"), &o);
             assert_eq!(joined.member_count, id as usize + 1);
             assert!(joined.members.len() <= MAX_LISTED_MEMBERS);
@@ -409,8 +463,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_kicks_the_member_without_blocking_the_room() {
         let rooms = Rooms::default();
-        let (slow, slow_in) = outbox(2);
-        let (fast, mut fast_in) = outbox(64);
+        let (slow, slow_in) = rooms.outbox(frames(2));
+        let (fast, mut fast_in) = rooms.outbox(frames(64));
         rooms.join("r", 1, "slow", &slow);
         rooms.join("r", 2, "fast", &fast);
         for _ in 0..10 {
@@ -429,8 +483,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_as_well_as_frames() {
+        let rooms = Rooms::default();
+        let frame = PreparedMessage::new(&Message::text("x".repeat(100)));
+        let len = frame.frame().len();
+        let (out, mut inbox) = rooms.outbox(SendQueue::new(1000, 3 * len));
+        for _ in 0..3 {
+            out.deliver(&frame);
+        }
+        assert_eq!(inbox.queued_bytes(), 3 * len);
+        assert!(inbox.try_recv().is_some());
+        assert_eq!(
+            inbox.queued_bytes(),
+            2 * len,
+            "taking a frame frees its bytes"
+        );
+        out.deliver(&frame);
+        assert_eq!(
+            inbox.signal().await,
+            Signal::Frames,
+            "at the limit, not past it"
+        );
+        out.deliver(&frame);
+        assert_eq!(inbox.signal().await, Signal::Kicked);
+        assert_eq!(
+            inbox.queued_bytes(),
+            0,
+            "a kicked member's frames are freed"
+        );
+    }
+
+    #[tokio::test]
     async fn a_delivery_wakes_the_waiting_member_and_drain_keeps_order() {
-        let (out, mut inbox) = outbox(16);
+        let rooms = Rooms::default();
+        let (out, mut inbox) = rooms.outbox(frames(16));
         let waiting = tokio::spawn(async move {
             assert_eq!(inbox.signal().await, Signal::Frames);
             let mut got = Vec::new();
@@ -461,7 +547,8 @@ mod tests {
 
     #[test]
     fn drain_stops_at_the_first_error_and_a_gone_inbox_drops_deliveries() {
-        let (out, mut inbox) = outbox(64);
+        let rooms = Rooms::default();
+        let (out, mut inbox) = rooms.outbox(frames(64));
         for n in 0..40 {
             out.deliver(&PreparedMessage::new(&Message::text(format!("{n}"))));
         }

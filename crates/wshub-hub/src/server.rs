@@ -175,7 +175,7 @@ fn start_session(
             ws,
             conn_id,
             state.rooms.clone(),
-            state.config.send_queue,
+            state.config.member_limits(),
             shutdown,
         )),
         WebSocketRoute::Echo => Box::pin(echo::run(ws, conn_id, shutdown)),
@@ -305,7 +305,13 @@ mod tests {
         );
 
         let (socket, _client) = server_socket(&listener).await;
-        let hub = member::run(socket, 2, Arc::new(Rooms::default()), 16, stop_rx);
+        let hub = member::run(
+            socket,
+            2,
+            Arc::new(Rooms::default()),
+            member::MemberLimits::default(),
+            stop_rx,
+        );
         let hub_size = std::mem::size_of_val(&hub);
         assert!(
             hub_size <= socket_size + 640,
