@@ -42,10 +42,11 @@ pub struct HubConfig {
     /// before it is disconnected as a slow consumer (close 1008). Default:
     /// 1 MiB.
     pub send_queue_bytes: usize,
-    /// How long a `/ws` member's socket may accept none of the bytes the hub
-    /// has for it before the member is disconnected as a slow consumer
-    /// (close 1008). Any progress restarts the wait; a member that reads,
-    /// however slowly, is bounded by the send queue instead. Default: 10 s.
+    /// How long a `/ws` member's socket may stay blocked (taking less than
+    /// 16 KiB of the bytes the hub has for it, and not all of them) before
+    /// the member is disconnected as a slow consumer (close 1008). A member
+    /// that reads at least 16 KiB per timeout is bounded by the send queue
+    /// instead. Default: 10 s.
     pub write_timeout: Duration,
     /// Rooms send join and leave notices while they have at most this many
     /// members; bigger rooms stay quiet about presence (a notice per member per

@@ -71,6 +71,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut writer = Writer::new(limits.write_timeout);
     let write_buffer_limit = limits.write_buffer_limit;
+    let backlog = member.rooms.backlog().clone();
     async move {
         let welcome = ServerMessage::Welcome {
             id: member.conn_id,
@@ -84,6 +85,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         // This receiver was cloned from the server's before any shutdown was
         // sent, so a change is the shutdown (or the server gone).
         let mut shutdown_changed = std::pin::pin!(shutdown.changed());
+        let mut paused = None;
         while error.is_none() {
             // Only picks what happened; the work is done after it, so the
             // futures polled here and the work's own never coexist in the
@@ -104,7 +106,9 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Poll::Ready(Signal::Frames) if room => return Poll::Ready(Wake::Frames),
                     _ => {}
                 }
-                if room {
+                // While the hub is behind on its fan-out, requests (each
+                // publish a fan-out more) wait in the client's socket.
+                if room && backlog.poll_eased(&mut paused, cx).is_ready() {
                     if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
                         return Poll::Ready(Wake::Incoming(incoming));
                     }
@@ -179,7 +183,7 @@ enum Wake {
     Shutdown,
     /// The send queue passed its limit.
     Kicked,
-    /// The socket took nothing for [`MemberLimits::write_timeout`].
+    /// The socket stayed blocked for [`MemberLimits::write_timeout`].
     WriteTimeout,
     /// Everything queued on the socket was written (or the write failed).
     Written(Result<(), Error>),
@@ -198,9 +202,17 @@ struct Writer {
     /// wait, so a member whose socket always takes its bytes has none.
     stall: Option<Pin<Box<Sleep>>>,
     armed: bool,
-    /// Bytes queued on the socket when last looked at: less now is progress.
+    /// Bytes queued on the socket when last looked at.
     queued: usize,
+    /// Bytes the socket took since the deadline was set.
+    drained: usize,
 }
+
+/// Bytes a blocked socket must take to restart the write timeout (or all
+/// it had, if less): a reader that takes a byte now and then is a slow
+/// consumer too, and is not to hold the hub's memory, or count as lagging
+/// in its [`Backlog`](crate::rooms::Backlog), for long.
+const WRITE_PROGRESS: usize = 16 * 1024;
 
 impl Writer {
     fn new(timeout: Duration) -> Self {
@@ -210,6 +222,7 @@ impl Writer {
             stall: None,
             armed: false,
             queued: 0,
+            drained: 0,
         }
     }
 
@@ -224,7 +237,7 @@ impl Writer {
 
     /// Flushes what is queued. `Ready` with [`Wake::Written`] once it is all
     /// written (or the socket failed), with [`Wake::WriteTimeout`] once the
-    /// socket has taken nothing for the timeout.
+    /// socket has taken less than [`WRITE_PROGRESS`] for the timeout.
     fn poll<S>(&mut self, ws: &mut WebSocket<S>, cx: &mut std::task::Context<'_>) -> Poll<Wake>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -238,15 +251,17 @@ impl Writer {
             return Poll::Ready(Wake::Written(result));
         }
         let queued = ws.buffered_amount();
-        if !self.armed || queued < self.queued {
+        self.drained += self.queued.saturating_sub(queued);
+        self.queued = queued;
+        if !self.armed || self.drained >= WRITE_PROGRESS {
             let deadline = Instant::now() + self.timeout;
             match &mut self.stall {
                 Some(stall) => stall.as_mut().reset(deadline),
                 None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
             }
             self.armed = true;
+            self.drained = 0;
         }
-        self.queued = queued;
         if let Some(stall) = &mut self.stall {
             if stall.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::WriteTimeout);

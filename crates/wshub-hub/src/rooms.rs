@@ -2,12 +2,17 @@
 //! sequence order, from one shared encoding.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::task::AtomicWaker;
 use serde_json::Value;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use wshub::{Message, PreparedMessage};
 
 use crate::protocol::ServerMessage;
@@ -22,6 +27,11 @@ pub(crate) fn now_ms() -> u64 {
 /// Frames kept in an [`Inbox`]'s spare queue between drains; more are freed,
 /// so a burst (a crowd joining) does not leave memory behind in every member.
 const SPARE_FRAMES: usize = 4;
+
+/// Frames queued for one member at which it counts as lagging in the hub's
+/// [`Backlog`]: behind on CPU (its task has not run), or on its socket.
+/// A member that keeps up holds one or two.
+pub const LAG_FRAMES: usize = 32;
 
 /// The bounds of one member's send queue: past either, the member is
 /// disconnected as a slow consumer (1008; docs/protocol.md, "Slow
@@ -56,6 +66,9 @@ struct QueueState {
     kicked: bool,
     /// The [`Inbox`] is gone: drop deliveries.
     closed: bool,
+    /// Counted in [`Backlog::lagging`]: at least [`LAG_FRAMES`] queued since
+    /// the last drain.
+    lagging: bool,
 }
 
 /// One member's queue: a short lock around a deque, no allocation while
@@ -67,11 +80,95 @@ struct Queue {
     state: Mutex<QueueState>,
     waker: AtomicWaker,
     limits: SendQueue,
+    backlog: Arc<Backlog>,
 }
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl QueueState {
+    /// Empties the queue; `true` if it was counted as lagging, which the
+    /// caller reports to the [`Backlog`] once the lock is released.
+    fn clear(&mut self) -> bool {
+        self.bytes = 0;
+        std::mem::take(&mut self.lagging)
+    }
+}
+
+/// How far behind the hub's members are, hub-wide, so publishers can be
+/// paused while the hub catches up (docs/protocol.md, "Back-pressure").
+///
+/// A member counts as lagging while [`LAG_FRAMES`] or more frames wait in its
+/// queue, whether its task has not run yet or its socket is full. Members
+/// stop reading requests (publishes among them) while more than one member
+/// in [`PAUSE_FRACTION`] lags, and at least [`PAUSE_MIN_LAGGING`] do: when a
+/// room's fan-out outruns the members' tasks nearly all of them lag at once,
+/// while a lone slow consumer does not hold up the hub. A member that stops
+/// reading is not counted for long either: its write timeout closes it.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Members whose queue holds [`LAG_FRAMES`] or more.
+    lagging: AtomicUsize,
+    /// Live queues ([`Inbox`]es).
+    members: AtomicUsize,
+    /// Woken as lagging members catch up.
+    eased: Notify,
+}
+
+/// Requests wait while more than `1 / PAUSE_FRACTION` of the hub's members
+/// lag ...
+pub const PAUSE_FRACTION: usize = 64;
+/// ... and at least this many.
+pub const PAUSE_MIN_LAGGING: usize = 4;
+
+impl Backlog {
+    /// Whether publishers should wait: too many members lag.
+    pub fn is_high(&self) -> bool {
+        let lagging = self.lagging.load(Ordering::Relaxed);
+        lagging >= PAUSE_MIN_LAGGING
+            && lagging * PAUSE_FRACTION > self.members.load(Ordering::Relaxed)
+    }
+
+    /// Members lagging now.
+    pub fn lagging(&self) -> usize {
+        self.lagging.load(Ordering::Relaxed)
+    }
+
+    fn caught_up(&self) {
+        self.lagging.fetch_sub(1, Ordering::Relaxed);
+        if !self.is_high() {
+            self.eased.notify_waiters();
+        }
+    }
+
+    /// `Ready` once the backlog is not high. `wait` keeps the registration
+    /// between polls; it is allocated only while the backlog is high.
+    pub(crate) fn poll_eased<'a>(
+        &'a self,
+        wait: &mut Option<Pin<Box<Notified<'a>>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if !self.is_high() {
+                *wait = None;
+                return Poll::Ready(());
+            }
+            let notified = wait.get_or_insert_with(|| Box::pin(self.eased.notified()));
+            // Registered before the check above is repeated, so a
+            // `notify_waiters` between the two is not missed.
+            notified.as_mut().enable();
+            if !self.is_high() {
+                *wait = None;
+                return Poll::Ready(());
+            }
+            if notified.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *wait = None;
+        }
     }
 }
 
@@ -110,21 +207,30 @@ impl Outbox {
         if state.closed || state.kicked {
             return;
         }
+        let mut lagged = false;
         if state.frames.len() >= queue.limits.frames
             || state.bytes.saturating_add(len) > queue.limits.bytes
         {
             state.kicked = true;
             state.frames = VecDeque::new();
-            state.bytes = 0;
+            lagged = state.clear();
         } else {
             state.frames.push_back(frame.clone());
             state.bytes += len;
-            if state.frames.len() > 1 {
+            let queued = state.frames.len();
+            if queued > 1 {
                 // Not the first: the connection was woken already.
+                if queued >= LAG_FRAMES && !state.lagging {
+                    state.lagging = true;
+                    queue.backlog.lagging.fetch_add(1, Ordering::Relaxed);
+                }
                 return;
             }
         }
         drop(state);
+        if lagged {
+            queue.backlog.caught_up();
+        }
         queue.waker.wake();
     }
 }
@@ -167,10 +273,13 @@ impl Inbox {
         if self.spare.capacity() > SPARE_FRAMES {
             self.spare = VecDeque::new();
         }
-        {
+        let lagged = {
             let mut state = self.queue.lock();
             std::mem::swap(&mut state.frames, &mut self.spare);
-            state.bytes = 0;
+            state.clear()
+        };
+        if lagged {
+            self.queue.backlog.caught_up();
         }
         let result = self.spare.iter().try_for_each(&mut write);
         self.spare.clear();
@@ -182,6 +291,14 @@ impl Inbox {
         let mut state = self.queue.lock();
         let frame = state.frames.pop_front()?;
         state.bytes -= frame.frame().len();
+        let lagged = state.lagging && state.frames.len() < LAG_FRAMES;
+        if lagged {
+            state.lagging = false;
+        }
+        drop(state);
+        if lagged {
+            self.queue.backlog.caught_up();
+        }
         Some(frame)
     }
 
@@ -196,7 +313,12 @@ impl Drop for Inbox {
         let mut state = self.queue.lock();
         state.closed = true;
         state.frames = VecDeque::new();
-        state.bytes = 0;
+        let lagged = state.clear();
+        drop(state);
+        if lagged {
+            self.queue.backlog.caught_up();
+        }
+        self.queue.backlog.members.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -250,6 +372,8 @@ pub struct Rooms {
     // does non-blocking `try_send`s.
     rooms: Mutex<HashMap<String, Room>>,
     presence_limit: usize,
+    /// Shared by every member's queue.
+    backlog: Arc<Backlog>,
 }
 
 impl Default for Rooms {
@@ -270,15 +394,19 @@ impl Rooms {
         Self {
             rooms: Mutex::new(HashMap::new()),
             presence_limit,
+            backlog: Arc::default(),
         }
     }
 
-    /// A member's send queue, bounded by `limits`.
+    /// A member's send queue, bounded by `limits`, counted in this hub's
+    /// [`Backlog`].
     pub fn outbox(&self, limits: SendQueue) -> (Outbox, Inbox) {
+        self.backlog.members.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(Queue {
             state: Mutex::default(),
             waker: AtomicWaker::new(),
             limits,
+            backlog: self.backlog.clone(),
         });
         (
             Outbox {
@@ -289,6 +417,11 @@ impl Rooms {
                 spare: VecDeque::new(),
             },
         )
+    }
+
+    /// How far behind this hub's members are.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
