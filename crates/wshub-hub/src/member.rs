@@ -86,6 +86,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         // sent, so a change is the shutdown (or the server gone).
         let mut shutdown_changed = std::pin::pin!(shutdown.changed());
         let mut paused = None;
+        let mut requests_first = false;
         while error.is_none() {
             // Only picks what happened; the work is done after it, so the
             // futures polled here and the work's own never coexist in the
@@ -101,21 +102,36 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 // frames stay in the send queue (bounded), requests in the
                 // client's socket.
                 let room = ws.buffered_amount() < write_buffer_limit;
-                match inbox.poll_signal(cx) {
-                    Poll::Ready(Signal::Kicked) => return Poll::Ready(Wake::Kicked),
-                    Poll::Ready(Signal::Frames) if room => return Poll::Ready(Wake::Frames),
-                    _ => {}
-                }
-                // While the hub is behind on its fan-out, requests (each
-                // publish a fan-out more) wait in the client's socket.
-                if room && backlog.poll_eased(&mut paused, cx).is_ready() {
-                    if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
-                        return Poll::Ready(Wake::Incoming(incoming));
+                // The room's frames and the client's requests take turns, so
+                // a busy room does not starve this member's own requests and
+                // heartbeats, nor a chatty client its room messages.
+                for turn in [requests_first, !requests_first] {
+                    if turn {
+                        // While the hub is behind on its fan-out, requests
+                        // (each publish a fan-out more) wait in the socket.
+                        if room && backlog.poll_eased(&mut paused, cx).is_ready() {
+                            if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
+                                return Poll::Ready(Wake::Incoming(incoming));
+                            }
+                        }
+                    } else {
+                        match inbox.poll_signal(cx) {
+                            Poll::Ready(Signal::Kicked) => return Poll::Ready(Wake::Kicked),
+                            Poll::Ready(Signal::Frames) if room => {
+                                return Poll::Ready(Wake::Frames)
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 Poll::Pending
             })
             .await;
+            match wake {
+                Wake::Frames => requests_first = true,
+                Wake::Incoming(_) => requests_first = false,
+                _ => {}
+            }
             let reply = match wake {
                 Wake::Shutdown => {
                     closing = Some((CloseCode::GoingAway, "server shutting down"));
