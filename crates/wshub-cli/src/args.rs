@@ -144,6 +144,33 @@ pub(crate) struct MemberLimitArgs {
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().write_timeout))]
     pub(crate) write_timeout: humantime::Duration,
+
+    /// Largest message a /ws client may send, in bytes (suffixes KiB, MiB,
+    /// GiB); bigger ones close the connection with 1009. /echo keeps
+    /// --max-message-size.
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().max_hub_message_size))]
+    pub(crate) max_hub_message_size: String,
+
+    /// Messages per second a /ws client may send on average; more are
+    /// answered with a `rate_limited` error.
+    #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = HubConfig::default().message_rate)]
+    pub(crate) message_rate: u32,
+
+    /// Messages a /ws client may send at once above --message-rate.
+    #[arg(long, value_name = "MESSAGES", default_value_t = HubConfig::default().message_burst)]
+    pub(crate) message_burst: u32,
+
+    /// How long a /ws client may stay over --message-rate before it is
+    /// closed with 1008.
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().rate_limit_grace))]
+    pub(crate) rate_limit_grace: humantime::Duration,
+
+    /// Rooms one /ws client may be in at once; one more is answered with a
+    /// `too_many_rooms` error.
+    #[arg(long, value_name = "ROOMS", default_value_t = HubConfig::default().max_rooms_per_member)]
+    pub(crate) max_rooms_per_member: usize,
 }
 
 /// permessage-deflate flags, shared by `serve` and `connect`.

@@ -106,6 +106,20 @@ fn member_limits(args: &MemberLimitArgs, config: &mut HubConfig) -> Result<()> {
     if config.write_timeout.is_zero() {
         bail!("--write-timeout must be more than 0, e.g. 10s");
     }
+    config.max_hub_message_size = parse_size("--max-hub-message-size", &args.max_hub_message_size)?;
+    if args.message_rate == 0 {
+        bail!("--message-rate must be at least 1 message per second, e.g. 100");
+    }
+    if args.message_burst == 0 {
+        bail!("--message-burst must be at least 1 message, e.g. 200");
+    }
+    config.message_rate = args.message_rate;
+    config.message_burst = args.message_burst;
+    config.rate_limit_grace = args.rate_limit_grace.into();
+    if args.max_rooms_per_member == 0 {
+        bail!("--max-rooms-per-member must be at least 1, e.g. 100");
+    }
+    config.max_rooms_per_member = args.max_rooms_per_member;
     Ok(())
 }
 
@@ -428,10 +442,24 @@ mod tests {
             "256KiB",
             "--write-timeout",
             "3s",
+            "--max-hub-message-size",
+            "8KiB",
+            "--message-rate",
+            "5",
+            "--message-burst",
+            "9",
+            "--rate-limit-grace",
+            "1m",
+            "--max-rooms-per-member",
+            "3",
         ]))
         .unwrap();
         assert_eq!(hub.send_queue_bytes, 256 << 10);
         assert_eq!(hub.write_timeout, Duration::from_secs(3));
+        assert_eq!(hub.max_hub_message_size, 8 << 10);
+        assert_eq!((hub.message_rate, hub.message_burst), (5, 9));
+        assert_eq!(hub.rate_limit_grace, Duration::from_secs(60));
+        assert_eq!(hub.max_rooms_per_member, 3);
         for (flags, fix) in [
             (
                 &["--send-queue-bytes", "0"][..],
@@ -440,6 +468,22 @@ mod tests {
             (
                 &["--write-timeout", "0s"],
                 "--write-timeout must be more than 0",
+            ),
+            (
+                &["--message-rate", "0"],
+                "--message-rate must be at least 1",
+            ),
+            (
+                &["--message-burst", "0"],
+                "--message-burst must be at least 1",
+            ),
+            (
+                &["--max-rooms-per-member", "0"],
+                "--max-rooms-per-member must be at least 1",
+            ),
+            (
+                &["--max-hub-message-size", "0"],
+                "--max-hub-message-size must be at least 1 byte",
             ),
         ] {
             let err = hub_config(&serve_args(flags)).unwrap_err().to_string();

@@ -30,6 +30,12 @@ pub(crate) struct MemberLimits {
     /// frames from its send queue and requests from its client until the
     /// socket drains.
     pub(crate) write_buffer_limit: usize,
+    /// [`HubConfig::max_rooms_per_member`](crate::HubConfig::max_rooms_per_member).
+    pub(crate) max_rooms: usize,
+    /// [`HubConfig::message_rate`](crate::HubConfig::message_rate),
+    /// [`HubConfig::message_burst`](crate::HubConfig::message_burst) and
+    /// [`HubConfig::rate_limit_grace`](crate::HubConfig::rate_limit_grace).
+    pub(crate) rate: RateLimit,
 }
 
 impl Default for MemberLimits {
@@ -66,9 +72,11 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         conn_id,
         name: format!("anon-{conn_id}"),
         joined: Vec::new(),
+        max_rooms: limits.max_rooms,
         rooms,
         out,
     };
+    let mut rate = limits.rate;
     let mut writer = Writer::new(limits.write_timeout);
     let write_buffer_limit = limits.write_buffer_limit;
     let backlog = member.rooms.backlog().clone();
@@ -159,19 +167,32 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     error = Some(e);
                     None
                 }
-                Wake::Incoming(Some(Ok(Message::Binary(_)))) => {
-                    let reply_json = ServerMessage::Error {
-                        code: ErrorCode::BinaryUnsupported,
-                        message: "the hub protocol is JSON in text messages",
-                        id: None,
-                    };
-                    Some(reply_json.to_json())
-                }
-                Wake::Incoming(Some(Ok(Message::Text(text)))) => {
-                    // The bytes, not `as_str`: the protocol core validated
-                    // them as UTF-8 already, and `as_str` would again.
-                    member.answer(text.as_bytes())
-                }
+                Wake::Incoming(Some(Ok(message))) => match rate.admit(Instant::now()) {
+                    Admit::Yes => match message {
+                        Message::Binary(_) => {
+                            let reply_json = ServerMessage::Error {
+                                code: ErrorCode::BinaryUnsupported,
+                                message: "the hub protocol is JSON in text messages",
+                                id: None,
+                            };
+                            Some(reply_json.to_json())
+                        }
+                        // The bytes, not `as_str`: the protocol core
+                        // validated them as UTF-8 already, and `as_str`
+                        // would again.
+                        Message::Text(text) => member.answer(text.as_bytes()),
+                    },
+                    Admit::RateLimited => Some(rate.refusal()),
+                    Admit::Abuse => {
+                        tracing::info!(
+                            conn_id = member.conn_id,
+                            close_code = 1008,
+                            "over the message rate for too long, disconnecting"
+                        );
+                        closing = Some((CloseCode::PolicyViolation, "message rate exceeded"));
+                        break;
+                    }
+                },
             };
             if let Some(reply) = reply {
                 error = ws.feed_message(&Message::text(reply)).err();
@@ -300,6 +321,89 @@ fn slow_consumer(conn_id: u64, reason: &'static str) -> (CloseCode, &'static str
     (CloseCode::PolicyViolation, reason)
 }
 
+/// A token bucket over a client's messages (docs/protocol.md, "Limits"):
+/// `rate` messages per second on average, `burst` at once. A message over
+/// the rate is answered with an `error` of code `rate_limited` and
+/// otherwise ignored; a client still over the rate `grace` after its first
+/// refusal, without having let the bucket fill up again in between, is
+/// closed with 1008.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimit {
+    rate: u32,
+    burst: u32,
+    grace: Duration,
+    /// Tokens, in thousandths; `None` until the first message, when the
+    /// bucket starts full.
+    tokens: Option<(u64, Instant)>,
+    /// The first refusal since the bucket was last full.
+    over_since: Option<Instant>,
+}
+
+/// What [`RateLimit::admit`] decided about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Within the rate: carry it out.
+    Yes,
+    /// Over the rate: answer `rate_limited`.
+    RateLimited,
+    /// Over the rate for the whole grace period: close with 1008.
+    Abuse,
+}
+
+impl RateLimit {
+    /// `rate` messages per second, `burst` at once (each at least 1), and
+    /// `grace` over the rate before the connection is closed.
+    pub(crate) fn new(rate: u32, burst: u32, grace: Duration) -> Self {
+        Self {
+            rate: rate.max(1),
+            burst: burst.max(1),
+            grace,
+            tokens: None,
+            over_since: None,
+        }
+    }
+
+    /// Takes a token for a message arriving at `now`.
+    pub(crate) fn admit(&mut self, now: Instant) -> Admit {
+        let full = u64::from(self.burst) * 1000;
+        let tokens = match self.tokens {
+            None => full,
+            Some((tokens, last)) => {
+                let elapsed = now.saturating_duration_since(last).as_micros();
+                let refill = elapsed.saturating_mul(u128::from(self.rate)) / 1000;
+                full.min(tokens.saturating_add(u64::try_from(refill).unwrap_or(u64::MAX)))
+            }
+        };
+        if tokens == full {
+            self.over_since = None;
+        }
+        if tokens >= 1000 {
+            self.tokens = Some((tokens - 1000, now));
+            return Admit::Yes;
+        }
+        self.tokens = Some((tokens, now));
+        let since = *self.over_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.grace {
+            Admit::Abuse
+        } else {
+            Admit::RateLimited
+        }
+    }
+
+    /// The `error` answering a message over the rate.
+    fn refusal(&self) -> String {
+        ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            message: &format!(
+                "over {} messages per second (bursts of {}); this one was ignored",
+                self.rate, self.burst
+            ),
+            id: None,
+        }
+        .to_json()
+    }
+}
+
 /// What one member is: its identity and the rooms it is in.
 struct Member {
     conn_id: u64,
@@ -307,6 +411,8 @@ struct Member {
     name: String,
     /// The rooms joined: a few, so a Vec beats a set's node allocation.
     joined: Vec<String>,
+    /// [`MemberLimits::max_rooms`].
+    max_rooms: usize,
     rooms: Arc<Rooms>,
     /// Where the rooms deliver this member's frames.
     out: Outbox,
@@ -348,6 +454,7 @@ impl Member {
             conn_id,
             name,
             joined,
+            max_rooms,
             rooms,
             out,
         } = self;
@@ -357,6 +464,18 @@ impl Member {
                 room,
                 name: new_name,
             } => {
+                if !joined.contains(room) && joined.len() >= *max_rooms {
+                    return Some(
+                        ServerMessage::Error {
+                            code: ErrorCode::TooManyRooms,
+                            message: &format!(
+                                "a connection may be in at most {max_rooms} rooms; leave one first"
+                            ),
+                            id,
+                        }
+                        .to_json(),
+                    );
+                }
                 if let Some(n) = new_name {
                     name.clone_from(n);
                 }
@@ -389,6 +508,54 @@ impl Member {
                 Ok(_) => None,
                 Err(_) => Some(not_joined(room)),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_the_rate_and_closes_sustained_abuse() {
+        let start = Instant::now();
+        let mut rate = RateLimit::new(10, 20, Duration::from_secs(5));
+        for _ in 0..20 {
+            assert_eq!(rate.admit(start), Admit::Yes, "a full bucket takes a burst");
+        }
+        assert_eq!(rate.admit(start), Admit::RateLimited);
+        // 100 ms refill one token at 10 per second.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(rate.admit(later), Admit::Yes);
+        assert_eq!(rate.admit(later), Admit::RateLimited);
+        // Still over the rate 5 s after the first refusal: abuse.
+        let mut now = later;
+        let mut last = Admit::Yes;
+        for _ in 0..60 {
+            now += Duration::from_millis(95);
+            for _ in 0..3 {
+                last = rate.admit(now);
+            }
+        }
+        assert_eq!(last, Admit::Abuse);
+    }
+
+    #[test]
+    fn a_client_that_lets_the_bucket_fill_is_forgiven() {
+        let start = Instant::now();
+        let mut rate = RateLimit::new(10, 20, Duration::from_secs(5));
+        let mut now = start;
+        for _ in 0..2 {
+            for _ in 0..25 {
+                rate.admit(now);
+            }
+            assert_eq!(rate.admit(now), Admit::RateLimited);
+            // 2 s refill the 20 tokens: the refusals so far are forgotten.
+            now += Duration::from_secs(4);
+            assert_eq!(rate.admit(now), Admit::Yes);
+        }
+        for _ in 0..25 {
+            assert_ne!(rate.admit(now), Admit::Abuse);
         }
     }
 }

@@ -56,6 +56,10 @@ pub enum ErrorCode {
     NotJoined,
     /// The client sent a binary message.
     BinaryUnsupported,
+    /// `join` of one room more than a connection may be in.
+    TooManyRooms,
+    /// A message over the connection's message rate; it was ignored.
+    RateLimited,
 }
 
 /// Why a text message could not be decoded into a [`Request`].

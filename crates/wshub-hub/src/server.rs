@@ -255,7 +255,8 @@ async fn open_session(tcp: TcpStream, peer: SocketAddr, state: &ServerState) -> 
     // (`TcpTransport`): 2.3% more echoes per second at 16 messages in
     // flight, no measurable change at 1 (A/B runs, 2026-11-29).
     let upgrade = upgrade.map_io(TcpTransport::new);
-    match upgrade.accept(Accept::default(), config.clone()).await {
+    let websocket = state.config.websocket_for(upgrade.request().path());
+    match upgrade.accept(Accept::default(), websocket).await {
         Ok(ws) => Some(start_session(ws, route, peer, state)),
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");

@@ -23,6 +23,10 @@ const CAP: u64 = 5_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_of_busy_rooms_gets_its_own_requests_answered_while_messages_flow() {
     let mut config = HubConfig::default();
+    // Publishing faster than a client may by default (100 messages a second)
+    // is what this test is about, not the rate limit.
+    config.message_rate = u32::MAX;
+    config.message_burst = u32::MAX;
     // This member is not to be closed as a slow consumer while it reads
     // behind four floods: that is another test.
     config.send_queue = 1 << 20;

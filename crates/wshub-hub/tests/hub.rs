@@ -262,6 +262,10 @@ async fn echo_returns_text_as_text_and_binary_as_binary() {
 async fn a_slow_consumer_is_disconnected_and_the_room_keeps_flowing() {
     let mut config = HubConfig::default();
     config.send_queue = 64;
+    // Publishing faster than a client may by default (100 messages a second)
+    // is what this test is about, not the rate limit.
+    config.message_rate = u32::MAX;
+    config.message_burst = u32::MAX;
     let hub = start(config).await;
     let mut fast = client(&hub, "/ws").await;
     join(&mut fast, "r", "fast").await;

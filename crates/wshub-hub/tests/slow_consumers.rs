@@ -57,6 +57,10 @@ fn payload() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_socket_stops_draining_is_closed_with_1008_and_readers_lose_nothing() {
     let mut config = HubConfig::default();
+    // Publishing faster than a client may by default (100 messages a second)
+    // is what this test is about, not the rate limit.
+    config.message_rate = u32::MAX;
+    config.message_burst = u32::MAX;
     config.write_timeout = Duration::from_secs(2);
     // Queue limits out of reach: only the write timeout may end the member
     // that does not read.
@@ -149,6 +153,10 @@ async fn a_member_whose_socket_stops_draining_is_closed_with_1008_and_readers_lo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_blocked_on_a_write_still_ends_when_the_hub_shuts_down() {
     let mut config = HubConfig::default();
+    // Publishing faster than a client may by default (100 messages a second)
+    // is what this test is about, not the rate limit.
+    config.message_rate = u32::MAX;
+    config.message_burst = u32::MAX;
     // Neither the write timeout nor the shutdown timeout may be what ends it.
     config.write_timeout = Duration::from_secs(600);
     config.shutdown_timeout = Duration::from_secs(600);
