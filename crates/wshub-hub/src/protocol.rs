@@ -267,6 +267,28 @@ impl ServerMessage<'_> {
     }
 }
 
+/// A JSON value as text, for [`message_json`].
+pub(crate) fn encode_value(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value has string keys only")
+}
+
+/// [`ServerMessage::Message`] as text, around a value encoded already by
+/// [`encode_value`], so that a room can encode the published value before it
+/// takes its lock and only write this envelope under it. The same bytes as
+/// `ServerMessage::Message { .. }.to_json()` (a unit test holds them to it).
+pub(crate) fn message_json(room: &str, from: &str, seq: u64, ts: u64, value: &str) -> String {
+    use std::fmt::Write as _;
+    let quoted = |s: &str| serde_json::to_string(s).expect("a str is serialisable");
+    let mut json = String::with_capacity(value.len() + room.len() + from.len() + 80);
+    let _ = write!(
+        json,
+        r#"{{"type":"message","room":{},"from":{},"seq":{seq},"ts":{ts},"message":{value}}}"#,
+        quoted(room),
+        quoted(from),
+    );
+    json
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +363,26 @@ mod tests {
                 name: None
             }
         );
+    }
+
+    #[test]
+    fn a_message_written_around_its_encoded_value_is_the_server_message() {
+        for value in [
+            json!("hi"),
+            json!({"a":[1,2.5,null],"\u{7}":"\"é\n"}),
+            Value::Null,
+        ] {
+            let envelope = message_json("lo\"bby", "ali\u{1}ce", 7, 1, &encode_value(&value));
+            let whole = ServerMessage::Message {
+                room: "lo\"bby",
+                from: "ali\u{1}ce",
+                seq: 7,
+                ts: 1,
+                message: &value,
+            }
+            .to_json();
+            assert_eq!(envelope, whole);
+        }
     }
 
     #[test]

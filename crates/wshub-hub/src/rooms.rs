@@ -332,9 +332,23 @@ struct Member {
 struct Room {
     seq: u64,
     members: HashMap<u64, Member>,
+    /// Its last member left and it is (being) taken out of the map: a join
+    /// that finds it looks the room up again.
+    closed: bool,
+}
+
+/// One room behind a lock of its own, so a fan-out to a big room holds up
+/// only that room.
+type SharedRoom = Arc<Mutex<Room>>;
+
+fn lock_room(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    room.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Room {
+    /// Delivers `json` to every member but `except`, encoded once. The
+    /// caller holds this room's lock: the deliveries of one room's messages
+    /// happen in their order.
     fn fan_out(&self, json: String, except: Option<u64>) {
         let frame = PreparedMessage::new(&Message::text(json));
         for (id, member) in &self.members {
@@ -366,11 +380,16 @@ pub struct NotJoined;
 
 /// Every room of one hub. An empty room is dropped, and its sequence starts
 /// again from 1 when it is next used.
+///
+/// Two levels of locks, each a std `Mutex` (no `.await` happens under any,
+/// and a fan-out only queues frames without waiting): the map of rooms,
+/// held only to find, add or remove a room, and one lock per room, held for
+/// its fan-out. So a publish to a room of 10,000 members holds up that
+/// room, not the others, and the map lock is never held while a room's is
+/// taken. The published value is encoded before any lock is taken.
 #[derive(Debug)]
 pub struct Rooms {
-    // A std Mutex is fine: no `.await` happens under it, and fan-out only
-    // does non-blocking `try_send`s.
-    rooms: Mutex<HashMap<String, Room>>,
+    rooms: Mutex<HashMap<String, SharedRoom>>,
     presence_limit: usize,
     /// Shared by every member's queue.
     backlog: Arc<Backlog>,
@@ -424,15 +443,42 @@ impl Rooms {
         &self.backlog
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, SharedRoom>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The room called `room`, if it has members.
+    fn room(&self, room: &str) -> Option<SharedRoom> {
+        self.lock().get(room).cloned()
     }
 
     /// Adds connection `id` to `room` as `name` and tells the other members.
     /// Joining again only updates the name.
     pub fn join(&self, room: &str, id: u64, name: &str, outbox: &Outbox) -> Joined {
-        let mut rooms = self.lock();
-        let r = rooms.entry(room.to_owned()).or_default();
+        loop {
+            let shared = {
+                let mut rooms = self.lock();
+                match rooms.get(room) {
+                    Some(shared) => shared.clone(),
+                    None => rooms.entry(room.to_owned()).or_default().clone(),
+                }
+            };
+            let mut r = lock_room(&shared);
+            if r.closed {
+                // Emptied since the lookup: its last member takes it out of
+                // the map, if it has not yet; a new one takes its place.
+                drop(r);
+                let mut rooms = self.lock();
+                if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                    rooms.remove(room);
+                }
+                continue;
+            }
+            return self.join_open(&mut r, room, id, name, outbox);
+        }
+    }
+
+    fn join_open(&self, r: &mut Room, room: &str, id: u64, name: &str, outbox: &Outbox) -> Joined {
         let fresh = r
             .members
             .insert(
@@ -467,16 +513,22 @@ impl Rooms {
         }
     }
 
-    /// Removes connection `id` from `room` and tells the other members.
+    /// Removes connection `id` from `room` and tells the other members. The
+    /// last member to leave frees the room.
     ///
     /// # Errors
     /// [`NotJoined`] if it was not a member.
     pub fn leave(&self, room: &str, id: u64) -> Result<(), NotJoined> {
-        let mut rooms = self.lock();
-        let r = rooms.get_mut(room).ok_or(NotJoined)?;
+        let shared = self.room(room).ok_or(NotJoined)?;
+        let mut r = lock_room(&shared);
         let member = r.members.remove(&id).ok_or(NotJoined)?;
         if r.members.is_empty() {
-            rooms.remove(room);
+            r.closed = true;
+            drop(r);
+            let mut rooms = self.lock();
+            if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                rooms.remove(room);
+            }
         } else if r.members.len() < self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -495,27 +547,29 @@ impl Rooms {
     /// # Errors
     /// [`NotJoined`] if `id` is not a member of `room`.
     pub fn publish(&self, room: &str, id: u64, message: &Value) -> Result<u64, NotJoined> {
-        let mut rooms = self.lock();
-        let r = rooms.get_mut(room).ok_or(NotJoined)?;
+        let shared = self.room(room).ok_or(NotJoined)?;
+        // The client's value, of any size, is encoded before the room is
+        // locked; under the lock only the envelope is written around it.
+        let message = crate::protocol::encode_value(message);
+        let mut r = lock_room(&shared);
         let from = &r.members.get(&id).ok_or(NotJoined)?.name;
-        // Sequence numbers are taken under the lock, so every member's queue
-        // receives a room's messages in sequence order.
-        r.seq += 1;
-        let json = ServerMessage::Message {
-            room,
-            from,
-            seq: r.seq,
-            ts: now_ms(),
-            message,
-        }
-        .to_json();
+        // Sequence numbers are taken under the room's lock, so every
+        // member's queue receives a room's messages in sequence order.
+        let seq = r.seq + 1;
+        let json = crate::protocol::message_json(room, from, seq, now_ms(), &message);
+        r.seq = seq;
         r.fan_out(json, None);
-        Ok(r.seq)
+        Ok(seq)
     }
 
     /// Number of members of `room`.
     pub fn member_count(&self, room: &str) -> usize {
-        self.lock().get(room).map_or(0, |r| r.members.len())
+        self.room(room).map_or(0, |r| lock_room(&r).members.len())
+    }
+
+    /// Number of rooms with members.
+    pub fn room_count(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -591,6 +645,69 @@ mod tests {
             heard += 1;
         }
         assert_eq!(heard, 2);
+    }
+
+    #[test]
+    fn a_fan_out_holding_a_big_room_does_not_hold_up_another_room() {
+        let rooms = Arc::new(Rooms::default());
+        let mut inboxes = Vec::new();
+        for id in 0..10_000u64 {
+            let (o, i) = rooms.outbox(frames(4));
+            rooms.join("big", id, "m", &o);
+            inboxes.push(i);
+        }
+        let (o, _small_in) = rooms.outbox(frames(64));
+        rooms.join("small", 10_000, "a", &o);
+        // As if a fan-out to the 10,000 were under way, for as long as it
+        // takes: the big room's lock is held.
+        let big = rooms.room("big").unwrap();
+        let held = lock_room(&big);
+        let (done, finished) = std::sync::mpsc::channel();
+        let other = rooms.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(other.publish("small", 10_000, &json!("hi")));
+        });
+        // A generous bound: the publish takes microseconds when it does not
+        // wait for the big room, and never returns while it does.
+        let published = finished.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        assert_eq!(published, Ok(Ok(1)));
+    }
+
+    #[test]
+    fn the_last_member_to_leave_frees_the_room_even_under_churn() {
+        let rooms = Rooms::default();
+        let (o, _i) = rooms.outbox(frames(64));
+        for room in 0..10_000 {
+            let room = format!("room-{room}");
+            rooms.join(&room, 1, "a", &o);
+            rooms.join(&room, 2, "b", &o);
+            rooms.leave(&room, 1).unwrap();
+            rooms.leave(&room, 2).unwrap();
+        }
+        assert_eq!(rooms.room_count(), 0);
+
+        // Joins racing the leave of a room's last member: none is lost in
+        // a room already taken out of the map.
+        let rooms = Arc::new(rooms);
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let rooms = rooms.clone();
+                let o = o.clone();
+                std::thread::spawn(move || {
+                    for n in 0..2_500u64 {
+                        let room = format!("shared-{}", n % 8);
+                        rooms.join(&room, t, "x", &o);
+                        assert_eq!(rooms.publish(&room, t, &json!(n)).map(|_| ()), Ok(()));
+                        rooms.leave(&room, t).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(rooms.room_count(), 0);
     }
 
     #[tokio::test]
