@@ -25,7 +25,9 @@ fn full_room() -> (Rooms, Vec<Inbox>) {
         // one would make setup quadratic in memory; a full queue only kicks
         // the member (a stored `Notify` permit), which the benchmark ignores.
         let (tx, rx) = rooms.outbox(SendQueue::new(16, usize::MAX));
-        rooms.join(ROOM, id, &format!("member-{id}"), &tx);
+        rooms
+            .join(ROOM, id, &format!("member-{id}"), &tx)
+            .expect("names are unique");
         inboxes.push(rx);
     }
     drain(&mut inboxes);

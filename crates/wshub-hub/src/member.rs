@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use wshub::{CloseCode, Error, Message, WebSocket};
 
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
-use crate::rooms::{Outbox, Rooms, SendQueue, Signal};
+use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Signal};
 use crate::session::{finish, log_end};
 
 /// What a member's session is allowed, from [`HubConfig`](crate::HubConfig).
@@ -476,10 +476,35 @@ impl Member {
                         .to_json(),
                     );
                 }
+                let wanted = new_name.as_deref().unwrap_or(name.as_str());
+                if is_anonymous(wanted) && wanted != format!("anon-{conn_id}") {
+                    return Some(
+                        ServerMessage::Error {
+                            code: ErrorCode::BadRequest,
+                            message: "names anon-<digits> are the hub's own for connections without a name",
+                            id,
+                        }
+                        .to_json(),
+                    );
+                }
+                let result = match rooms.join(room, conn_id, wanted, out) {
+                    Ok(result) => result,
+                    Err(NameTaken) => {
+                        return Some(
+                            ServerMessage::Error {
+                                code: ErrorCode::NameTaken,
+                                message: &format!(
+                                    "another member of room {room:?} is called {wanted:?}; pick another name"
+                                ),
+                                id,
+                            }
+                            .to_json(),
+                        )
+                    }
+                };
                 if let Some(n) = new_name {
                     name.clone_from(n);
                 }
-                let result = rooms.join(room, conn_id, name, out);
                 if !joined.contains(room) {
                     joined.push(room.clone());
                 }
@@ -512,9 +537,23 @@ impl Member {
     }
 }
 
+/// Whether `name` has the form of the hub's names for connections that gave
+/// none, `anon-<digits>`.
+fn is_anonymous(name: &str) -> bool {
+    name.strip_prefix("anon-")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_names_are_anon_and_digits() {
+        assert!(is_anonymous("anon-1") && is_anonymous("anon-0042"));
+        assert!(!is_anonymous("anon-") && !is_anonymous("anon-x1") && !is_anonymous("anon"));
+        assert!(!is_anonymous("anonymous-1") && !is_anonymous("Anon-1"));
+    }
 
     #[test]
     fn the_rate_limit_allows_a_burst_then_the_rate_and_closes_sustained_abuse() {

@@ -332,6 +332,8 @@ struct Member {
 struct Room {
     seq: u64,
     members: HashMap<u64, Member>,
+    /// Every member's display name, unique in the room, and whose it is.
+    names: HashMap<String, u64>,
     /// Its last member left and it is (being) taken out of the map: a join
     /// that finds it looks the room up again.
     closed: bool,
@@ -373,6 +375,10 @@ pub struct Joined {
     /// The room's last sequence number.
     pub seq: u64,
 }
+
+/// `join` under a display name another member of the room has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameTaken;
 
 /// `publish` or `leave` for a room the connection is not in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,7 +460,17 @@ impl Rooms {
 
     /// Adds connection `id` to `room` as `name` and tells the other members.
     /// Joining again only updates the name.
-    pub fn join(&self, room: &str, id: u64, name: &str, outbox: &Outbox) -> Joined {
+    ///
+    /// # Errors
+    /// [`NameTaken`] if another member of the room is called `name`; nothing
+    /// changes then.
+    pub fn join(
+        &self,
+        room: &str,
+        id: u64,
+        name: &str,
+        outbox: &Outbox,
+    ) -> Result<Joined, NameTaken> {
         loop {
             let shared = {
                 let mut rooms = self.lock();
@@ -478,17 +494,29 @@ impl Rooms {
         }
     }
 
-    fn join_open(&self, r: &mut Room, room: &str, id: u64, name: &str, outbox: &Outbox) -> Joined {
-        let fresh = r
-            .members
-            .insert(
-                id,
-                Member {
-                    name: name.to_owned(),
-                    outbox: outbox.clone(),
-                },
-            )
-            .is_none();
+    fn join_open(
+        &self,
+        r: &mut Room,
+        room: &str,
+        id: u64,
+        name: &str,
+        outbox: &Outbox,
+    ) -> Result<Joined, NameTaken> {
+        if r.names.get(name).is_some_and(|holder| *holder != id) {
+            return Err(NameTaken);
+        }
+        let member = Member {
+            name: name.to_owned(),
+            outbox: outbox.clone(),
+        };
+        let fresh = match r.members.insert(id, member) {
+            None => true,
+            Some(old) => {
+                r.names.remove(&old.name);
+                false
+            }
+        };
+        r.names.insert(name.to_owned(), id);
         if fresh && r.members.len() <= self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -506,11 +534,11 @@ impl Rooms {
             .map(|m| m.name.clone())
             .collect();
         members.sort();
-        Joined {
+        Ok(Joined {
             members,
             member_count: r.members.len(),
             seq: r.seq,
-        }
+        })
     }
 
     /// Removes connection `id` from `room` and tells the other members. The
@@ -522,6 +550,7 @@ impl Rooms {
         let shared = self.room(room).ok_or(NotJoined)?;
         let mut r = lock_room(&shared);
         let member = r.members.remove(&id).ok_or(NotJoined)?;
+        r.names.remove(&member.name);
         if r.members.is_empty() {
             r.closed = true;
             drop(r);
@@ -556,7 +585,7 @@ impl Rooms {
         // Sequence numbers are taken under the room's lock, so every
         // member's queue receives a room's messages in sequence order.
         let seq = r.seq + 1;
-        let json = crate::protocol::message_json(room, from, seq, now_ms(), &message);
+        let json = crate::protocol::message_json(room, from, id, seq, now_ms(), &message);
         r.seq = seq;
         r.fan_out(json, None);
         Ok(seq)
@@ -595,8 +624,8 @@ mod tests {
         let rooms = Rooms::default();
         let (a, mut a_in) = rooms.outbox(frames(8));
         let (b, mut b_in) = rooms.outbox(frames(8));
-        rooms.join("lobby", 1, "alice", &a);
-        let joined = rooms.join("lobby", 2, "bob", &b);
+        rooms.join("lobby", 1, "alice", &a).unwrap();
+        let joined = rooms.join("lobby", 2, "bob", &b).unwrap();
         assert_eq!(joined.members, ["alice", "bob"]);
         let presence = text(&a_in.try_recv().unwrap());
         assert_eq!(presence["type"], "presence");
@@ -621,7 +650,7 @@ mod tests {
         let rooms = Rooms::default();
         let (a, _a_in) = rooms.outbox(frames(8));
         assert_eq!(rooms.publish("x", 1, &json!(1)), Err(NotJoined));
-        rooms.join("x", 1, "a", &a);
+        rooms.join("x", 1, "a", &a).unwrap();
         assert_eq!(rooms.publish("x", 2, &json!(1)), Err(NotJoined));
         assert_eq!(rooms.leave("x", 2), Err(NotJoined));
         assert_eq!(rooms.leave("x", 1), Ok(()));
@@ -634,7 +663,7 @@ mod tests {
         let mut inboxes = Vec::new();
         for id in 0..150u64 {
             let (o, i) = rooms.outbox(frames(256));
-            let joined = rooms.join("big", id, &format!("m{id:03}"), &o);
+            let joined = rooms.join("big", id, &format!("m{id:03}"), &o).unwrap();
             assert_eq!(joined.member_count, id as usize + 1);
             assert!(joined.members.len() <= MAX_LISTED_MEMBERS);
             inboxes.push(i);
@@ -653,11 +682,11 @@ mod tests {
         let mut inboxes = Vec::new();
         for id in 0..10_000u64 {
             let (o, i) = rooms.outbox(frames(4));
-            rooms.join("big", id, "m", &o);
+            rooms.join("big", id, &format!("m{id}"), &o).unwrap();
             inboxes.push(i);
         }
         let (o, _small_in) = rooms.outbox(frames(64));
-        rooms.join("small", 10_000, "a", &o);
+        rooms.join("small", 10_000, "a", &o).unwrap();
         // As if a fan-out to the 10,000 were under way, for as long as it
         // takes: the big room's lock is held.
         let big = rooms.room("big").unwrap();
@@ -680,8 +709,8 @@ mod tests {
         let (o, _i) = rooms.outbox(frames(64));
         for room in 0..10_000 {
             let room = format!("room-{room}");
-            rooms.join(&room, 1, "a", &o);
-            rooms.join(&room, 2, "b", &o);
+            rooms.join(&room, 1, "a", &o).unwrap();
+            rooms.join(&room, 2, "b", &o).unwrap();
             rooms.leave(&room, 1).unwrap();
             rooms.leave(&room, 2).unwrap();
         }
@@ -697,7 +726,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for n in 0..2_500u64 {
                         let room = format!("shared-{}", n % 8);
-                        rooms.join(&room, t, "x", &o);
+                        rooms.join(&room, t, &format!("x{t}"), &o).unwrap();
                         assert_eq!(rooms.publish(&room, t, &json!(n)).map(|_| ()), Ok(()));
                         rooms.leave(&room, t).unwrap();
                     }
@@ -715,8 +744,8 @@ mod tests {
         let rooms = Rooms::default();
         let (slow, slow_in) = rooms.outbox(frames(2));
         let (fast, mut fast_in) = rooms.outbox(frames(64));
-        rooms.join("r", 1, "slow", &slow);
-        rooms.join("r", 2, "fast", &fast);
+        rooms.join("r", 1, "slow", &slow).unwrap();
+        rooms.join("r", 2, "fast", &fast).unwrap();
         for _ in 0..10 {
             rooms.publish("r", 2, &json!("m")).unwrap();
         }
