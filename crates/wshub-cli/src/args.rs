@@ -449,6 +449,13 @@ pub(crate) struct BenchFanoutArgs {
     #[arg(long, value_name = "MESSAGES", default_value_t = FanoutConfig::default().window)]
     pub(crate) window: usize,
 
+    /// Count only the publisher's own copies in --window, as a client that
+    /// knows nothing of the other members would: the hub's back-pressure is
+    /// then all that keeps the subscribers from falling behind. Run the hub
+    /// with a --message-rate above the publish rate.
+    #[arg(long)]
+    pub(crate) own_copies: bool,
+
     /// Handshakes in progress at once while subscribers connect.
     #[arg(long, value_name = "K", default_value_t = FanoutConfig::default().handshake_concurrency)]
     pub(crate) handshake_concurrency: usize,
