@@ -273,6 +273,12 @@ pub struct FanoutConfig {
     /// it well under the hub's `--send-queue` (1,024 frames by default), so the
     /// generator itself never trips the hub's slow-consumer kick. Default: 128.
     pub window: usize,
+    /// Count only the publisher's own copies in `window`, as a client does
+    /// that knows nothing of the other members: the publisher sends the next
+    /// message as each of its own comes back, and only the hub's
+    /// back-pressure keeps the subscribers from falling behind (issue 12).
+    /// Default: `false` (the window counts the slowest subscriber).
+    pub own_copies: bool,
     /// Handshakes in progress at once while subscribers connect. Default: 200.
     pub handshake_concurrency: usize,
     /// Room name, 1–64 bytes. Default: `bench-` followed by random digits, so
@@ -287,6 +293,7 @@ impl Default for FanoutConfig {
             rate: None,
             size: 64,
             window: 128,
+            own_copies: false,
             handshake_concurrency: 200,
             room: format!("bench-{:08}", rand::random::<u32>() % 100_000_000),
         }

@@ -20,6 +20,10 @@
 //! generator never trips the hub's slow-consumer kick by itself. Latency is
 //! then measured under that standing backlog; with `rate` the publisher also
 //! keeps to the given schedule (catching up, window permitting, when late).
+//!
+//! With `own_copies` the window counts the publisher's own copies only, as
+//! a real client's would: it is the hub's back-pressure (docs/protocol.md)
+//! that must keep every subscriber connected and every message delivered.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -82,6 +86,15 @@ impl FanState {
             notify: Notify::new(),
             epoch: Instant::now(),
             timing: OnceLock::new(),
+        }
+    }
+
+    /// The lowest `seq` seen by the members the publisher waits for: the
+    /// connection in slot `own` only, or every connected member.
+    fn paced_seen(&self, own: Option<usize>) -> u64 {
+        match own {
+            Some(slot) => self.seen[slot].load(Ordering::SeqCst),
+            None => self.min_seen(),
         }
     }
 
@@ -396,6 +409,8 @@ async fn publisher(
         let mut publish = Publish::new(&fanout.room, fanout.size);
         let interval = fanout.rate.map(|r| Duration::from_secs_f64(1.0 / r));
         let window = fanout.window as u64;
+        // With `own_copies` only the publisher's own slot, the last, paces it.
+        let paced_by = fanout.own_copies.then_some(slot);
         let mut published: u64 = 0;
         let mut min_cache = base;
         let end = tokio::time::sleep_until(timing.end.into());
@@ -407,7 +422,7 @@ async fn publisher(
                 if let Some(due) = due.filter(|d| *d > Instant::now()) {
                     tokio::time::sleep_until(due.into()).await;
                 }
-                wait_window(&state, next_seq, window, &mut min_cache).await;
+                wait_window(&state, next_seq, window, paced_by, &mut min_cache).await;
             };
             let stop = async {
                 tokio::select! {
@@ -448,9 +463,16 @@ async fn publisher(
 }
 
 /// Waits until publishing `next_seq` keeps within `window` of the slowest
-/// member. `min_cache` is a lower bound of that member's `seq` (they only
-/// grow), so the common case reads no shared state.
-async fn wait_window(state: &FanState, next_seq: u64, window: u64, min_cache: &mut u64) {
+/// member, or of the publisher's own connection (slot `own`). `min_cache` is
+/// a lower bound of that member's `seq` (they only grow), so the common case
+/// reads no shared state.
+async fn wait_window(
+    state: &FanState,
+    next_seq: u64,
+    window: u64,
+    own: Option<usize>,
+    min_cache: &mut u64,
+) {
     if next_seq.saturating_sub(*min_cache) <= window {
         return;
     }
@@ -459,7 +481,7 @@ async fn wait_window(state: &FanState, next_seq: u64, window: u64, min_cache: &m
         tokio::pin!(notified);
         notified.as_mut().enable();
         state.waiting.store(true, Ordering::SeqCst);
-        *min_cache = state.min_seen();
+        *min_cache = state.paced_seen(own);
         if next_seq.saturating_sub(*min_cache) <= window {
             state.waiting.store(false, Ordering::SeqCst);
             return;

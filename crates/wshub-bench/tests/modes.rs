@@ -24,7 +24,12 @@ impl Server {
     /// The wshub hub (`/ws`, `/echo`).
     fn hub() -> Self {
         Self::start(|listener, stopped| async move {
-            let _ = wshub_hub::serve(listener, HubConfig::default(), async {
+            // The fan-out publisher sends as fast as its window allows, far
+            // over the hub's default message rate (100 a second).
+            let mut config = HubConfig::default();
+            config.message_rate = u32::MAX;
+            config.message_burst = u32::MAX;
+            let _ = wshub_hub::serve(listener, config, async {
                 let _ = stopped.await;
             })
             .await;

@@ -120,6 +120,8 @@ pub(crate) struct ServeArgs {
     pub(crate) workers: Option<usize>,
 
     #[command(flatten)]
+    pub(crate) member_limits: MemberLimitArgs,
+    #[command(flatten)]
     pub(crate) compression: CompressionArgs,
 
     /// With --compression: keep each connection's compression context
@@ -161,6 +163,49 @@ pub(crate) struct AdmissionArgs {
     /// Do not serve /echo (404).
     #[arg(long)]
     pub(crate) no_echo: bool,
+}
+
+/// Limits of each `/ws` member (docs/protocol.md says what a client sees).
+#[derive(Debug, Args)]
+pub(crate) struct MemberLimitArgs {
+    /// Bytes waiting for one member's socket (suffixes KiB, MiB, GiB) before
+    /// it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().send_queue_bytes))]
+    pub(crate) send_queue_bytes: String,
+
+    /// How long a member's socket may take none of the bytes waiting for it
+    /// before it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().write_timeout))]
+    pub(crate) write_timeout: humantime::Duration,
+
+    /// Largest message a /ws client may send, in bytes (suffixes KiB, MiB,
+    /// GiB); bigger ones close the connection with 1009. /echo keeps
+    /// --max-message-size.
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().max_hub_message_size))]
+    pub(crate) max_hub_message_size: String,
+
+    /// Messages per second a /ws client may send on average; more are
+    /// answered with a `rate_limited` error.
+    #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = HubConfig::default().message_rate)]
+    pub(crate) message_rate: u32,
+
+    /// Messages a /ws client may send at once above --message-rate.
+    #[arg(long, value_name = "MESSAGES", default_value_t = HubConfig::default().message_burst)]
+    pub(crate) message_burst: u32,
+
+    /// How long a /ws client may stay over --message-rate before it is
+    /// closed with 1008.
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().rate_limit_grace))]
+    pub(crate) rate_limit_grace: humantime::Duration,
+
+    /// Rooms one /ws client may be in at once; one more is answered with a
+    /// `too_many_rooms` error.
+    #[arg(long, value_name = "ROOMS", default_value_t = HubConfig::default().max_rooms_per_member)]
+    pub(crate) max_rooms_per_member: usize,
 }
 
 /// permessage-deflate flags, shared by `serve` and `connect`.
@@ -438,6 +483,13 @@ pub(crate) struct BenchFanoutArgs {
     /// kick.
     #[arg(long, value_name = "MESSAGES", default_value_t = FanoutConfig::default().window)]
     pub(crate) window: usize,
+
+    /// Count only the publisher's own copies in --window, as a client that
+    /// knows nothing of the other members would: the hub's back-pressure is
+    /// then all that keeps the subscribers from falling behind. Run the hub
+    /// with a --message-rate above the publish rate.
+    #[arg(long)]
+    pub(crate) own_copies: bool,
 
     /// Handshakes in progress at once while subscribers connect.
     #[arg(long, value_name = "K", default_value_t = FanoutConfig::default().handshake_concurrency)]

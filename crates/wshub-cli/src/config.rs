@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use wshub::{CloseCode, DeflateConfig, DeflateConfigError, ProtocolConfig, WebSocketConfig};
 use wshub_hub::{AdmissionConfig, HubConfig};
 
-use crate::args::{AdmissionArgs, CompressionArgs, ConnectArgs, Runtime, ServeArgs};
+use crate::args::{
+    AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
+};
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
 /// `GiB` suffix (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all binary), at least 1.
@@ -93,6 +95,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
         }
     }
     config.send_queue = args.send_queue;
+    member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
     config.shutdown_timeout = args.shutdown_timeout.into();
     Ok(config)
@@ -119,6 +122,30 @@ pub(crate) fn admission(args: &AdmissionArgs, open_files: Option<u64>) -> Result
         config.trusted_proxies.push(network);
     }
     Ok(config)
+}
+
+/// The `/ws` member limits from their flags.
+fn member_limits(args: &MemberLimitArgs, config: &mut HubConfig) -> Result<()> {
+    config.send_queue_bytes = parse_size("--send-queue-bytes", &args.send_queue_bytes)?;
+    config.write_timeout = args.write_timeout.into();
+    if config.write_timeout.is_zero() {
+        bail!("--write-timeout must be more than 0, e.g. 10s");
+    }
+    config.max_hub_message_size = parse_size("--max-hub-message-size", &args.max_hub_message_size)?;
+    if args.message_rate == 0 {
+        bail!("--message-rate must be at least 1 message per second, e.g. 100");
+    }
+    if args.message_burst == 0 {
+        bail!("--message-burst must be at least 1 message, e.g. 200");
+    }
+    config.message_rate = args.message_rate;
+    config.message_burst = args.message_burst;
+    config.rate_limit_grace = args.rate_limit_grace.into();
+    if args.max_rooms_per_member == 0 {
+        bail!("--max-rooms-per-member must be at least 1, e.g. 100");
+    }
+    config.max_rooms_per_member = args.max_rooms_per_member;
+    Ok(())
 }
 
 /// permessage-deflate settings from the `--compression*` flags, on top of
@@ -430,6 +457,62 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("--max-message-size"), "{err}");
+        }
+    }
+
+    #[test]
+    fn member_limit_flags_become_the_hub_config_or_say_what_to_fix() {
+        let hub = hub_config(&serve_args(&[
+            "--send-queue-bytes",
+            "256KiB",
+            "--write-timeout",
+            "3s",
+            "--max-hub-message-size",
+            "8KiB",
+            "--message-rate",
+            "5",
+            "--message-burst",
+            "9",
+            "--rate-limit-grace",
+            "1m",
+            "--max-rooms-per-member",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(hub.send_queue_bytes, 256 << 10);
+        assert_eq!(hub.write_timeout, Duration::from_secs(3));
+        assert_eq!(hub.max_hub_message_size, 8 << 10);
+        assert_eq!((hub.message_rate, hub.message_burst), (5, 9));
+        assert_eq!(hub.rate_limit_grace, Duration::from_secs(60));
+        assert_eq!(hub.max_rooms_per_member, 3);
+        for (flags, fix) in [
+            (
+                &["--send-queue-bytes", "0"][..],
+                "--send-queue-bytes must be at least 1 byte",
+            ),
+            (
+                &["--write-timeout", "0s"],
+                "--write-timeout must be more than 0",
+            ),
+            (
+                &["--message-rate", "0"],
+                "--message-rate must be at least 1",
+            ),
+            (
+                &["--message-burst", "0"],
+                "--message-burst must be at least 1",
+            ),
+            (
+                &["--max-rooms-per-member", "0"],
+                "--max-rooms-per-member must be at least 1",
+            ),
+            (
+                &["--max-hub-message-size", "0"],
+                "--max-hub-message-size must be at least 1 byte",
+            ),
+        ] {
+            let err = hub_config(&serve_args(flags)).unwrap_err().to_string();
+            assert!(err.contains(fix), "{flags:?}: {err}");
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
 use wshub::{Message, PreparedMessage};
-use wshub_hub::rooms::{outbox, Inbox, Rooms};
+use wshub_hub::rooms::{Inbox, Rooms, SendQueue};
 
 const MEMBERS: usize = 10_000;
 const ROOM: &str = "bench";
@@ -24,8 +24,10 @@ fn full_room() -> (Rooms, Vec<Inbox>) {
         // Room for the presence notices of the members joining after this
         // one would make setup quadratic in memory; a full queue only kicks
         // the member (a stored `Notify` permit), which the benchmark ignores.
-        let (tx, rx) = outbox(16);
-        rooms.join(ROOM, id, &format!("member-{id}"), &tx);
+        let (tx, rx) = rooms.outbox(SendQueue::new(16, usize::MAX));
+        rooms
+            .join(ROOM, id, &format!("member-{id}"), &tx)
+            .expect("names are unique");
         inboxes.push(rx);
     }
     drain(&mut inboxes);

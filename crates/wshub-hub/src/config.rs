@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use wshub::{ProtocolConfig, WebSocketConfig};
 
+use crate::member::{MemberLimits, RateLimit};
+use crate::rooms::SendQueue;
 use crate::AdmissionConfig;
 
 /// Settings of a hub server. Every field has a documented default that works
@@ -23,7 +25,8 @@ pub struct HubConfig {
     ///   dead ones are found;
     /// - [`ProtocolConfig::max_message_size`]: 16 MiB rather than 64 MiB
     ///   (1009 beyond), since the hub holds every message it relays; enough
-    ///   for Autobahn case 9 on `/echo`.
+    ///   for Autobahn case 9 on `/echo`. `/ws` takes
+    ///   [`HubConfig::max_hub_message_size`] instead.
     ///
     /// permessage-deflate ([`WebSocketConfig::compression`]) stays off by
     /// default. With [`DeflateConfig::server`](wshub::DeflateConfig::server)
@@ -31,9 +34,42 @@ pub struct HubConfig {
     /// compression state, and a message published to a room is compressed
     /// once for every member that negotiated the same parameters.
     pub websocket: WebSocketConfig,
-    /// Frames queued per connection before a slow reader is disconnected with
-    /// 1008. Default: 1024.
+    /// Frames queued for one `/ws` member before it is disconnected as a
+    /// slow consumer (close 1008, docs/protocol.md "Slow consumers"); this
+    /// bounds the queue's own memory when messages are tiny, beside
+    /// [`HubConfig::send_queue_bytes`]. Default: 1024.
     pub send_queue: usize,
+    /// Bytes queued for one `/ws` member (frames as written on the wire, a
+    /// room's shared frame counted in full for each member holding it)
+    /// before it is disconnected as a slow consumer (close 1008). Default:
+    /// 1 MiB.
+    pub send_queue_bytes: usize,
+    /// How long a `/ws` member's socket may stay blocked (taking less than
+    /// 16 KiB of the bytes the hub has for it, and not all of them) before
+    /// the member is disconnected as a slow consumer (close 1008). A member
+    /// that reads at least 16 KiB per timeout is bounded by the send queue
+    /// instead. Default: 10 s.
+    pub write_timeout: Duration,
+    /// Rooms one `/ws` connection may be in at once; a `join` of one more is
+    /// answered with an `error` of code `too_many_rooms`. Default: 100.
+    pub max_rooms_per_member: usize,
+    /// Messages per second a `/ws` client may send on average (a token
+    /// bucket; docs/protocol.md, "Limits"); one over is ignored and answered
+    /// with an `error` of code `rate_limited`. Default: 100.
+    pub message_rate: u32,
+    /// Messages a `/ws` client may send at once above
+    /// [`HubConfig::message_rate`] (the bucket's size). Default: 200.
+    pub message_burst: u32,
+    /// How long a `/ws` client may stay over its message rate (from its
+    /// first `rate_limited` answer, without letting the bucket fill up again
+    /// in between) before it is closed with 1008. Default: 10 s.
+    pub rate_limit_grace: Duration,
+    /// Largest message a `/ws` client may send, in bytes; a bigger one
+    /// closes the connection with 1009 (RFC 6455 §7.4.1). Requests are
+    /// small, and every published message is held once per member queue it
+    /// waits in. `/echo` keeps [`ProtocolConfig::max_message_size`] of
+    /// [`HubConfig::websocket`]. Default: 64 KiB.
+    pub max_hub_message_size: usize,
     /// Rooms send join and leave notices while they have at most this many
     /// members; bigger rooms stay quiet about presence (a notice per member per
     /// join would cost the square of a crowd's size). Default: 100, the most
@@ -66,11 +102,42 @@ impl Default for HubConfig {
         Self {
             websocket,
             send_queue: 1024,
+            send_queue_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(10),
+            max_rooms_per_member: 100,
+            message_rate: 100,
+            message_burst: 200,
+            rate_limit_grace: Duration::from_secs(10),
+            max_hub_message_size: 64 << 10,
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
             shutdown_timeout: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
             echo: true,
         }
+    }
+}
+
+impl HubConfig {
+    /// What each `/ws` member's session needs of this config.
+    pub(crate) fn member_limits(&self) -> MemberLimits {
+        MemberLimits {
+            send_queue: SendQueue::new(self.send_queue, self.send_queue_bytes),
+            write_timeout: self.write_timeout,
+            write_buffer_limit: self.websocket.write_buffer_limit,
+            max_rooms: self.max_rooms_per_member,
+            rate: RateLimit::new(self.message_rate, self.message_burst, self.rate_limit_grace),
+        }
+    }
+
+    /// The settings of a connection to WebSocket route `path`: `/ws` gets
+    /// [`HubConfig::max_hub_message_size`], other routes
+    /// [`HubConfig::websocket`] as it is.
+    pub(crate) fn websocket_for(&self, path: &str) -> WebSocketConfig {
+        let mut websocket = self.websocket.clone();
+        if path == "/ws" {
+            websocket.protocol.max_message_size = self.max_hub_message_size;
+        }
+        websocket
     }
 }
 

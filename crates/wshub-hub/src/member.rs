@@ -1,124 +1,215 @@
 //! One `/ws` connection, a member of the hub: JSON requests in (join,
 //! leave, publish), room messages out.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 use wshub::{CloseCode, Error, Message, WebSocket};
 
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
-use crate::rooms::{outbox, Outbox, Rooms, Signal};
+use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Signal};
 use crate::session::{finish, log_end};
+
+/// What a member's session is allowed, from [`HubConfig`](crate::HubConfig).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemberLimits {
+    /// [`HubConfig::send_queue`](crate::HubConfig::send_queue) and
+    /// [`HubConfig::send_queue_bytes`](crate::HubConfig::send_queue_bytes).
+    pub(crate) send_queue: SendQueue,
+    /// [`HubConfig::write_timeout`](crate::HubConfig::write_timeout).
+    pub(crate) write_timeout: Duration,
+    /// [`WebSocketConfig::write_buffer_limit`](wshub::WebSocketConfig::write_buffer_limit):
+    /// bytes queued on the socket above which the session stops taking
+    /// frames from its send queue and requests from its client until the
+    /// socket drains.
+    pub(crate) write_buffer_limit: usize,
+    /// [`HubConfig::max_rooms_per_member`](crate::HubConfig::max_rooms_per_member).
+    pub(crate) max_rooms: usize,
+    /// [`HubConfig::message_rate`](crate::HubConfig::message_rate),
+    /// [`HubConfig::message_burst`](crate::HubConfig::message_burst) and
+    /// [`HubConfig::rate_limit_grace`](crate::HubConfig::rate_limit_grace).
+    pub(crate) rate: RateLimit,
+}
+
+impl Default for MemberLimits {
+    fn default() -> Self {
+        crate::HubConfig::default().member_limits()
+    }
+}
 
 /// The `/ws` session of connection `conn_id`. Not an `async fn`, whose
 /// future keeps its arguments twice (rust-lang/rust#62958): every idle
 /// member would pay for the `WebSocket` twice.
+///
+/// One wait picks what happened next: the hub shutting down, the socket
+/// taking (or refusing, past [`MemberLimits::write_timeout`]) what is
+/// queued for it, frames from the rooms, or a request from the client. The
+/// write never blocks the rest: while it waits, shutdown and the send
+/// queue's limit are still seen, and the client is still read (so the
+/// keepalive runs) until [`MemberLimits::write_buffer_limit`] bytes are
+/// queued on the socket.
 // Written out by hand on purpose: see above.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     conn_id: u64,
     rooms: Arc<Rooms>,
-    send_queue: usize,
+    limits: MemberLimits,
     mut shutdown: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> {
+) -> impl Future<Output = ()> {
     // Built before the `async move` block and captured by it: the arguments
     // moved into a `Member` inside the block would keep their own slots in
     // the future too (16 bytes per idle member).
-    let (out, mut inbox) = outbox(send_queue);
+    let (out, mut inbox) = rooms.outbox(limits.send_queue);
     let mut member = Member {
         conn_id,
         name: format!("anon-{conn_id}"),
         joined: Vec::new(),
+        max_rooms: limits.max_rooms,
         rooms,
         out,
     };
+    let mut rate = limits.rate;
+    let mut writer = Writer::new(limits.write_timeout);
+    let write_buffer_limit = limits.write_buffer_limit;
+    let backlog = member.rooms.backlog().clone();
     async move {
-        let mut error = None;
-
         let welcome = ServerMessage::Welcome {
             id: member.conn_id,
             name: &member.name,
         }
         .to_json();
-        if let Err(e) = ws.send(Message::text(welcome)).await {
-            error = Some(e);
-        }
+        let mut error = ws.feed_message(&Message::text(welcome)).err();
+        // The Close the hub ends the session with, if it does.
+        let mut closing: Option<(CloseCode, &'static str)> = None;
+        writer.fed(&ws);
+        // This receiver was cloned from the server's before any shutdown was
+        // sent, so a change is the shutdown (or the server gone).
+        let mut shutdown_changed = std::pin::pin!(shutdown.changed());
+        let mut paused = None;
+        let mut requests_first = false;
         while error.is_none() {
-            let mut reply = None;
-            let mut queued_frames = false;
             // Only picks what happened; the work is done after it, so the
             // futures polled here and the work's own never coexist in the
             // session's state.
-            let wake = tokio::select! {
-                biased;
-                _ = shutdown.changed() => Wake::Shutdown,
-                signal = inbox.signal() => Wake::Inbox(signal),
-                incoming = ws.next() => Wake::Incoming(incoming),
-            };
-            match wake {
-                Wake::Shutdown => {
-                    let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
-                    break;
+            let wake = std::future::poll_fn(|cx| {
+                if shutdown_changed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Shutdown);
                 }
-                Wake::Inbox(Signal::Kicked) => {
-                    kick(&mut ws, member.conn_id).await;
-                    break;
+                if let Poll::Ready(wake) = writer.poll(&mut ws, cx) {
+                    return Poll::Ready(wake);
                 }
-                Wake::Inbox(Signal::Frames) => {
-                    // Queue every frame waiting, then write them with one flush.
-                    match inbox.drain(|frame| ws.feed_prepared(frame)) {
-                        Ok(()) => queued_frames = true,
-                        Err(e) => error = Some(e),
+                // Nothing more is queued on a socket holding its limit:
+                // frames stay in the send queue (bounded), requests in the
+                // client's socket.
+                let room = ws.buffered_amount() < write_buffer_limit;
+                // The room's frames and the client's requests take turns, so
+                // a busy room does not starve this member's own requests and
+                // heartbeats, nor a chatty client its room messages.
+                for turn in [requests_first, !requests_first] {
+                    if turn {
+                        // While the hub is behind on its fan-out, requests
+                        // (each publish a fan-out more) wait in the socket.
+                        if room && backlog.poll_eased(&mut paused, cx).is_ready() {
+                            if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
+                                return Poll::Ready(Wake::Incoming(incoming));
+                            }
+                        }
+                    } else {
+                        match inbox.poll_signal(cx) {
+                            Poll::Ready(Signal::Kicked) => return Poll::Ready(Wake::Kicked),
+                            Poll::Ready(Signal::Frames) if room => {
+                                return Poll::Ready(Wake::Frames)
+                            }
+                            _ => {}
+                        }
                     }
                 }
-                Wake::Incoming(None) => break,
-                Wake::Incoming(Some(Err(e))) => error = Some(e),
-                Wake::Incoming(Some(Ok(Message::Binary(_)))) => {
-                    let reply_json = ServerMessage::Error {
-                        code: ErrorCode::BinaryUnsupported,
-                        message: "the hub protocol is JSON in text messages",
-                        id: None,
-                    };
-                    reply = Some(Message::text(reply_json.to_json()));
-                }
-                Wake::Incoming(Some(Ok(Message::Text(text)))) => {
-                    // The bytes, not `as_str`: the protocol core validated
-                    // them as UTF-8 already, and `as_str` would again.
-                    reply = member.answer(text.as_bytes()).map(Message::text);
-                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Frames => requests_first = true,
+                Wake::Incoming(_) => requests_first = false,
+                _ => {}
             }
-            if error.is_some() || (reply.is_none() && !queued_frames) {
-                continue;
-            }
-            // A reader that stopped reading blocks this write; its queue then
-            // fills and the kick must still get through.
-            let write = async {
-                if let Some(reply) = reply {
-                    ws.feed(reply).await?;
-                }
-                ws.flush().await
-            };
-            let written = tokio::select! {
-                biased;
-                _ = inbox.kicked() => None,
-                result = write => Some(result),
-            };
-            match written {
-                None => {
-                    kick(&mut ws, member.conn_id).await;
+            let reply = match wake {
+                Wake::Shutdown => {
+                    closing = Some((CloseCode::GoingAway, "server shutting down"));
                     break;
                 }
-                Some(Err(e)) => error = Some(e),
-                Some(Ok(())) => {}
+                Wake::Kicked => {
+                    closing = Some(slow_consumer(member.conn_id, "send queue full"));
+                    break;
+                }
+                Wake::WriteTimeout => {
+                    closing = Some(slow_consumer(member.conn_id, "write timed out"));
+                    break;
+                }
+                Wake::Written(result) => {
+                    error = result.err();
+                    None
+                }
+                Wake::Frames => {
+                    error = inbox.drain(|frame| ws.feed_prepared(frame)).err();
+                    writer.fed(&ws);
+                    None
+                }
+                Wake::Incoming(None) => break,
+                Wake::Incoming(Some(Err(e))) => {
+                    error = Some(e);
+                    None
+                }
+                Wake::Incoming(Some(Ok(message))) => match rate.admit(Instant::now()) {
+                    Admit::Yes => match message {
+                        Message::Binary(_) => {
+                            let reply_json = ServerMessage::Error {
+                                code: ErrorCode::BinaryUnsupported,
+                                message: "the hub protocol is JSON in text messages",
+                                id: None,
+                            };
+                            Some(reply_json.to_json())
+                        }
+                        // The bytes, not `as_str`: the protocol core
+                        // validated them as UTF-8 already, and `as_str`
+                        // would again.
+                        Message::Text(text) => member.answer(text.as_bytes()),
+                    },
+                    Admit::RateLimited => Some(rate.refusal()),
+                    Admit::Abuse => {
+                        tracing::info!(
+                            conn_id = member.conn_id,
+                            close_code = 1008,
+                            "over the message rate for too long, disconnecting"
+                        );
+                        closing = Some((CloseCode::PolicyViolation, "message rate exceeded"));
+                        break;
+                    }
+                },
+            };
+            if let Some(reply) = reply {
+                error = ws.feed_message(&Message::text(reply)).err();
+                writer.fed(&ws);
             }
         }
+        // Out of its rooms first: nothing more is queued for it, and its
+        // rooms hear it leave without waiting for its close handshake.
         for room in &member.joined {
             let _ = member.rooms.leave(room, member.conn_id);
         }
         drop(inbox);
+        if let Some((code, reason)) = closing {
+            // Queued behind whatever the socket has not taken; the close
+            // timeout bounds the wait for a peer that does not read.
+            let _ = ws.close(code, reason).await;
+        }
         Box::pin(finish(&mut ws)).await;
         log_end(member.conn_id, "/ws", &ws, error.as_ref());
     }
@@ -127,21 +218,190 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
 /// What woke a member's task.
 enum Wake {
     Shutdown,
-    Inbox(Signal),
+    /// The send queue passed its limit.
+    Kicked,
+    /// The socket stayed blocked for [`MemberLimits::write_timeout`].
+    WriteTimeout,
+    /// Everything queued on the socket was written (or the write failed).
+    Written(Result<(), Error>),
+    Frames,
     Incoming(Option<Result<Message, Error>>),
 }
 
-/// Disconnects a member whose send queue overflowed (docs/protocol.md,
-/// "Slow consumers").
-async fn kick<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, conn_id: u64) {
+/// The socket's side of a session: whether bytes wait to be written, and
+/// the write-stall deadline while they cannot be.
+struct Writer {
+    /// Bytes were queued on the socket and not yet flushed.
+    pending: bool,
+    /// [`MemberLimits::write_timeout`].
+    timeout: Duration,
+    /// Armed while a flush waits on the socket; allocated at the first such
+    /// wait, so a member whose socket always takes its bytes has none.
+    stall: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    /// Bytes queued on the socket when last looked at.
+    queued: usize,
+    /// Bytes the socket took since the deadline was set.
+    drained: usize,
+}
+
+/// Bytes a blocked socket must take to restart the write timeout (or all
+/// it had, if less): a reader that takes a byte now and then is a slow
+/// consumer too, and is not to hold the hub's memory, or count as lagging
+/// in its [`Backlog`](crate::rooms::Backlog), for long.
+const WRITE_PROGRESS: usize = 16 * 1024;
+
+impl Writer {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            pending: false,
+            timeout,
+            stall: None,
+            armed: false,
+            queued: 0,
+            drained: 0,
+        }
+    }
+
+    /// Bytes were just queued on `ws`.
+    fn fed<S>(&mut self, ws: &WebSocket<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.pending = true;
+        self.queued = ws.buffered_amount();
+    }
+
+    /// Flushes what is queued. `Ready` with [`Wake::Written`] once it is all
+    /// written (or the socket failed), with [`Wake::WriteTimeout`] once the
+    /// socket has taken less than [`WRITE_PROGRESS`] for the timeout.
+    fn poll<S>(&mut self, ws: &mut WebSocket<S>, cx: &mut std::task::Context<'_>) -> Poll<Wake>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.pending {
+            return Poll::Pending;
+        }
+        if let Poll::Ready(result) = ws.poll_flush_unpin(cx) {
+            self.pending = false;
+            self.armed = false;
+            return Poll::Ready(Wake::Written(result));
+        }
+        let queued = ws.buffered_amount();
+        self.drained += self.queued.saturating_sub(queued);
+        self.queued = queued;
+        if !self.armed || self.drained >= WRITE_PROGRESS {
+            let deadline = Instant::now() + self.timeout;
+            match &mut self.stall {
+                Some(stall) => stall.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+            self.drained = 0;
+        }
+        if let Some(stall) = &mut self.stall {
+            if stall.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::WriteTimeout);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Logs a slow consumer's disconnection (docs/protocol.md, "Slow
+/// consumers"): its send queue passed its limit, or its socket stayed
+/// blocked for the write timeout. Returns the Close it gets.
+fn slow_consumer(conn_id: u64, reason: &'static str) -> (CloseCode, &'static str) {
     tracing::info!(
         conn_id,
         close_code = 1008,
-        "send queue full, disconnecting slow consumer"
+        reason,
+        "disconnecting slow consumer"
     );
-    let _ = ws
-        .close(CloseCode::PolicyViolation, "send queue full")
-        .await;
+    (CloseCode::PolicyViolation, reason)
+}
+
+/// A token bucket over a client's messages (docs/protocol.md, "Limits"):
+/// `rate` messages per second on average, `burst` at once. A message over
+/// the rate is answered with an `error` of code `rate_limited` and
+/// otherwise ignored; a client still over the rate `grace` after its first
+/// refusal, without having let the bucket fill up again in between, is
+/// closed with 1008.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimit {
+    rate: u32,
+    burst: u32,
+    grace: Duration,
+    /// Tokens, in thousandths; `None` until the first message, when the
+    /// bucket starts full.
+    tokens: Option<(u64, Instant)>,
+    /// The first refusal since the bucket was last full.
+    over_since: Option<Instant>,
+}
+
+/// What [`RateLimit::admit`] decided about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Within the rate: carry it out.
+    Yes,
+    /// Over the rate: answer `rate_limited`.
+    RateLimited,
+    /// Over the rate for the whole grace period: close with 1008.
+    Abuse,
+}
+
+impl RateLimit {
+    /// `rate` messages per second, `burst` at once (each at least 1), and
+    /// `grace` over the rate before the connection is closed.
+    pub(crate) fn new(rate: u32, burst: u32, grace: Duration) -> Self {
+        Self {
+            rate: rate.max(1),
+            burst: burst.max(1),
+            grace,
+            tokens: None,
+            over_since: None,
+        }
+    }
+
+    /// Takes a token for a message arriving at `now`.
+    pub(crate) fn admit(&mut self, now: Instant) -> Admit {
+        let full = u64::from(self.burst) * 1000;
+        let tokens = match self.tokens {
+            None => full,
+            Some((tokens, last)) => {
+                let elapsed = now.saturating_duration_since(last).as_micros();
+                let refill = elapsed.saturating_mul(u128::from(self.rate)) / 1000;
+                full.min(tokens.saturating_add(u64::try_from(refill).unwrap_or(u64::MAX)))
+            }
+        };
+        if tokens == full {
+            self.over_since = None;
+        }
+        if tokens >= 1000 {
+            self.tokens = Some((tokens - 1000, now));
+            return Admit::Yes;
+        }
+        self.tokens = Some((tokens, now));
+        let since = *self.over_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.grace {
+            Admit::Abuse
+        } else {
+            Admit::RateLimited
+        }
+    }
+
+    /// The `error` answering a message over the rate.
+    fn refusal(&self) -> String {
+        ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            message: &format!(
+                "over {} messages per second (bursts of {}); this one was ignored",
+                self.rate, self.burst
+            ),
+            id: None,
+        }
+        .to_json()
+    }
 }
 
 /// What one member is: its identity and the rooms it is in.
@@ -151,6 +411,8 @@ struct Member {
     name: String,
     /// The rooms joined: a few, so a Vec beats a set's node allocation.
     joined: Vec<String>,
+    /// [`MemberLimits::max_rooms`].
+    max_rooms: usize,
     rooms: Arc<Rooms>,
     /// Where the rooms deliver this member's frames.
     out: Outbox,
@@ -192,6 +454,7 @@ impl Member {
             conn_id,
             name,
             joined,
+            max_rooms,
             rooms,
             out,
         } = self;
@@ -201,10 +464,47 @@ impl Member {
                 room,
                 name: new_name,
             } => {
+                if !joined.contains(room) && joined.len() >= *max_rooms {
+                    return Some(
+                        ServerMessage::Error {
+                            code: ErrorCode::TooManyRooms,
+                            message: &format!(
+                                "a connection may be in at most {max_rooms} rooms; leave one first"
+                            ),
+                            id,
+                        }
+                        .to_json(),
+                    );
+                }
+                let wanted = new_name.as_deref().unwrap_or(name.as_str());
+                if is_anonymous(wanted) && wanted != format!("anon-{conn_id}") {
+                    return Some(
+                        ServerMessage::Error {
+                            code: ErrorCode::BadRequest,
+                            message: "names anon-<digits> are the hub's own for connections without a name",
+                            id,
+                        }
+                        .to_json(),
+                    );
+                }
+                let result = match rooms.join(room, conn_id, wanted, out) {
+                    Ok(result) => result,
+                    Err(NameTaken) => {
+                        return Some(
+                            ServerMessage::Error {
+                                code: ErrorCode::NameTaken,
+                                message: &format!(
+                                    "another member of room {room:?} is called {wanted:?}; pick another name"
+                                ),
+                                id,
+                            }
+                            .to_json(),
+                        )
+                    }
+                };
                 if let Some(n) = new_name {
                     name.clone_from(n);
                 }
-                let result = rooms.join(room, conn_id, name, out);
                 if !joined.contains(room) {
                     joined.push(room.clone());
                 }
@@ -233,6 +533,68 @@ impl Member {
                 Ok(_) => None,
                 Err(_) => Some(not_joined(room)),
             },
+        }
+    }
+}
+
+/// Whether `name` has the form of the hub's names for connections that gave
+/// none, `anon-<digits>`.
+fn is_anonymous(name: &str) -> bool {
+    name.strip_prefix("anon-")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_names_are_anon_and_digits() {
+        assert!(is_anonymous("anon-1") && is_anonymous("anon-0042"));
+        assert!(!is_anonymous("anon-") && !is_anonymous("anon-x1") && !is_anonymous("anon"));
+        assert!(!is_anonymous("anonymous-1") && !is_anonymous("Anon-1"));
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_the_rate_and_closes_sustained_abuse() {
+        let start = Instant::now();
+        let mut rate = RateLimit::new(10, 20, Duration::from_secs(5));
+        for _ in 0..20 {
+            assert_eq!(rate.admit(start), Admit::Yes, "a full bucket takes a burst");
+        }
+        assert_eq!(rate.admit(start), Admit::RateLimited);
+        // 100 ms refill one token at 10 per second.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(rate.admit(later), Admit::Yes);
+        assert_eq!(rate.admit(later), Admit::RateLimited);
+        // Still over the rate 5 s after the first refusal: abuse.
+        let mut now = later;
+        let mut last = Admit::Yes;
+        for _ in 0..60 {
+            now += Duration::from_millis(95);
+            for _ in 0..3 {
+                last = rate.admit(now);
+            }
+        }
+        assert_eq!(last, Admit::Abuse);
+    }
+
+    #[test]
+    fn a_client_that_lets_the_bucket_fill_is_forgiven() {
+        let start = Instant::now();
+        let mut rate = RateLimit::new(10, 20, Duration::from_secs(5));
+        let mut now = start;
+        for _ in 0..2 {
+            for _ in 0..25 {
+                rate.admit(now);
+            }
+            assert_eq!(rate.admit(now), Admit::RateLimited);
+            // 2 s refill the 20 tokens: the refusals so far are forgotten.
+            now += Duration::from_secs(4);
+            assert_eq!(rate.admit(now), Admit::Yes);
+        }
+        for _ in 0..25 {
+            assert_ne!(rate.admit(now), Admit::Abuse);
         }
     }
 }

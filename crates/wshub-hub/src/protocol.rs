@@ -56,6 +56,12 @@ pub enum ErrorCode {
     NotJoined,
     /// The client sent a binary message.
     BinaryUnsupported,
+    /// `join` of one room more than a connection may be in.
+    TooManyRooms,
+    /// A message over the connection's message rate; it was ignored.
+    RateLimited,
+    /// `join` under a display name another member of the room has.
+    NameTaken,
 }
 
 /// Why a text message could not be decoded into a [`Request`].
@@ -71,6 +77,26 @@ pub struct DecodeError {
 
 fn valid_label(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+}
+
+/// A display name: a label without the characters that make one name look
+/// like another or reorder the text around it: bidirectional embeddings,
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069), the implicit
+/// direction marks (U+200E, U+200F, U+061C) and the zero-width characters
+/// (U+200B–U+200D, U+2060, U+FEFF).
+fn valid_name(s: &str) -> bool {
+    valid_label(s, MAX_NAME_LEN)
+        && !s.chars().any(|c| {
+            matches!(
+                c,
+                '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{061C}'
+                    | '\u{2060}'
+                    | '\u{FEFF}'
+            )
+        })
 }
 
 /// A request's fields as sent, each kept as whatever JSON it was, so that
@@ -158,11 +184,11 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
         "join" => {
             let name = match name {
                 None | Some(Value::Null) => None,
-                Some(Value::String(name)) if valid_label(&name, MAX_NAME_LEN) => Some(name),
+                Some(Value::String(name)) if valid_name(&name) => Some(name),
                 Some(_) => {
                     return Err(err(
                         ErrorCode::BadRequest,
-                        format!("name must be a string of 1-{MAX_NAME_LEN} bytes without control characters"),
+                        format!("name must be a string of 1-{MAX_NAME_LEN} bytes without control, bidirectional-override or zero-width characters"),
                         id,
                     ))
                 }
@@ -243,6 +269,11 @@ pub enum ServerMessage<'a> {
         ts: u64,
         /// The published JSON value.
         message: &'a Value,
+        /// The sender's connection id (its `welcome` id): unlike names,
+        /// unique for the hub's life. Last, so that a client reading `seq`
+        /// and the start of `message` by position (as `wshub bench fanout`
+        /// does) finds them where they were.
+        from_id: u64,
     },
     /// A request that could not be carried out; the connection stays open.
     Error {
@@ -261,6 +292,35 @@ impl ServerMessage<'_> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("hub messages contain only serialisable values")
     }
+}
+
+/// A JSON value as text, for [`message_json`].
+pub(crate) fn encode_value(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value has string keys only")
+}
+
+/// [`ServerMessage::Message`] as text, around a value encoded already by
+/// [`encode_value`], so that a room can encode the published value before it
+/// takes its lock and only write this envelope under it. The same bytes as
+/// `ServerMessage::Message { .. }.to_json()` (a unit test holds them to it).
+pub(crate) fn message_json(
+    room: &str,
+    from: &str,
+    from_id: u64,
+    seq: u64,
+    ts: u64,
+    value: &str,
+) -> String {
+    use std::fmt::Write as _;
+    let quoted = |s: &str| serde_json::to_string(s).expect("a str is serialisable");
+    let mut json = String::with_capacity(value.len() + room.len() + from.len() + 80);
+    let _ = write!(
+        json,
+        r#"{{"type":"message","room":{},"from":{},"seq":{seq},"ts":{ts},"message":{value},"from_id":{from_id}}}"#,
+        quoted(room),
+        quoted(from),
+    );
+    json
 }
 
 #[cfg(test)]
@@ -312,6 +372,18 @@ mod tests {
             code(r#"{"op":"join","room":"a","name":"x\ny"}"#),
             ErrorCode::BadRequest
         );
+        // Names that would pass for another or turn the text around them.
+        for name in [
+            "ad\u{200B}min",
+            "\u{202E}nimda",
+            "a\u{2066}b",
+            "\u{FEFF}x",
+            "x\u{200F}",
+        ] {
+            let request = json!({"op":"join","room":"a","name":name}).to_string();
+            assert_eq!(code(&request), ErrorCode::BadRequest, "{name:?}");
+        }
+        assert!(decode_request(r#"{"op":"join","room":"a","name":"Zoë 🙂"}"#.as_bytes()).is_ok());
         assert_eq!(
             code(r#"{"op":"publish","room":"a"}"#),
             ErrorCode::BadRequest
@@ -340,6 +412,27 @@ mod tests {
     }
 
     #[test]
+    fn a_message_written_around_its_encoded_value_is_the_server_message() {
+        for value in [
+            json!("hi"),
+            json!({"a":[1,2.5,null],"\u{7}":"\"é\n"}),
+            Value::Null,
+        ] {
+            let envelope = message_json("lo\"bby", "ali\u{1}ce", 3, 7, 1, &encode_value(&value));
+            let whole = ServerMessage::Message {
+                room: "lo\"bby",
+                from: "ali\u{1}ce",
+                from_id: 3,
+                seq: 7,
+                ts: 1,
+                message: &value,
+            }
+            .to_json();
+            assert_eq!(envelope, whole);
+        }
+    }
+
+    #[test]
     fn errors_keep_the_request_id() {
         let e = decode_request(br#"{"op":"shout","id":"q7"}"#).unwrap_err();
         assert_eq!(e.id, Some(json!("q7")));
@@ -351,13 +444,14 @@ mod tests {
         let m = ServerMessage::Message {
             room: "lobby",
             from: "alice",
+            from_id: 3,
             seq: 7,
             ts: 1,
             message: &v,
         };
         assert_eq!(
             m.to_json(),
-            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi"}"#
+            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi","from_id":3}"#
         );
         let e = ServerMessage::Error {
             code: ErrorCode::NotJoined,

@@ -2,12 +2,17 @@
 //! sequence order, from one shared encoding.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::task::AtomicWaker;
 use serde_json::Value;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use wshub::{Message, PreparedMessage};
 
 use crate::protocol::ServerMessage;
@@ -23,23 +28,59 @@ pub(crate) fn now_ms() -> u64 {
 /// so a burst (a crowd joining) does not leave memory behind in every member.
 const SPARE_FRAMES: usize = 4;
 
+/// Frames queued for one member at which it counts as lagging in the hub's
+/// [`Backlog`]: behind on CPU (its task has not run), or on its socket.
+/// A member that keeps up holds one or two.
+pub const LAG_FRAMES: usize = 32;
+
+/// The bounds of one member's send queue: past either, the member is
+/// disconnected as a slow consumer (1008; docs/protocol.md, "Slow
+/// consumers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendQueue {
+    /// Frames queued. Each costs a pointer-sized slot beside its shared
+    /// encoding, so this bounds the queue's own memory for tiny messages.
+    pub frames: usize,
+    /// Bytes of the frames queued, as written on the wire (uncompressed
+    /// size). A frame shared by a room is counted in full by every member
+    /// holding it.
+    pub bytes: usize,
+}
+
+impl SendQueue {
+    /// At most `frames` frames and `bytes` bytes (each at least 1).
+    pub fn new(frames: usize, bytes: usize) -> Self {
+        Self {
+            frames: frames.max(1),
+            bytes: bytes.max(1),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     frames: VecDeque<PreparedMessage>,
+    /// Bytes of `frames`.
+    bytes: usize,
     /// The queue overflowed: the member is to be closed with 1008.
     kicked: bool,
     /// The [`Inbox`] is gone: drop deliveries.
     closed: bool,
+    /// Counted in [`Backlog::lagging`]: at least [`LAG_FRAMES`] queued since
+    /// the last drain.
+    lagging: bool,
 }
 
 /// One member's queue: a short lock around a deque, no allocation while
 /// empty. A tokio `mpsc` channel costs every member about 2.5 KiB up front
 /// (cache-padded channel state and a first block of 32 slots); this costs
 /// about 100 bytes, which is what lets a hub hold many idle members.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
     state: Mutex<QueueState>,
     waker: AtomicWaker,
+    limits: SendQueue,
+    backlog: Arc<Backlog>,
 }
 
 impl Queue {
@@ -48,11 +89,93 @@ impl Queue {
     }
 }
 
+impl QueueState {
+    /// Empties the queue; `true` if it was counted as lagging, which the
+    /// caller reports to the [`Backlog`] once the lock is released.
+    fn clear(&mut self) -> bool {
+        self.bytes = 0;
+        std::mem::take(&mut self.lagging)
+    }
+}
+
+/// How far behind the hub's members are, hub-wide, so publishers can be
+/// paused while the hub catches up (docs/protocol.md, "Back-pressure").
+///
+/// A member counts as lagging while [`LAG_FRAMES`] or more frames wait in its
+/// queue, whether its task has not run yet or its socket is full. Members
+/// stop reading requests (publishes among them) while more than one member
+/// in [`PAUSE_FRACTION`] lags, and at least [`PAUSE_MIN_LAGGING`] do: when a
+/// room's fan-out outruns the members' tasks nearly all of them lag at once,
+/// while a lone slow consumer does not hold up the hub. A member that stops
+/// reading is not counted for long either: its write timeout closes it.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Members whose queue holds [`LAG_FRAMES`] or more.
+    lagging: AtomicUsize,
+    /// Live queues ([`Inbox`]es).
+    members: AtomicUsize,
+    /// Woken as lagging members catch up.
+    eased: Notify,
+}
+
+/// Requests wait while more than `1 / PAUSE_FRACTION` of the hub's members
+/// lag ...
+pub const PAUSE_FRACTION: usize = 64;
+/// ... and at least this many.
+pub const PAUSE_MIN_LAGGING: usize = 4;
+
+impl Backlog {
+    /// Whether publishers should wait: too many members lag.
+    pub fn is_high(&self) -> bool {
+        let lagging = self.lagging.load(Ordering::Relaxed);
+        lagging >= PAUSE_MIN_LAGGING
+            && lagging * PAUSE_FRACTION > self.members.load(Ordering::Relaxed)
+    }
+
+    /// Members lagging now.
+    pub fn lagging(&self) -> usize {
+        self.lagging.load(Ordering::Relaxed)
+    }
+
+    fn caught_up(&self) {
+        self.lagging.fetch_sub(1, Ordering::Relaxed);
+        if !self.is_high() {
+            self.eased.notify_waiters();
+        }
+    }
+
+    /// `Ready` once the backlog is not high. `wait` keeps the registration
+    /// between polls; it is allocated only while the backlog is high.
+    pub(crate) fn poll_eased<'a>(
+        &'a self,
+        wait: &mut Option<Pin<Box<Notified<'a>>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if !self.is_high() {
+                *wait = None;
+                return Poll::Ready(());
+            }
+            let notified = wait.get_or_insert_with(|| Box::pin(self.eased.notified()));
+            // Registered before the check above is repeated, so a
+            // `notify_waiters` between the two is not missed.
+            notified.as_mut().enable();
+            if !self.is_high() {
+                *wait = None;
+                return Poll::Ready(());
+            }
+            if notified.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *wait = None;
+        }
+    }
+}
+
 /// The sending end of one connection's bounded queue of encoded frames.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     queue: Arc<Queue>,
-    capacity: usize,
 }
 
 /// The receiving end, owned by the connection's task.
@@ -73,47 +196,49 @@ pub enum Signal {
     Kicked,
 }
 
-/// A queue holding at most `capacity` frames (at least 1).
-pub fn outbox(capacity: usize) -> (Outbox, Inbox) {
-    let queue = Arc::new(Queue::default());
-    (
-        Outbox {
-            queue: queue.clone(),
-            capacity: capacity.max(1),
-        },
-        Inbox {
-            queue,
-            spare: VecDeque::new(),
-        },
-    )
-}
-
 impl Outbox {
-    /// Queues `frame` without waiting. A full queue kicks the member instead of
-    /// slowing the sender or growing memory; a closed one is ignored (the
-    /// member is on its way out).
+    /// Queues `frame` without waiting. A full queue (past its frames or its
+    /// bytes) kicks the member instead of slowing the sender or growing
+    /// memory; a closed one is ignored (the member is on its way out).
     pub fn deliver(&self, frame: &PreparedMessage) {
-        let mut state = self.queue.lock();
+        let queue = &*self.queue;
+        let len = frame.frame().len();
+        let mut state = queue.lock();
         if state.closed || state.kicked {
             return;
         }
-        if state.frames.len() >= self.capacity {
+        let mut lagged = false;
+        if state.frames.len() >= queue.limits.frames
+            || state.bytes.saturating_add(len) > queue.limits.bytes
+        {
             state.kicked = true;
             state.frames = VecDeque::new();
+            lagged = state.clear();
         } else {
             state.frames.push_back(frame.clone());
-            if state.frames.len() > 1 {
+            state.bytes += len;
+            let queued = state.frames.len();
+            if queued > 1 {
                 // Not the first: the connection was woken already.
+                if queued >= LAG_FRAMES && !state.lagging {
+                    state.lagging = true;
+                    queue.backlog.lagging.fetch_add(1, Ordering::Relaxed);
+                }
                 return;
             }
         }
         drop(state);
-        self.queue.waker.wake();
+        if lagged {
+            queue.backlog.caught_up();
+        }
+        queue.waker.wake();
     }
 }
 
 impl Inbox {
-    fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+    /// [`Inbox::signal`] as a poll, for a session that waits on several
+    /// things at once.
+    pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
         self.queue.waker.register(cx.waker());
         let state = self.queue.lock();
         if state.kicked {
@@ -130,8 +255,7 @@ impl Inbox {
         std::future::poll_fn(|cx| self.poll_signal(cx)).await
     }
 
-    /// Waits until the member is kicked, ignoring queued frames: for use while
-    /// the connection is blocked writing, so a stalled reader is still closed.
+    /// Waits until the member is kicked, ignoring queued frames.
     pub async fn kicked(&self) {
         std::future::poll_fn(|cx| match self.poll_signal(cx) {
             Poll::Ready(Signal::Kicked) => Poll::Ready(()),
@@ -149,7 +273,14 @@ impl Inbox {
         if self.spare.capacity() > SPARE_FRAMES {
             self.spare = VecDeque::new();
         }
-        std::mem::swap(&mut self.queue.lock().frames, &mut self.spare);
+        let lagged = {
+            let mut state = self.queue.lock();
+            std::mem::swap(&mut state.frames, &mut self.spare);
+            state.clear()
+        };
+        if lagged {
+            self.queue.backlog.caught_up();
+        }
         let result = self.spare.iter().try_for_each(&mut write);
         self.spare.clear();
         result
@@ -157,7 +288,23 @@ impl Inbox {
 
     /// Takes the oldest queued frame, if any.
     pub fn try_recv(&mut self) -> Option<PreparedMessage> {
-        self.queue.lock().frames.pop_front()
+        let mut state = self.queue.lock();
+        let frame = state.frames.pop_front()?;
+        state.bytes -= frame.frame().len();
+        let lagged = state.lagging && state.frames.len() < LAG_FRAMES;
+        if lagged {
+            state.lagging = false;
+        }
+        drop(state);
+        if lagged {
+            self.queue.backlog.caught_up();
+        }
+        Some(frame)
+    }
+
+    /// Bytes queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.lock().bytes
     }
 }
 
@@ -166,6 +313,12 @@ impl Drop for Inbox {
         let mut state = self.queue.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        let lagged = state.clear();
+        drop(state);
+        if lagged {
+            self.queue.backlog.caught_up();
+        }
+        self.queue.backlog.members.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -179,9 +332,25 @@ struct Member {
 struct Room {
     seq: u64,
     members: HashMap<u64, Member>,
+    /// Every member's display name, unique in the room, and whose it is.
+    names: HashMap<String, u64>,
+    /// Its last member left and it is (being) taken out of the map: a join
+    /// that finds it looks the room up again.
+    closed: bool,
+}
+
+/// One room behind a lock of its own, so a fan-out to a big room holds up
+/// only that room.
+type SharedRoom = Arc<Mutex<Room>>;
+
+fn lock_room(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    room.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Room {
+    /// Delivers `json` to every member but `except`, encoded once. The
+    /// caller holds this room's lock: the deliveries of one room's messages
+    /// happen in their order.
     fn fan_out(&self, json: String, except: Option<u64>) {
         let frame = PreparedMessage::new(&Message::text(json));
         for (id, member) in &self.members {
@@ -207,18 +376,29 @@ pub struct Joined {
     pub seq: u64,
 }
 
+/// `join` under a display name another member of the room has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameTaken;
+
 /// `publish` or `leave` for a room the connection is not in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotJoined;
 
 /// Every room of one hub. An empty room is dropped, and its sequence starts
 /// again from 1 when it is next used.
+///
+/// Two levels of locks, each a std `Mutex` (no `.await` happens under any,
+/// and a fan-out only queues frames without waiting): the map of rooms,
+/// held only to find, add or remove a room, and one lock per room, held for
+/// its fan-out. So a publish to a room of 10,000 members holds up that
+/// room, not the others, and the map lock is never held while a room's is
+/// taken. The published value is encoded before any lock is taken.
 #[derive(Debug)]
 pub struct Rooms {
-    // A std Mutex is fine: no `.await` happens under it, and fan-out only
-    // does non-blocking `try_send`s.
-    rooms: Mutex<HashMap<String, Room>>,
+    rooms: Mutex<HashMap<String, SharedRoom>>,
     presence_limit: usize,
+    /// Shared by every member's queue.
+    backlog: Arc<Backlog>,
 }
 
 impl Default for Rooms {
@@ -239,28 +419,104 @@ impl Rooms {
         Self {
             rooms: Mutex::new(HashMap::new()),
             presence_limit,
+            backlog: Arc::default(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
+    /// A member's send queue, bounded by `limits`, counted in this hub's
+    /// [`Backlog`].
+    pub fn outbox(&self, limits: SendQueue) -> (Outbox, Inbox) {
+        self.backlog.members.fetch_add(1, Ordering::Relaxed);
+        let queue = Arc::new(Queue {
+            state: Mutex::default(),
+            waker: AtomicWaker::new(),
+            limits,
+            backlog: self.backlog.clone(),
+        });
+        (
+            Outbox {
+                queue: queue.clone(),
+            },
+            Inbox {
+                queue,
+                spare: VecDeque::new(),
+            },
+        )
+    }
+
+    /// How far behind this hub's members are.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, SharedRoom>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The room called `room`, if it has members.
+    fn room(&self, room: &str) -> Option<SharedRoom> {
+        self.lock().get(room).cloned()
     }
 
     /// Adds connection `id` to `room` as `name` and tells the other members.
     /// Joining again only updates the name.
-    pub fn join(&self, room: &str, id: u64, name: &str, outbox: &Outbox) -> Joined {
-        let mut rooms = self.lock();
-        let r = rooms.entry(room.to_owned()).or_default();
-        let fresh = r
-            .members
-            .insert(
-                id,
-                Member {
-                    name: name.to_owned(),
-                    outbox: outbox.clone(),
-                },
-            )
-            .is_none();
+    ///
+    /// # Errors
+    /// [`NameTaken`] if another member of the room is called `name`; nothing
+    /// changes then.
+    pub fn join(
+        &self,
+        room: &str,
+        id: u64,
+        name: &str,
+        outbox: &Outbox,
+    ) -> Result<Joined, NameTaken> {
+        loop {
+            let shared = {
+                let mut rooms = self.lock();
+                match rooms.get(room) {
+                    Some(shared) => shared.clone(),
+                    None => rooms.entry(room.to_owned()).or_default().clone(),
+                }
+            };
+            let mut r = lock_room(&shared);
+            if r.closed {
+                // Emptied since the lookup: its last member takes it out of
+                // the map, if it has not yet; a new one takes its place.
+                drop(r);
+                let mut rooms = self.lock();
+                if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                    rooms.remove(room);
+                }
+                continue;
+            }
+            return self.join_open(&mut r, room, id, name, outbox);
+        }
+    }
+
+    fn join_open(
+        &self,
+        r: &mut Room,
+        room: &str,
+        id: u64,
+        name: &str,
+        outbox: &Outbox,
+    ) -> Result<Joined, NameTaken> {
+        if r.names.get(name).is_some_and(|holder| *holder != id) {
+            return Err(NameTaken);
+        }
+        let member = Member {
+            name: name.to_owned(),
+            outbox: outbox.clone(),
+        };
+        let fresh = match r.members.insert(id, member) {
+            None => true,
+            Some(old) => {
+                r.names.remove(&old.name);
+                false
+            }
+        };
+        r.names.insert(name.to_owned(), id);
         if fresh && r.members.len() <= self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -278,23 +534,30 @@ impl Rooms {
             .map(|m| m.name.clone())
             .collect();
         members.sort();
-        Joined {
+        Ok(Joined {
             members,
             member_count: r.members.len(),
             seq: r.seq,
-        }
+        })
     }
 
-    /// Removes connection `id` from `room` and tells the other members.
+    /// Removes connection `id` from `room` and tells the other members. The
+    /// last member to leave frees the room.
     ///
     /// # Errors
     /// [`NotJoined`] if it was not a member.
     pub fn leave(&self, room: &str, id: u64) -> Result<(), NotJoined> {
-        let mut rooms = self.lock();
-        let r = rooms.get_mut(room).ok_or(NotJoined)?;
+        let shared = self.room(room).ok_or(NotJoined)?;
+        let mut r = lock_room(&shared);
         let member = r.members.remove(&id).ok_or(NotJoined)?;
+        r.names.remove(&member.name);
         if r.members.is_empty() {
-            rooms.remove(room);
+            r.closed = true;
+            drop(r);
+            let mut rooms = self.lock();
+            if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                rooms.remove(room);
+            }
         } else if r.members.len() < self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -313,27 +576,29 @@ impl Rooms {
     /// # Errors
     /// [`NotJoined`] if `id` is not a member of `room`.
     pub fn publish(&self, room: &str, id: u64, message: &Value) -> Result<u64, NotJoined> {
-        let mut rooms = self.lock();
-        let r = rooms.get_mut(room).ok_or(NotJoined)?;
+        let shared = self.room(room).ok_or(NotJoined)?;
+        // The client's value, of any size, is encoded before the room is
+        // locked; under the lock only the envelope is written around it.
+        let message = crate::protocol::encode_value(message);
+        let mut r = lock_room(&shared);
         let from = &r.members.get(&id).ok_or(NotJoined)?.name;
-        // Sequence numbers are taken under the lock, so every member's queue
-        // receives a room's messages in sequence order.
-        r.seq += 1;
-        let json = ServerMessage::Message {
-            room,
-            from,
-            seq: r.seq,
-            ts: now_ms(),
-            message,
-        }
-        .to_json();
+        // Sequence numbers are taken under the room's lock, so every
+        // member's queue receives a room's messages in sequence order.
+        let seq = r.seq + 1;
+        let json = crate::protocol::message_json(room, from, id, seq, now_ms(), &message);
+        r.seq = seq;
         r.fan_out(json, None);
-        Ok(r.seq)
+        Ok(seq)
     }
 
     /// Number of members of `room`.
     pub fn member_count(&self, room: &str) -> usize {
-        self.lock().get(room).map_or(0, |r| r.members.len())
+        self.room(room).map_or(0, |r| lock_room(&r).members.len())
+    }
+
+    /// Number of rooms with members.
+    pub fn room_count(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -341,6 +606,11 @@ impl Rooms {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A queue of `n` frames, bytes unbounded.
+    fn frames(n: usize) -> SendQueue {
+        SendQueue::new(n, usize::MAX)
+    }
 
     fn text(frame: &PreparedMessage) -> Value {
         // Unmasked frames with a 7- or 16-bit length.
@@ -352,10 +622,10 @@ mod tests {
     #[test]
     fn publish_reaches_every_member_in_sequence_from_one_encoding() {
         let rooms = Rooms::default();
-        let (a, mut a_in) = outbox(8);
-        let (b, mut b_in) = outbox(8);
-        rooms.join("lobby", 1, "alice", &a);
-        let joined = rooms.join("lobby", 2, "bob", &b);
+        let (a, mut a_in) = rooms.outbox(frames(8));
+        let (b, mut b_in) = rooms.outbox(frames(8));
+        rooms.join("lobby", 1, "alice", &a).unwrap();
+        let joined = rooms.join("lobby", 2, "bob", &b).unwrap();
         assert_eq!(joined.members, ["alice", "bob"]);
         let presence = text(&a_in.try_recv().unwrap());
         assert_eq!(presence["type"], "presence");
@@ -378,9 +648,9 @@ mod tests {
     #[test]
     fn only_members_publish_or_leave() {
         let rooms = Rooms::default();
-        let (a, _a_in) = outbox(8);
+        let (a, _a_in) = rooms.outbox(frames(8));
         assert_eq!(rooms.publish("x", 1, &json!(1)), Err(NotJoined));
-        rooms.join("x", 1, "a", &a);
+        rooms.join("x", 1, "a", &a).unwrap();
         assert_eq!(rooms.publish("x", 2, &json!(1)), Err(NotJoined));
         assert_eq!(rooms.leave("x", 2), Err(NotJoined));
         assert_eq!(rooms.leave("x", 1), Ok(()));
@@ -392,8 +662,8 @@ mod tests {
         let rooms = Rooms::new(3);
         let mut inboxes = Vec::new();
         for id in 0..150u64 {
-            let (o, i) = outbox(256);
-            let joined = rooms.join("big", id, &format!("m{id:03}"), &o);
+            let (o, i) = rooms.outbox(frames(256));
+            let joined = rooms.join("big", id, &format!("m{id:03}"), &o).unwrap();
             assert_eq!(joined.member_count, id as usize + 1);
             assert!(joined.members.len() <= MAX_LISTED_MEMBERS);
             inboxes.push(i);
@@ -406,13 +676,76 @@ mod tests {
         assert_eq!(heard, 2);
     }
 
+    #[test]
+    fn a_fan_out_holding_a_big_room_does_not_hold_up_another_room() {
+        let rooms = Arc::new(Rooms::default());
+        let mut inboxes = Vec::new();
+        for id in 0..10_000u64 {
+            let (o, i) = rooms.outbox(frames(4));
+            rooms.join("big", id, &format!("m{id}"), &o).unwrap();
+            inboxes.push(i);
+        }
+        let (o, _small_in) = rooms.outbox(frames(64));
+        rooms.join("small", 10_000, "a", &o).unwrap();
+        // As if a fan-out to the 10,000 were under way, for as long as it
+        // takes: the big room's lock is held.
+        let big = rooms.room("big").unwrap();
+        let held = lock_room(&big);
+        let (done, finished) = std::sync::mpsc::channel();
+        let other = rooms.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(other.publish("small", 10_000, &json!("hi")));
+        });
+        // A generous bound: the publish takes microseconds when it does not
+        // wait for the big room, and never returns while it does.
+        let published = finished.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        assert_eq!(published, Ok(Ok(1)));
+    }
+
+    #[test]
+    fn the_last_member_to_leave_frees_the_room_even_under_churn() {
+        let rooms = Rooms::default();
+        let (o, _i) = rooms.outbox(frames(64));
+        for room in 0..10_000 {
+            let room = format!("room-{room}");
+            rooms.join(&room, 1, "a", &o).unwrap();
+            rooms.join(&room, 2, "b", &o).unwrap();
+            rooms.leave(&room, 1).unwrap();
+            rooms.leave(&room, 2).unwrap();
+        }
+        assert_eq!(rooms.room_count(), 0);
+
+        // Joins racing the leave of a room's last member: none is lost in
+        // a room already taken out of the map.
+        let rooms = Arc::new(rooms);
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let rooms = rooms.clone();
+                let o = o.clone();
+                std::thread::spawn(move || {
+                    for n in 0..2_500u64 {
+                        let room = format!("shared-{}", n % 8);
+                        rooms.join(&room, t, &format!("x{t}"), &o).unwrap();
+                        assert_eq!(rooms.publish(&room, t, &json!(n)).map(|_| ()), Ok(()));
+                        rooms.leave(&room, t).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(rooms.room_count(), 0);
+    }
+
     #[tokio::test]
     async fn a_full_queue_kicks_the_member_without_blocking_the_room() {
         let rooms = Rooms::default();
-        let (slow, slow_in) = outbox(2);
-        let (fast, mut fast_in) = outbox(64);
-        rooms.join("r", 1, "slow", &slow);
-        rooms.join("r", 2, "fast", &fast);
+        let (slow, slow_in) = rooms.outbox(frames(2));
+        let (fast, mut fast_in) = rooms.outbox(frames(64));
+        rooms.join("r", 1, "slow", &slow).unwrap();
+        rooms.join("r", 2, "fast", &fast).unwrap();
         for _ in 0..10 {
             rooms.publish("r", 2, &json!("m")).unwrap();
         }
@@ -429,8 +762,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_as_well_as_frames() {
+        let rooms = Rooms::default();
+        let frame = PreparedMessage::new(&Message::text("x".repeat(100)));
+        let len = frame.frame().len();
+        let (out, mut inbox) = rooms.outbox(SendQueue::new(1000, 3 * len));
+        for _ in 0..3 {
+            out.deliver(&frame);
+        }
+        assert_eq!(inbox.queued_bytes(), 3 * len);
+        assert!(inbox.try_recv().is_some());
+        assert_eq!(
+            inbox.queued_bytes(),
+            2 * len,
+            "taking a frame frees its bytes"
+        );
+        out.deliver(&frame);
+        assert_eq!(
+            inbox.signal().await,
+            Signal::Frames,
+            "at the limit, not past it"
+        );
+        out.deliver(&frame);
+        assert_eq!(inbox.signal().await, Signal::Kicked);
+        assert_eq!(
+            inbox.queued_bytes(),
+            0,
+            "a kicked member's frames are freed"
+        );
+    }
+
+    #[tokio::test]
     async fn a_delivery_wakes_the_waiting_member_and_drain_keeps_order() {
-        let (out, mut inbox) = outbox(16);
+        let rooms = Rooms::default();
+        let (out, mut inbox) = rooms.outbox(frames(16));
         let waiting = tokio::spawn(async move {
             assert_eq!(inbox.signal().await, Signal::Frames);
             let mut got = Vec::new();
@@ -461,7 +826,8 @@ mod tests {
 
     #[test]
     fn drain_stops_at_the_first_error_and_a_gone_inbox_drops_deliveries() {
-        let (out, mut inbox) = outbox(64);
+        let rooms = Rooms::default();
+        let (out, mut inbox) = rooms.outbox(frames(64));
         for n in 0..40 {
             out.deliver(&PreparedMessage::new(&Message::text(format!("{n}"))));
         }

@@ -31,7 +31,7 @@ pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
 /// does not cover them in every browser), and no framing.
 const PAGE_CSP: &str = "default-src 'self'; \
     style-src 'sha256-+Y2TXW1nYbzirjy7uutvEv52ZNyrcYdVKC4WJ/+vhMo='; \
-    script-src 'sha256-pti+l6kOXpfc8SWUIxYZW3f9FaHuXhxTOMiVP9gHTEg='; \
+    script-src 'sha256-e12iR95RXhwMjsIPT9nP+obG1h3KF7NPOKzit/H0/ks='; \
     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// `Content-Security-Policy` of every other plain answer: nothing to load,
@@ -302,7 +302,7 @@ fn start_session(
             ws,
             conn_id,
             state.rooms.clone(),
-            state.config.send_queue,
+            state.config.member_limits(),
             shutdown,
         )),
         WebSocketRoute::Echo => Box::pin(echo::run(ws, conn_id, shutdown)),
@@ -402,7 +402,8 @@ async fn open_session(
     // (`TcpTransport`): 2.3% more echoes per second at 16 messages in
     // flight, no measurable change at 1 (A/B runs, 2026-11-29).
     let upgrade = upgrade.map_io(TcpTransport::new);
-    match upgrade.accept(Accept::default(), config.clone()).await {
+    let websocket = state.config.websocket_for(upgrade.request().path());
+    match upgrade.accept(Accept::default(), websocket).await {
         Ok(ws) => Some((start_session(ws, route, peer, client, state), admitted)),
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");
@@ -484,7 +485,13 @@ mod tests {
         );
 
         let (socket, _client) = server_socket(&listener).await;
-        let hub = member::run(socket, 2, Arc::new(Rooms::default()), 16, stop_rx);
+        let hub = member::run(
+            socket,
+            2,
+            Arc::new(Rooms::default()),
+            member::MemberLimits::default(),
+            stop_rx,
+        );
         let hub_size = std::mem::size_of_val(&hub);
         assert!(
             hub_size <= socket_size + 640,

@@ -91,6 +91,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             fanout.rate = a.rate;
             fanout.size = size;
             fanout.window = a.window;
+            fanout.own_copies = a.own_copies;
             fanout.handshake_concurrency = a.handshake_concurrency;
             if let Some(room) = a.room {
                 room_ok("--room", &room)?;
