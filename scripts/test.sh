@@ -4,7 +4,7 @@
 #   ./scripts/test.sh
 #
 # Steps: formatting and lints, unit/property/integration/doc tests, the sans-IO
-# check, builds without default features, fuzz targets build, Autobahn TestSuite in both roles (via kosoku),
+# check, builds without default features, fuzz targets build and run, Autobahn TestSuite in both roles (via kosoku),
 # interop with Node `ws` and Python `websockets`, and the chat page in a real
 # Chromium. Needs cargo, python3, node/npm, and chromium (tests/browser/setup.sh
 # installs it with apt when missing).
@@ -51,6 +51,8 @@ step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-
 step "no default features: workspace" cargo check --workspace --no-default-features
 step "release build" cargo build --release -p wshub-cli -p wshub-examples --bins --examples
 step "fuzz targets build" cargo build --manifest-path fuzz/Cargo.toml --bins
+# Every target fuzzed for 20 s (about 4 minutes with the build): a crash fails the step.
+step "fuzz" fuzz/run.sh 20
 step "autobahn" autobahn/run.sh "$root/target/release/wshub" "$root/target/release/examples/autobahn_client"
 step "interop" tests/interop/run.sh "$root/target/release/wshub"
 step "browser" tests/browser/run.sh "$root/target/release/wshub"
