@@ -42,12 +42,15 @@ impl PartialEq for PreparedMessage {
 
 impl Eq for PreparedMessage {}
 
-/// Distinct (window bits, level) pairs whose compressed frame a
-/// [`PreparedMessage`] keeps; a fifth pair is compressed on every use.
+/// Distinct (window bits, level, memory level) forms whose compressed frame a
+/// [`PreparedMessage`] keeps; a fifth is compressed on every use. One server
+/// needs at most three: [`negotiate`](crate::deflate::negotiate) gives every
+/// client one of three windows, and the levels are the server's own.
 #[cfg(feature = "deflate")]
 const DEFLATED_SLOTS: usize = 4;
 
-/// The compressed frames of one prepared message, filled in slot order.
+/// The compressed frames of one prepared message. A slot is filled only
+/// once every earlier one is, so the first empty slot ends a search.
 #[cfg(feature = "deflate")]
 #[derive(Debug, Default)]
 struct DeflatedFrames {
@@ -102,9 +105,13 @@ impl PreparedMessage {
     /// when that does not make it smaller: at or above the threshold every
     /// message is sent compressed, as Node's `ws` and python-websockets do.
     ///
-    /// Computed once per distinct (`window_bits`, `level`, `mem_level`), for
-    /// the first four asked for, and shared by every clone: all recipients with
-    /// the same parameters get the same bytes.
+    /// Kept for the first four distinct (`window_bits`, `level`,
+    /// `mem_level`) asked for and shared by every clone: all recipients with
+    /// the same parameters get the same bytes. No lock is held while
+    /// compressing, so a thread never waits for another's compression: two
+    /// threads that ask for a new form at once both compress it, the first
+    /// to finish keeps its copy, and the other uses that one and drops its
+    /// own.
     #[cfg(feature = "deflate")]
     #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn deflated_frame(&self, window_bits: u8, level: u32, mem_level: u8) -> Bytes {
@@ -113,26 +120,45 @@ impl PreparedMessage {
             crate::deflate::MAX_WINDOW_BITS,
         );
         let settings = DeflateSettings::new(level, mem_level);
-        for slot in &self.deflated.slots {
-            // Slots fill in order, so an empty slot means no later one holds
-            // these parameters; a racing thread that filled it first is
-            // waited for.
-            let entry = slot.get_or_init(|| DeflatedFrame {
-                window_bits,
-                settings,
-                frame: self.compress(window_bits, settings),
-            });
-            if entry.window_bits == window_bits && entry.settings == settings {
-                return entry.frame.clone();
+        let wanted =
+            |entry: &DeflatedFrame| entry.window_bits == window_bits && entry.settings == settings;
+        let slots = &self.deflated.slots;
+        let mut free = slots.len();
+        for (i, slot) in slots.iter().enumerate() {
+            match slot.get() {
+                Some(entry) if wanted(entry) => return entry.frame.clone(),
+                Some(_) => {}
+                None => {
+                    free = i;
+                    break;
+                }
             }
         }
-        self.compress(window_bits, settings)
+        let mut entry = DeflatedFrame {
+            window_bits,
+            settings,
+            frame: self.compress(window_bits, settings),
+        };
+        // Publish in the first free slot. `set` waits only for another
+        // thread's `set` (a move), never for a compression.
+        for slot in &slots[free..] {
+            let frame = entry.frame.clone();
+            match slot.set(entry) {
+                Ok(()) => return frame,
+                Err(ours) => match slot.get() {
+                    // Another thread published the same form first.
+                    Some(theirs) if wanted(theirs) => return theirs.frame.clone(),
+                    _ => entry = ours,
+                },
+            }
+        }
+        entry.frame
     }
 
     #[cfg(feature = "deflate")]
     fn compress(&self, window_bits: u8, settings: DeflateSettings) -> Bytes {
         #[cfg(test)]
-        tests::COMPRESSIONS.with(|n| n.set(n.get() + 1));
+        tests::on_compress();
         let payload = self.payload();
         let compressed = codec::compress_once(payload, window_bits, settings);
         let mut out = BytesMut::with_capacity(crate::frame::encoded_len(compressed.len(), false));
@@ -158,9 +184,142 @@ mod tests {
     use crate::{Config, Connection, Role};
 
     #[cfg(feature = "deflate")]
+    use std::sync::mpsc;
+    #[cfg(feature = "deflate")]
+    use std::time::Duration;
+
+    /// "Started" to send, "go" to wait for.
+    #[cfg(feature = "deflate")]
+    type Gate = (mpsc::Sender<()>, mpsc::Receiver<()>);
+
+    #[cfg(feature = "deflate")]
     thread_local! {
         /// Compressions done by `PreparedMessage` on this thread.
-        pub(super) static COMPRESSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        static COMPRESSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// When set, this thread's next compression says it has started
+        /// (first channel) and waits for a go (second) before it runs.
+        static GATE: std::cell::RefCell<Option<Gate>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Counts a compression and holds it at this thread's gate, if any.
+    #[cfg(feature = "deflate")]
+    pub(super) fn on_compress() {
+        COMPRESSIONS.with(|n| n.set(n.get() + 1));
+        if let Some((started, go)) = GATE.with(|g| g.borrow_mut().take()) {
+            started.send(()).unwrap();
+            go.recv_timeout(WAIT).unwrap();
+        }
+    }
+
+    /// Bound on every wait in these tests.
+    #[cfg(feature = "deflate")]
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Starts a thread that asks `message` for its `window_bits` form and is
+    /// held inside the compression until the returned sender says go.
+    #[cfg(feature = "deflate")]
+    fn compress_held(
+        message: &PreparedMessage,
+        window_bits: u8,
+    ) -> (mpsc::Sender<()>, std::thread::JoinHandle<Bytes>) {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel();
+        let message = message.clone();
+        let thread = std::thread::spawn(move || {
+            GATE.with(|g| *g.borrow_mut() = Some((started_tx, go_rx)));
+            message.deflated_frame(window_bits, 2, 8)
+        });
+        started_rx
+            .recv_timeout(WAIT)
+            .expect("the held thread starts compressing");
+        (go_tx, thread)
+    }
+
+    /// Asks for `window_bits` on another thread; `Some` if that finished
+    /// within [`WAIT`].
+    #[cfg(feature = "deflate")]
+    fn compress_elsewhere(
+        message: &PreparedMessage,
+        window_bits: u8,
+    ) -> (Option<Bytes>, std::thread::JoinHandle<()>) {
+        let (done_tx, done_rx) = mpsc::channel();
+        let message = message.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = done_tx.send(message.deflated_frame(window_bits, 2, 8));
+        });
+        (done_rx.recv_timeout(WAIT).ok(), thread)
+    }
+
+    #[cfg(feature = "deflate")]
+    fn sample() -> PreparedMessage {
+        PreparedMessage::new(&Message::text("a line of JSON-like text; ".repeat(200)))
+    }
+
+    /// RFC 7692 §7.2.1 without context takeover: each form is a function of
+    /// the payload and the parameters alone, so one thread's compression
+    /// need never wait for another's.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn a_form_is_never_waited_for_by_a_thread_that_wants_another() {
+        let message = sample();
+        let (go, held) = compress_held(&message, 15);
+        // The held thread is inside the first slot's compression.
+        let (other, other_thread) = compress_elsewhere(&message, 9);
+        go.send(()).unwrap();
+        let fifteen = held.join().unwrap();
+        other_thread.join().unwrap();
+        let nine = other.expect("the 9-bit form did not wait for the 15-bit one");
+        assert_eq!(message.deflated_frame(15, 2, 8), fifteen);
+        assert_eq!(message.deflated_frame(9, 2, 8), nine);
+        assert_ne!(fifteen, nine);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn two_threads_racing_for_one_form_end_up_sharing_one_copy() {
+        let message = sample();
+        let (go, held) = compress_held(&message, 15);
+        let (other, other_thread) = compress_elsewhere(&message, 15);
+        let other = other.expect("the second thread compressed on its own");
+        other_thread.join().unwrap();
+        go.send(()).unwrap();
+        // The held thread lost the race: it returns the copy published first.
+        let held = held.join().unwrap();
+        assert_eq!(held.as_ptr(), other.as_ptr(), "one shared buffer");
+        let again = message.deflated_frame(15, 2, 8);
+        assert_eq!(again.as_ptr(), other.as_ptr());
+        // The lost copy took no slot: three more forms are still kept.
+        let before = COMPRESSIONS.with(|n| n.get());
+        for bits in [9, 10, 11, 9, 10, 11] {
+            message.deflated_frame(bits, 2, 8);
+        }
+        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 3);
+    }
+
+    /// However many window sizes the clients offer, a server's clients get
+    /// at most three (RFC 7692 §7.1.2.1, see `deflate::negotiate`), so a
+    /// room message is compressed at most three times.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn clients_offering_every_window_cost_at_most_three_compressions() {
+        let message = sample();
+        let before = COMPRESSIONS.with(|n| n.get());
+        let mut outputs = std::collections::HashSet::new();
+        for bits in [15, 14, 13, 12, 11, 10, 9, 8] {
+            let client = crate::deflate::DeflateConfig::client().server_max_window_bits(bits);
+            let offer = crate::deflate::offer(&client);
+            let (agreement, _) = crate::deflate::negotiate(
+                [offer.as_str()],
+                &crate::deflate::DeflateConfig::server(),
+            )
+            .unwrap();
+            let mut server =
+                Connection::new(Role::Server, Config::default().deflate(Some(agreement)));
+            server.send_prepared(&message).unwrap();
+            outputs.insert(server.take_outgoing());
+        }
+        assert_eq!(COMPRESSIONS.with(|n| n.get()) - before, 3);
+        assert_eq!(outputs.len(), 3);
     }
 
     #[cfg(feature = "deflate")]

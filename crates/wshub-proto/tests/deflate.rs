@@ -296,9 +296,12 @@ mod section_7_1_server_negotiation {
                 "permessage-deflate; client_no_context_takeover",
                 format!("{PMD}; client_no_context_takeover"),
             ),
+            // Below the server's own 15 bits: it answers 9, "the same or
+            // smaller value as the offer" (RFC 7692 §7.1.2.1), one of the
+            // few windows it compresses with.
             (
                 "permessage-deflate; server_max_window_bits=10",
-                format!("{PMD}; server_max_window_bits=10"),
+                format!("{PMD}; server_max_window_bits=9"),
             ),
             (
                 "permessage-deflate; server_max_window_bits=15",
@@ -321,7 +324,7 @@ mod section_7_1_server_negotiation {
             // §7.1: a quoted-string value is unquoted before it is checked.
             (
                 "permessage-deflate; server_max_window_bits=\"12\"",
-                format!("{PMD}; server_max_window_bits=12"),
+                format!("{PMD}; server_max_window_bits=9"),
             ),
             (
                 "permessage-deflate;server_no_context_takeover ; client_max_window_bits = 11",

@@ -58,8 +58,10 @@ pub struct DeflateConfig {
     /// [`DeflateConfig::client`].
     pub client_no_context_takeover: bool,
     /// Base-2 logarithm of the largest LZ77 window the server compresses
-    /// with, 8–15 (RFC 7692 §7.1.2.1). Server: the most it uses (a client's
-    /// smaller `server_max_window_bits` wins). Client: below 15, offered as
+    /// with, 8–15 (RFC 7692 §7.1.2.1). Server: the window it uses; a client
+    /// that offers a smaller `server_max_window_bits` gets 9 bits (8 if it
+    /// offered 8), so every client of a server gets one of at most three
+    /// windows (see [`negotiate`]). Client: below 15, offered as
     /// `server_max_window_bits`, which bounds the inflater's window
     /// (`2^bits` bytes). Default: 15.
     pub server_max_window_bits: u8,
@@ -461,8 +463,13 @@ fn client_offer_params(config: &DeflateConfig) -> Params {
 /// - `server_no_context_takeover` if `o` or `c` has it;
 /// - `client_no_context_takeover` if `o` or `c` has it (a server MAY include
 ///   it even if not offered, §7.1.1.2);
-/// - `server_max_window_bits = min(o, c)`, sent when `o` had the parameter or
-///   the value is below 15 (§7.1.2.1);
+/// - `server_max_window_bits`: `c` if `o` allows it (no parameter, or a
+///   value of at least `c`); else 9, or 8 if `o` is 8. A server answers
+///   "with the same or smaller value as the offer" (§7.1.2.1), so it may
+///   use less than `o`; rounding down to {`c`, 9, 8} bounds the forms a
+///   [`PreparedMessage`](crate::PreparedMessage) is compressed in, whatever
+///   windows the clients ask for. Sent when `o` had the parameter or the
+///   value is below 15;
 /// - `client_max_window_bits = min(o, c)` only if `o` had the parameter
 ///   (with or without a value), sent when below 15 or when `o` gave a value
 ///   (§7.1.2.2). A client that did not offer it uses up to 15.
@@ -491,10 +498,7 @@ pub fn negotiate_offers(
         .find_map(|e| Params::parse(e, true).ok())?;
     let server_limit = DeflateConfig::clamped_bits(config.server_max_window_bits);
     let client_limit = DeflateConfig::clamped_bits(config.client_max_window_bits);
-    let server_bits = offer
-        .server_max_window_bits
-        .unwrap_or(MAX_WINDOW_BITS)
-        .min(server_limit);
+    let server_bits = server_window_bits(offer.server_max_window_bits, server_limit);
     let client_bits = match offer.client_max_window_bits {
         Some(offered) => offered.unwrap_or(MAX_WINDOW_BITS).min(client_limit),
         None => MAX_WINDOW_BITS,
@@ -522,6 +526,28 @@ pub fn negotiate_offers(
             .map(|_| Some(client_bits)),
     };
     Some((agreement, response.to_header()))
+}
+
+/// Below the server's own window, the one it uses when the client asks for
+/// less: small enough for every offer but 8.
+const SMALL_SERVER_WINDOW_BITS: u8 = 9;
+
+/// The server's window for an offered `server_max_window_bits` and its own
+/// `limit` (both 8–15): `limit` when the offer allows it, else 9, or 8 when
+/// the offer is 8. One of at most three values per `limit`, so a prepared
+/// message is compressed at most three ways for one server (RFC 7692
+/// §7.1.2.1: the answer has "the same or smaller value as the offer").
+fn server_window_bits(offered: Option<u8>, limit: u8) -> u8 {
+    match offered {
+        Some(offered) if offered < limit => {
+            if offered >= SMALL_SERVER_WINDOW_BITS {
+                SMALL_SERVER_WINDOW_BITS
+            } else {
+                MIN_WINDOW_BITS
+            }
+        }
+        _ => limit,
+    }
 }
 
 /// Checks a response element against one offer (RFC 7692 §7.1).
@@ -667,6 +693,72 @@ pub(crate) fn check_response_to_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod section_7_1_2_1_server_max_window_bits {
+        use super::*;
+
+        /// The server's window for a client offering `offered` (`None`: no
+        /// `server_max_window_bits`), checked by the client as it would be.
+        fn server_window(offered: Option<u8>, limit: u8) -> u8 {
+            let client = DeflateConfig::client().server_max_window_bits(offered.unwrap_or(15));
+            let mut header = offer(&client);
+            if offered == Some(15) {
+                // `offer` leaves out the default value; say it explicitly.
+                header.push_str("; server_max_window_bits=15");
+            }
+            let server = DeflateConfig::server().server_max_window_bits(limit);
+            let (agreement, answer) = negotiate([header.as_str()], &server).unwrap();
+            let checked = validate_response([answer.as_str()], &client)
+                .unwrap_or_else(|e| panic!("{answer:?} refused for {header:?}: {e}"))
+                .unwrap();
+            assert_eq!(
+                checked.server_max_window_bits,
+                agreement.server_max_window_bits
+            );
+            agreement.server_max_window_bits
+        }
+
+        #[test]
+        fn the_answer_is_the_same_or_smaller_value_as_the_offer() {
+            for limit in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
+                for offered in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
+                    let bits = server_window(Some(offered), limit);
+                    assert!(
+                        bits <= offered && bits <= limit,
+                        "{offered}/{limit}: {bits}"
+                    );
+                }
+                assert_eq!(server_window(None, limit), limit);
+            }
+        }
+
+        #[test]
+        fn a_server_uses_at_most_three_windows_whatever_the_offers() {
+            for limit in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
+                let mut used: Vec<u8> = (MIN_WINDOW_BITS..=MAX_WINDOW_BITS)
+                    .map(Some)
+                    .chain([None])
+                    .map(|offered| server_window(offered, limit))
+                    .collect();
+                used.sort_unstable();
+                used.dedup();
+                let mut allowed = vec![MIN_WINDOW_BITS, SMALL_SERVER_WINDOW_BITS, limit];
+                allowed.retain(|&b| b <= limit);
+                allowed.dedup();
+                assert_eq!(used, allowed, "limit {limit}");
+            }
+        }
+
+        #[test]
+        fn an_offer_of_its_own_window_or_more_gets_the_servers_window() {
+            assert_eq!(server_window(Some(12), 12), 12);
+            assert_eq!(server_window(Some(15), 12), 12);
+            assert_eq!(server_window(Some(14), 15), 9);
+            assert_eq!(server_window(Some(10), 12), 9);
+            assert_eq!(server_window(Some(9), 15), 9);
+            assert_eq!(server_window(Some(8), 15), 8);
+        }
+    }
 
     #[test]
     fn window_bits_are_8_to_15_without_leading_zeros() {
