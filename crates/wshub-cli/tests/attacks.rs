@@ -37,6 +37,10 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wshub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log", "error"])
             .args(["--runtime", "current-thread"])
+            // Every replay comes from 127.0.0.1, thousands of requests a
+            // second: the per-address admission limits (503) are off, so
+            // what is measured is the protocol's own handling.
+            .args(["--max-connections-per-ip", "0", "--handshakes-per-ip", "0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
