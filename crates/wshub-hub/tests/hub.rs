@@ -8,35 +8,13 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use wshub::{CloseCode, Message, WebSocket};
+use wshub::{CloseCode, Message};
 use wshub_hub::HubConfig;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
 
-struct Hub {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-async fn start(config: HubConfig) -> Hub {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(wshub_hub::serve(listener, config, async {
-        let _ = stopped.await;
-    }));
-    Hub {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-type Ws = WebSocket<TcpStream>;
+use common::{start, Hub, Ws, WAIT};
 
 async fn client(hub: &Hub, path: &str) -> Ws {
     let mut ws = timeout(WAIT, wshub::connect(&format!("ws://{}{path}", hub.addr)))
