@@ -79,8 +79,9 @@ pub(crate) struct ServeArgs {
         default_value_t = flag_duration(HubConfig::default().websocket.pong_timeout))]
     pub(crate) pong_timeout: humantime::Duration,
 
-    /// Largest message accepted, in bytes (suffixes KiB, MiB, GiB); bigger
-    /// ones close the connection with 1009.
+    /// Largest message accepted on /echo, in bytes (suffixes KiB, MiB, GiB);
+    /// bigger ones close the connection with 1009. /ws has its own,
+    /// --max-hub-message-size.
     #[arg(long, value_name = "BYTES",
         default_value_t = flag_size(HubConfig::default().websocket.protocol.max_message_size))]
     pub(crate) max_message_size: String,
