@@ -79,6 +79,13 @@ pub(crate) struct ServeArgs {
         default_value_t = flag_duration(HubConfig::default().websocket.pong_timeout))]
     pub(crate) pong_timeout: humantime::Duration,
 
+    /// Time a client has to finish a message once its first frame arrived,
+    /// however it is fragmented and whatever Pings come in between; past it
+    /// the connection is closed with 1008. 0s turns the bound off.
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().websocket.message_timeout.unwrap_or_default()))]
+    pub(crate) message_timeout: humantime::Duration,
+
     /// Largest message accepted on /echo, in bytes (suffixes KiB, MiB, GiB);
     /// bigger ones close the connection with 1009. /ws has its own,
     /// --max-hub-message-size.

@@ -85,6 +85,8 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     websocket.ping_interval = Some(ping_interval);
     websocket.pong_timeout = pong_timeout;
     websocket.handshake_timeout = handshake_timeout;
+    let message_timeout = Duration::from(args.message_timeout);
+    websocket.message_timeout = (!message_timeout.is_zero()).then_some(message_timeout);
     websocket.protocol.max_message_size = parse_size("--max-message-size", &args.max_message_size)?;
     websocket.protocol.max_frame_size = parse_size("--max-frame-size", &args.max_frame_size)?;
     websocket.compression = deflate_config(&args.compression, DeflateConfig::server())?;

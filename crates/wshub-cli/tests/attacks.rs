@@ -489,3 +489,53 @@ fn a_ping_flood_from_a_peer_that_never_reads_gets_coalesced_pongs_and_bounded_me
     assert!(pongs * 4 <= PINGS, "{pongs} Pongs for {PINGS} Pings");
     assert!(growth <= 4 << 20, "RSS grew {growth} B");
 }
+
+#[test]
+fn a_message_kept_open_by_pings_is_closed_with_1008_at_the_message_timeout() {
+    // Any byte proves a peer alive to the keepalive; a message's first
+    // fragment followed by nothing but Pings must still end by the deadline.
+    let server = Server::start(&["--message-timeout", "2s"]);
+    let mut tcp = server.upgrade("/echo");
+    tcp.write_all(&client_frame(0x01, b"hel")).unwrap();
+    let started = Instant::now();
+    let mut pinger = tcp.try_clone().unwrap();
+    let pings = std::thread::spawn(move || {
+        // A Ping every 250 ms for 6 s, or until the server is gone.
+        for _ in 0..24 {
+            if pinger.write_all(&client_frame(0x89, b"alive")).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    let mut pongs = 0;
+    let code = loop {
+        match read_frame(&mut tcp) {
+            (0x8a, payload) => {
+                assert_eq!(payload, b"alive");
+                pongs += 1;
+            }
+            (0x88, payload) => break u16::from_be_bytes([payload[0], payload[1]]),
+            (first, payload) => panic!("unexpected frame {first:#x} {payload:?}"),
+        }
+    };
+    let elapsed = started.elapsed();
+    assert_eq!(code, 1008, "policy violation");
+    assert!(pongs >= 4, "the Pings were answered meanwhile ({pongs})");
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),
+        "closed {elapsed:?} after the first fragment, 2 s expected"
+    );
+    assert!(read_to_eof(&mut tcp)
+        .expect("the server closes TCP")
+        .is_empty());
+    pings.join().unwrap();
+
+    // With the bound off, the same message may take its time, and ends well.
+    let server = Server::start(&["--message-timeout", "0s"]);
+    let mut tcp = server.upgrade("/echo");
+    tcp.write_all(&client_frame(0x01, b"hel")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    tcp.write_all(&client_frame(0x80, b"lo")).unwrap();
+    assert_eq!(read_frame(&mut tcp), (0x81, b"hello".to_vec()));
+}

@@ -668,6 +668,14 @@ impl Connection {
         self.decoder.mid_frame()
     }
 
+    /// Whether a data message has begun (its first frame's header was
+    /// received) and its final frame has not ended (RFC 6455 §5.4): a
+    /// driver bounds how long that may last.
+    #[inline]
+    pub fn mid_message(&self) -> bool {
+        self.decoder.mid_message()
+    }
+
     /// Bytes held in buffers (message, output, control, and with
     /// permessage-deflate the inflated message in progress and the
     /// compression scratch buffer), for memory accounting.

@@ -31,6 +31,18 @@ pub struct WebSocketConfig {
     /// [`ClientBuilder::connect`](crate::ClientBuilder::connect).
     /// Default: 10 s.
     pub handshake_timeout: Duration,
+    /// How long one incoming data message may take, from its first frame's
+    /// header to the end of its final frame, however its frames are split
+    /// and whatever control frames come in between (RFC 6455 §5.4). Any byte
+    /// from the peer proves it alive to the keepalive, so without this a peer
+    /// could hold a fragmented or slowly sent message open for ever with a
+    /// Ping now and then. Past it the connection is failed: a Close with
+    /// 1008 (policy violation, RFC 6455 §7.4.1: the peer broke no protocol
+    /// rule, and the message need not be big) goes out, the transport is
+    /// closed, and the stream ends with
+    /// [`Error::MessageTimeout`](crate::Error::MessageTimeout). Messages read
+    /// whole by one read never arm it. `None`: no bound. Default: 60 s.
+    pub message_timeout: Option<Duration>,
     /// How long to wait for the peer's Close after ours, or for the server to
     /// close TCP after the close handshake (RFC 6455 §7.1.1). Default: 5 s.
     pub close_timeout: Duration,
@@ -52,6 +64,7 @@ impl Default for WebSocketConfig {
             pong_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            message_timeout: Some(Duration::from_secs(60)),
             compression: None,
         }
     }
@@ -91,6 +104,12 @@ impl WebSocketConfig {
     /// Sets [`WebSocketConfig::compression`].
     pub fn compression(mut self, compression: Option<DeflateConfig>) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Sets [`WebSocketConfig::message_timeout`] (`None`: no bound).
+    pub fn message_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.message_timeout = timeout;
         self
     }
 

@@ -30,6 +30,12 @@ pub enum Error {
     /// keepalive Ping; the connection was dropped.
     #[error("peer did not answer the keepalive ping in time")]
     KeepaliveTimeout,
+    /// The peer did not finish a data message within
+    /// [`WebSocketConfig::message_timeout`](crate::WebSocketConfig::message_timeout)
+    /// of its first frame; the connection was failed with a Close 1008
+    /// (policy violation).
+    #[error("peer did not finish a message in time")]
+    MessageTimeout,
     /// The URL is not a usable `ws://` URL.
     #[error("invalid WebSocket URL {url:?}: {reason}")]
     InvalidUrl {

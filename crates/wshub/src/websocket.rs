@@ -100,10 +100,16 @@ pub(crate) struct Inner<S> {
     write_buffer_limit: usize,
     /// [`WebSocketConfig::close_timeout`].
     close_timeout: Duration,
+    /// [`WebSocketConfig::message_timeout`].
+    message_timeout: Option<Duration>,
     info: HandshakeInfo,
     phase: Phase,
     keepalive: Option<Keepalive>,
     close_deadline: Option<Instant>,
+    /// When the incoming message in progress must have ended; set while one
+    /// is in progress at the end of a read (the timeout on, no Close yet),
+    /// and set anew when a message before it is taken.
+    message_deadline: Option<Instant>,
     /// When to give back buffers, set when reading goes quiet with some held.
     shrink_deadline: Option<Instant>,
     /// Armed for the earliest deadline; freed when there is none.
@@ -180,13 +186,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let keepalive = config
             .ping_interval
             .map(|interval| Keepalive::new(interval, config.pong_timeout, Instant::now()));
-        Self {
+        let mut inner = Self {
             io,
             conn,
             info,
             phase: Phase::Open,
             keepalive,
             close_deadline: None,
+            message_deadline: None,
             shrink_deadline: None,
             timer: None,
             timer_waker: None,
@@ -194,7 +201,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             split: None,
             write_buffer_limit: config.write_buffer_limit,
             close_timeout: config.close_timeout,
-        }
+            message_timeout: config.message_timeout,
+        };
+        // The early bytes may have started a message.
+        inner.track_message();
+        inner
+    }
+
+    /// Arms the message deadline when a message is left in progress by a
+    /// read and clears it once none is. Called only when the two disagree
+    /// (or at the start), so a read that leaves no message in progress, as
+    /// every read of whole messages does, costs one comparison; and when a
+    /// message is taken while a deadline is set, since the message still in
+    /// progress is then a later one (a read may end one and begin the next).
+    #[inline(never)]
+    fn track_message(&mut self) {
+        self.message_deadline = match self.message_timeout {
+            // Once a Close went either way, the close timeout bounds the rest.
+            Some(timeout) if self.conn.mid_message() && self.close_deadline.is_none() => {
+                // A message still in progress keeps the deadline it started with.
+                Some(
+                    self.message_deadline
+                        .unwrap_or_else(|| Instant::now() + timeout),
+                )
+            }
+            _ => None,
+        };
     }
 
     fn ready_state(&self) -> State {
@@ -262,7 +294,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.poll_timer_slow(cx)
     }
 
-    /// The earliest of the keepalive, close and shrink deadlines.
+    /// The earliest of the keepalive, close, message and shrink deadlines.
     #[inline(always)]
     fn next_deadline(&self) -> Option<Instant> {
         earliest(
@@ -270,7 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.keepalive.as_ref().map(Keepalive::deadline),
                 self.close_deadline,
             ),
-            self.shrink_deadline,
+            earliest(self.message_deadline, self.shrink_deadline),
         )
     }
 
@@ -326,7 +358,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn take_queued_message(&mut self) -> Option<Message> {
         loop {
             match self.conn.next_event()? {
-                Event::Message(message) => return Some(message),
+                Event::Message(message) => {
+                    if self.message_deadline.is_some() {
+                        // The message in progress began after this one
+                        // ended, so no earlier than now: its own deadline.
+                        self.message_deadline = None;
+                        self.track_message();
+                    }
+                    return Some(message);
+                }
                 Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
             }
         }
@@ -374,8 +414,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             match self.phase {
                 Phase::Done => return Poll::Ready(self.pending_error.take().map(|e| Err(*e))),
                 Phase::Finishing => {
-                    // No more Pings, and no keepalive deadline to wake the wait below.
+                    // No more Pings, and no keepalive or message deadline to
+                    // wake the wait below.
                     self.keepalive = None;
+                    self.message_deadline = None;
                     // Best effort: the peer may be gone already, or may have
                     // stopped reading, leaving our output stuck behind its full
                     // window; the close deadline bounds the wait for the latter.
@@ -427,6 +469,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         // From here the close timeout bounds the wait; a
                         // keepalive Ping could not be sent after our Close.
                         self.keepalive = None;
+                        self.message_deadline = None;
                         self.close_deadline = Some(Instant::now() + self.close_timeout);
                     }
                     _ => {}
@@ -436,6 +479,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 if self.shrink_deadline.is_some_and(|d| now >= d) {
                     self.shrink_deadline = None;
                     self.conn.shrink_buffers();
+                }
+                if self.message_deadline.is_some_and(|d| now >= d) {
+                    self.fail_message_timeout();
+                    continue;
                 }
                 if self.close_deadline.is_some_and(|d| now >= d) {
                     // Our Close went unanswered, or the server did not close TCP.
@@ -477,6 +524,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
     }
 
+    /// The message in progress outlived [`WebSocketConfig::message_timeout`]:
+    /// fail the connection with 1008 (our Close first, unless one was sent),
+    /// then close the transport, waiting at most the close timeout for the
+    /// peer to take the Close.
+    #[cold]
+    fn fail_message_timeout(&mut self) {
+        tracing::debug!(close_code = 1008, "message timeout");
+        self.message_deadline = None;
+        // `Err` only when a Close was sent already: nothing more to say.
+        let _ = self
+            .conn
+            .send_close(CloseCode::PolicyViolation, "message timeout");
+        self.finish_abnormally(Some(Error::MessageTimeout));
+    }
+
     /// Reads once from the transport and feeds the bytes to the protocol.
     /// `Ready` when something happened (bytes, end of stream, error), so the
     /// caller looks at the connection again.
@@ -507,6 +569,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let mut read_buf = ReadBuf::new(buf);
         let read = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
         if read.is_pending() {
+            // Waiting for the peer: a message left in progress now starts
+            // its deadline (and one no longer in progress drops it). Checked
+            // only here, not per read: a peer that keeps the socket busy is
+            // sending the message, or bounded by the message size limit.
+            if self.conn.mid_message() != self.message_deadline.is_some() {
+                self.track_message();
+                if self.poll_timer(cx).is_ready() {
+                    cx.waker().wake_by_ref();
+                }
+            }
             if self.conn.buffer_capacity() > LARGE_BUFFER {
                 // Nothing more to read: do not keep a big message's buffer.
                 self.conn.shrink_buffers();
