@@ -516,6 +516,7 @@ impl Member {
                         members,
                         member_count: result.member_count,
                         seq: result.seq,
+                        epoch: &result.epoch,
                         id,
                     }
                     .to_json(),

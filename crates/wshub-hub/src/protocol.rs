@@ -234,6 +234,9 @@ pub enum ServerMessage<'a> {
         member_count: usize,
         /// The room's last sequence number (0 before any message).
         seq: u64,
+        /// The room's epoch: `seq` counts within it. A room emptied and
+        /// used again starts a new epoch, its `seq` again from 1.
+        epoch: &'a str,
         /// The request's id.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
@@ -270,10 +273,13 @@ pub enum ServerMessage<'a> {
         /// The published JSON value.
         message: &'a Value,
         /// The sender's connection id (its `welcome` id): unlike names,
-        /// unique for the hub's life. Last, so that a client reading `seq`
-        /// and the start of `message` by position (as `wshub bench fanout`
-        /// does) finds them where they were.
+        /// unique for the hub's life. After `message`, so that a client
+        /// reading `seq` and the start of `message` by position (as `wshub
+        /// bench fanout` does) finds them where they were.
         from_id: u64,
+        /// The room's epoch (see [`ServerMessage::Joined`]): `(epoch, seq)`
+        /// identifies a message of a room for the hub's life.
+        epoch: &'a str,
     },
     /// A request that could not be carried out; the connection stays open.
     Error {
@@ -308,17 +314,19 @@ pub(crate) fn message_json(
     from: &str,
     from_id: u64,
     seq: u64,
+    epoch: &str,
     ts: u64,
     value: &str,
 ) -> String {
     use std::fmt::Write as _;
     let quoted = |s: &str| serde_json::to_string(s).expect("a str is serialisable");
-    let mut json = String::with_capacity(value.len() + room.len() + from.len() + 80);
+    let mut json = String::with_capacity(value.len() + room.len() + from.len() + epoch.len() + 96);
     let _ = write!(
         json,
-        r#"{{"type":"message","room":{},"from":{},"seq":{seq},"ts":{ts},"message":{value},"from_id":{from_id}}}"#,
+        r#"{{"type":"message","room":{},"from":{},"seq":{seq},"ts":{ts},"message":{value},"from_id":{from_id},"epoch":{}}}"#,
         quoted(room),
         quoted(from),
+        quoted(epoch),
     );
     json
 }
@@ -418,7 +426,15 @@ mod tests {
             json!({"a":[1,2.5,null],"\u{7}":"\"é\n"}),
             Value::Null,
         ] {
-            let envelope = message_json("lo\"bby", "ali\u{1}ce", 3, 7, 1, &encode_value(&value));
+            let envelope = message_json(
+                "lo\"bby",
+                "ali\u{1}ce",
+                3,
+                7,
+                "e\"1",
+                1,
+                &encode_value(&value),
+            );
             let whole = ServerMessage::Message {
                 room: "lo\"bby",
                 from: "ali\u{1}ce",
@@ -426,6 +442,7 @@ mod tests {
                 seq: 7,
                 ts: 1,
                 message: &value,
+                epoch: "e\"1",
             }
             .to_json();
             assert_eq!(envelope, whole);
@@ -448,10 +465,11 @@ mod tests {
             seq: 7,
             ts: 1,
             message: &v,
+            epoch: "5f3a9c2e-1",
         };
         assert_eq!(
             m.to_json(),
-            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi","from_id":3}"#
+            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi","from_id":3,"epoch":"5f3a9c2e-1"}"#
         );
         let e = ServerMessage::Error {
             code: ErrorCode::NotJoined,

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -328,8 +328,10 @@ struct Member {
     outbox: Outbox,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Room {
+    /// Names this life of the room: see [`Joined::epoch`].
+    epoch: Box<str>,
     seq: u64,
     members: HashMap<u64, Member>,
     /// Every member's display name, unique in the room, and whose it is.
@@ -348,6 +350,16 @@ fn lock_room(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
 }
 
 impl Room {
+    fn new(epoch: Box<str>) -> Self {
+        Self {
+            epoch,
+            seq: 0,
+            members: HashMap::new(),
+            names: HashMap::new(),
+            closed: false,
+        }
+    }
+
     /// Delivers `json` to every member but `except`, encoded once. The
     /// caller holds this room's lock: the deliveries of one room's messages
     /// happen in their order.
@@ -374,6 +386,12 @@ pub struct Joined {
     pub member_count: usize,
     /// The room's last sequence number.
     pub seq: u64,
+    /// The room's epoch: which life of the room `seq` counts in. A room is
+    /// freed when its last member leaves; used again, it starts a new epoch
+    /// with `seq` from 1, so `(epoch, seq)` never names two messages while
+    /// the hub runs. Opaque: this hub's random instance tag and the room's
+    /// creation count, `5f3a9c2e-1k`.
+    pub epoch: String,
 }
 
 /// `join` under a display name another member of the room has.
@@ -385,7 +403,7 @@ pub struct NameTaken;
 pub struct NotJoined;
 
 /// Every room of one hub. An empty room is dropped, and its sequence starts
-/// again from 1 when it is next used.
+/// again from 1, in a new epoch ([`Joined::epoch`]), when it is next used.
 ///
 /// Two levels of locks, each a std `Mutex` (no `.await` happens under any,
 /// and a fan-out only queues frames without waiting): the map of rooms,
@@ -399,6 +417,10 @@ pub struct Rooms {
     presence_limit: usize,
     /// Shared by every member's queue.
     backlog: Arc<Backlog>,
+    /// This hub's random tag, the first part of every epoch.
+    instance: u32,
+    /// Rooms created so far, the second part.
+    created: AtomicU64,
 }
 
 impl Default for Rooms {
@@ -420,7 +442,24 @@ impl Rooms {
             rooms: Mutex::new(HashMap::new()),
             presence_limit,
             backlog: Arc::default(),
+            instance: rand::random(),
+            created: AtomicU64::new(0),
         }
+    }
+
+    /// A new room's epoch: the hub's tag and the room's creation count, in
+    /// base 36.
+    fn new_room(&self) -> SharedRoom {
+        let mut n = self.created.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut count = Vec::new();
+        while n > 0 {
+            count.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+            n /= 36;
+        }
+        count.reverse();
+        let count = String::from_utf8(count).expect("ASCII digits");
+        let epoch = format!("{:08x}-{count}", self.instance);
+        Arc::new(Mutex::new(Room::new(epoch.into_boxed_str())))
     }
 
     /// A member's send queue, bounded by `limits`, counted in this hub's
@@ -476,7 +515,10 @@ impl Rooms {
                 let mut rooms = self.lock();
                 match rooms.get(room) {
                     Some(shared) => shared.clone(),
-                    None => rooms.entry(room.to_owned()).or_default().clone(),
+                    None => rooms
+                        .entry(room.to_owned())
+                        .or_insert_with(|| self.new_room())
+                        .clone(),
                 }
             };
             let mut r = lock_room(&shared);
@@ -538,6 +580,7 @@ impl Rooms {
             members,
             member_count: r.members.len(),
             seq: r.seq,
+            epoch: r.epoch.to_string(),
         })
     }
 
@@ -585,7 +628,7 @@ impl Rooms {
         // Sequence numbers are taken under the room's lock, so every
         // member's queue receives a room's messages in sequence order.
         let seq = r.seq + 1;
-        let json = crate::protocol::message_json(room, from, id, seq, now_ms(), &message);
+        let json = crate::protocol::message_json(room, from, id, seq, &r.epoch, now_ms(), &message);
         r.seq = seq;
         r.fan_out(json, None);
         Ok(seq)
@@ -617,6 +660,44 @@ mod tests {
         let bytes = frame.frame();
         let start = if bytes[1] & 0x7f == 126 { 4 } else { 2 };
         serde_json::from_slice(&bytes[start..]).unwrap()
+    }
+
+    #[test]
+    fn a_room_used_again_after_it_emptied_counts_in_a_new_epoch() {
+        let rooms = Rooms::default();
+        let (a, mut a_in) = rooms.outbox(frames(8));
+        let first = rooms.join("lobby", 1, "alice", &a).unwrap();
+        assert_eq!(first.seq, 0);
+        assert_eq!(rooms.publish("lobby", 1, &json!("one")), Ok(1));
+        assert_eq!(rooms.publish("lobby", 1, &json!("two")), Ok(2));
+        let m = text(&a_in.try_recv().unwrap());
+        assert_eq!(m["epoch"], first.epoch.as_str(), "messages carry the epoch");
+        rooms.leave("lobby", 1).unwrap();
+        assert_eq!(rooms.room_count(), 0, "the empty room is freed");
+
+        // Used again: `seq` starts over, so a client that remembered
+        // seq 2 would take the new seq 1 and 2 for messages it had; the
+        // epoch tells it they are not.
+        let again = rooms.join("lobby", 1, "alice", &a).unwrap();
+        assert_eq!(again.seq, 0);
+        assert_ne!(again.epoch, first.epoch);
+        assert_eq!(rooms.publish("lobby", 1, &json!("three")), Ok(1));
+        let m = loop {
+            let m = text(&a_in.try_recv().unwrap());
+            if m["message"] == "three" {
+                break m;
+            }
+        };
+        assert_eq!(
+            (m["seq"].as_u64(), m["epoch"].as_str()),
+            (Some(1), Some(again.epoch.as_str()))
+        );
+
+        // Another hub's epochs differ from this one's (a random tag).
+        let other = Rooms::default();
+        let (b, _b_in) = other.outbox(frames(8));
+        let elsewhere = other.join("lobby", 1, "alice", &b).unwrap();
+        assert_ne!(elsewhere.epoch, first.epoch);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
 /// does not cover them in every browser), and no framing.
 const PAGE_CSP: &str = "default-src 'self'; \
     style-src 'sha256-+Y2TXW1nYbzirjy7uutvEv52ZNyrcYdVKC4WJ/+vhMo='; \
-    script-src 'sha256-e12iR95RXhwMjsIPT9nP+obG1h3KF7NPOKzit/H0/ks='; \
+    script-src 'sha256-p1+LVC9wjaaeshcRIM3nau7MkiE+laQdXCyAl5AIYOw='; \
     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// `Content-Security-Policy` of every other plain answer: nothing to load,
