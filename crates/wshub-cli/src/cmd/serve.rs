@@ -21,14 +21,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         handshakes_per_ip = limits.handshakes_per_ip,
         "connection limits"
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another server using the port? (choose one with --listen)",
-                args.listen
-            )
-        })?;
+    let listener = listen(args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}: is another server using the port? (choose one with --listen)",
+            args.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout, for scripts that use port 0.
     println!("listening on http://{addr}");
@@ -37,6 +35,27 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     wshub_hub::serve(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The listening socket, with a listen backlog as long as the kernel
+/// allows (`net.core.somaxconn`, 4,096 on current Linux; longer requests are
+/// cut to it). tokio's `TcpListener::bind` asks for 1,024: a burst of
+/// thousands of connects (a reconnect storm after a restart) then overflowed
+/// the queue while the accept loop caught up, and each refused SYN costs the
+/// client a retransmission a second or more later.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    const BACKLOG: u32 = 65_535;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's bind does: a restarted server can bind while connections
+    // of the previous one are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, so the process may
