@@ -30,8 +30,12 @@ const SPARE_FRAMES: usize = 4;
 
 /// Frames queued for one member at which it counts as lagging in the hub's
 /// [`Backlog`]: behind on CPU (its task has not run), or on its socket.
-/// A member that keeps up holds one or two.
-pub const LAG_FRAMES: usize = 32;
+/// A member that keeps up holds one or two. Deep enough that each member's
+/// write carries many frames while a big room's fan-out runs: at 32,
+/// `bench/compare`'s fan-out row (10,000 members, 64 B) fell from 3.3-4.1M
+/// to 2.2-2.6M deliveries/s, one `send` for fewer frames; at 128 it is
+/// 3.3-3.9M (2026-12-04, bench/README.md).
+pub const LAG_FRAMES: usize = 128;
 
 /// The bounds of one member's send queue: past either, the member is
 /// disconnected as a slow consumer (1008; docs/protocol.md, "Slow
