@@ -669,8 +669,10 @@ fn ten_thousand_rooms_joined_and_left_leave_no_memory_behind() {
     // The rooms are freed when their last member leaves: RSS goes back near
     // where it started (the allocator returns freed pages at once, see
     // `Server::start`), and a second round of new names does not add to it.
-    // 2 MiB: 0.2 KiB per room of 10,000, less than a room costs while open.
-    let slack = 2 << 20;
+    // 4 MiB: 0.4 KiB per room of 10,000, about half what a room costs while
+    // open (0.7 KiB seen), so rooms kept after their last member left fail
+    // it. (Debug builds left 1.1 to 3.9 MB behind from run to run.)
+    let slack = 4 << 20;
     assert!(
         after_first <= baseline + slack,
         "RSS {baseline} B before, {after_first} B after 10,000 rooms came and went"

@@ -119,3 +119,72 @@ impl WebSocketConfig {
         self
     }
 }
+
+/// A duration kept in 4 bytes, whole milliseconds rounded up (so only zero
+/// is zero) and at most `u32::MAX` ms (49.7 days; longer ones are cut to
+/// it). The durations a connection keeps from its config are held so: every
+/// idle connection holds them, and 16-byte `Duration`s had pushed the echo
+/// session's allocation past the allocator's 1 KiB size class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Millis(u32);
+
+impl Millis {
+    pub(crate) fn new(duration: Duration) -> Self {
+        let ms = duration.as_nanos().div_ceil(1_000_000);
+        Self(u32::try_from(ms).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) fn get(self) -> Duration {
+        Duration::from_millis(u64::from(self.0))
+    }
+
+    /// `None` as zero, which [`Millis::new`] gives only for a zero duration.
+    pub(crate) fn new_optional(duration: Option<Duration>) -> Self {
+        duration.map_or(Self(0), |d| Self::new(d).max_one())
+    }
+
+    /// `None` for zero.
+    pub(crate) fn optional(self) -> Option<Duration> {
+        (self.0 != 0).then(|| self.get())
+    }
+
+    fn max_one(self) -> Self {
+        Self(self.0.max(1))
+    }
+}
+
+#[cfg(test)]
+mod millis_tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_up_and_saturate() {
+        assert_eq!(
+            Millis::new(Duration::from_secs(5)).get(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            Millis::new(Duration::from_micros(1)).get(),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            Millis::new(Duration::from_micros(1500)).get(),
+            Duration::from_millis(2)
+        );
+        assert_eq!(Millis::new(Duration::ZERO).get(), Duration::ZERO);
+        assert_eq!(
+            Millis::new(Duration::from_secs(u64::MAX)).get(),
+            Duration::from_millis(u64::from(u32::MAX))
+        );
+        assert_eq!(Millis::new_optional(None).optional(), None);
+        assert_eq!(
+            Millis::new_optional(Some(Duration::ZERO)).optional(),
+            Some(Duration::from_millis(1)),
+            "a zero timeout that is on stays on"
+        );
+        assert_eq!(
+            Millis::new_optional(Some(Duration::from_secs(60))).optional(),
+            Some(Duration::from_secs(60))
+        );
+    }
+}

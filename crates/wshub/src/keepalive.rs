@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::config::Millis;
 use tokio::time::Instant;
 
 /// What the keepalive timer asks for when its deadline passes.
@@ -20,8 +21,8 @@ pub(crate) enum KeepaliveAction {
 /// peer within `timeout`.
 #[derive(Debug, Clone)]
 pub(crate) struct Keepalive {
-    interval: Duration,
-    timeout: Duration,
+    interval: Millis,
+    timeout: Millis,
     /// When to ping next, or when the awaited answer is overdue.
     deadline: Instant,
     awaiting: bool,
@@ -30,8 +31,8 @@ pub(crate) struct Keepalive {
 impl Keepalive {
     pub(crate) fn new(interval: Duration, timeout: Duration, now: Instant) -> Self {
         Self {
-            interval,
-            timeout,
+            interval: Millis::new(interval),
+            timeout: Millis::new(timeout),
             deadline: now + interval,
             awaiting: false,
         }
@@ -48,7 +49,7 @@ impl Keepalive {
     pub(crate) fn on_frame(&mut self, now: impl FnOnce() -> Instant) {
         if self.awaiting {
             self.awaiting = false;
-            self.deadline = now() + self.interval;
+            self.deadline = now() + self.interval.get();
         }
     }
 
@@ -60,7 +61,7 @@ impl Keepalive {
             return KeepaliveAction::Dead;
         }
         self.awaiting = true;
-        self.deadline = now + self.timeout;
+        self.deadline = now + self.timeout.get();
         KeepaliveAction::Ping
     }
 }

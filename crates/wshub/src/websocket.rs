@@ -18,6 +18,7 @@ use wshub_proto::{
     CloseCode, CloseEvent, Connection, Event, Message, PreparedMessage, Role, SendError, State,
 };
 
+use crate::config::Millis;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::{Error, WebSocketConfig};
 
@@ -99,9 +100,9 @@ pub(crate) struct Inner<S> {
     /// [`WebSocketConfig::write_buffer_limit`], bytes.
     write_buffer_limit: usize,
     /// [`WebSocketConfig::close_timeout`].
-    close_timeout: Duration,
-    /// [`WebSocketConfig::message_timeout`].
-    message_timeout: Option<Duration>,
+    close_timeout: Millis,
+    /// [`WebSocketConfig::message_timeout`] (zero: none).
+    message_timeout: Millis,
     info: HandshakeInfo,
     phase: Phase,
     keepalive: Option<Keepalive>,
@@ -200,8 +201,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             pending_error,
             split: None,
             write_buffer_limit: config.write_buffer_limit,
-            close_timeout: config.close_timeout,
-            message_timeout: config.message_timeout,
+            close_timeout: Millis::new(config.close_timeout),
+            message_timeout: Millis::new_optional(config.message_timeout),
         };
         // The early bytes may have started a message.
         inner.track_message();
@@ -216,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// progress is then a later one (a read may end one and begin the next).
     #[inline(never)]
     fn track_message(&mut self) {
-        self.message_deadline = match self.message_timeout {
+        self.message_deadline = match self.message_timeout.optional() {
             // Once a Close went either way, the close timeout bounds the rest.
             Some(timeout) if self.conn.mid_message() && self.close_deadline.is_none() => {
                 // A message still in progress keeps the deadline it started with.
@@ -422,7 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     // stopped reading, leaving our output stuck behind its full
                     // window; the close deadline bounds the wait for the latter.
                     self.close_deadline
-                        .get_or_insert_with(|| Instant::now() + self.close_timeout);
+                        .get_or_insert_with(|| Instant::now() + self.close_timeout.get());
                     let written = match self.poll_write_out(cx) {
                         Poll::Ready(written) => written,
                         Poll::Pending => {
@@ -438,7 +439,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         && self.conn.close_event().is_some_and(|e| e.was_clean)
                     {
                         self.phase = Phase::AwaitingEof;
-                        self.close_deadline = Some(Instant::now() + self.close_timeout);
+                        self.close_deadline = Some(Instant::now() + self.close_timeout.get());
                         continue;
                     }
                     let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
@@ -470,7 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         // keepalive Ping could not be sent after our Close.
                         self.keepalive = None;
                         self.message_deadline = None;
-                        self.close_deadline = Some(Instant::now() + self.close_timeout);
+                        self.close_deadline = Some(Instant::now() + self.close_timeout.get());
                     }
                     _ => {}
                 }
