@@ -3,6 +3,8 @@
 //! A target fails on a panic, or on any outcome the documentation of
 //! `wshub-proto` rules out; the assertions here state those rules.
 
+pub mod hub;
+
 use wshub_proto::close::MAX_REASON_LEN;
 use wshub_proto::frame::{Decoded, Decoder, FrameHeader, Limits, Opcode};
 use wshub_proto::{CloseCode, Config, Connection, Event, Message, Role, SendError, State};

@@ -19,6 +19,9 @@
 mod admission;
 mod config;
 mod echo;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod member;
 pub mod protocol;
 pub mod rooms;
