@@ -9,9 +9,13 @@ use wshub_hub::protocol::{decode_request, ErrorCode, Op, MAX_NAME_LEN, MAX_ROOM_
 fuzz_target!(|data: &[u8]| {
     match decode_request(data) {
         Ok(request) => {
-            let (Op::Join { room, .. } | Op::Leave { room } | Op::Publish { room, .. }) = &request.op;
+            let (Op::Join { room, .. } | Op::Leave { room } | Op::Publish { room, .. }) =
+                &request.op;
             assert!(!room.is_empty() && room.len() <= MAX_ROOM_LEN);
-            if let Op::Join { name: Some(name), .. } = &request.op {
+            if let Op::Join {
+                name: Some(name), ..
+            } = &request.op
+            {
                 assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
             }
         }

@@ -45,12 +45,9 @@
 //! - once every session has ended or been dropped, `Rooms` has no room
 //!   left, no member lagging, and nobody else holds it.
 //!
-//! A dropped (cancelled) session does not leave its rooms: `member::run`
-//! leaves them at the end of its future, not on drop. The driver removes a
-//! dropped connection from the rooms it asked to join (through
-//! `Rooms::leave`, as a cancellation-safe session would on drop), so the
-//! final check covers the sessions that end by themselves; set
-//! `WSHUB_FUZZ_STRICT_CANCEL=1` to skip that and see the leak.
+//! A dropped (cancelled) session leaves its rooms on drop, so the final
+//! check covers cancelled sessions as well as those that end by themselves
+//! (the seed `cancel-after-join` is the case that found this).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -67,11 +64,10 @@ use bytes::BytesMut;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use wshub_hub::protocol::{decode_request, Op};
 use wshub_hub::rooms::Rooms;
 use wshub_hub::HubConfig;
 use wshub_proto::frame::{Decoded, Decoder, Limits, Opcode};
-use wshub_proto::{Config, Connection, Event, Message, Role};
+use wshub_proto::{Config, Connection, Event, Role};
 
 /// The close codes docs/protocol.md says the hub sends ("Close codes the
 /// hub sends"), and 1003 (unsupported data), which it does not send (it
@@ -143,11 +139,6 @@ const ADVANCES_MS: [u64; 8] = [1, 10, 250, 1000, 2000, 5000, 10_000, 30_000];
 fn trace() -> bool {
     static TRACE: OnceLock<bool> = OnceLock::new();
     *TRACE.get_or_init(|| std::env::var_os("WSHUB_FUZZ_TRACE").is_some_and(|v| v == "1"))
-}
-
-fn strict_cancel() -> bool {
-    static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("WSHUB_FUZZ_STRICT_CANCEL").is_some_and(|v| v == "1"))
 }
 
 /// The input, a byte at a time; 0 once it is used up.
@@ -533,7 +524,7 @@ impl Slot {
         if code.is_some_and(|c| HUB_CLOSE_CODES.contains(&c)) {
             return;
         }
-        let (first_close, _) = as_the_hub_read(&self.sent, &self.protocol);
+        let first_close = first_close_as_the_hub_read(&self.sent, &self.protocol);
         assert_eq!(
             first_close,
             Some(code),
@@ -548,28 +539,16 @@ impl Slot {
     }
 }
 
-/// The client's bytes as a server-role protocol core reads them (the
-/// hub's limits): the first Close (`Some(None)` for one without a code)
-/// and the rooms the messages ask to join.
-fn as_the_hub_read(sent: &[u8], protocol: &Config) -> (Option<Option<u16>>, Vec<String>) {
+/// The client's first Close as a server-role protocol core with the hub's
+/// limits reads its bytes (`Some(None)` for one without a code).
+fn first_close_as_the_hub_read(sent: &[u8], protocol: &Config) -> Option<Option<u16>> {
     let mut conn = Connection::new(Role::Server, protocol.clone().auto_pong(false));
     let _ = conn.receive(sent);
-    let mut close = None;
-    let mut rooms = Vec::new();
-    for event in conn.events() {
-        match event {
-            Event::Message(Message::Text(text)) => {
-                if let Ok(request) = decode_request(text.as_bytes()) {
-                    if let Op::Join { room, .. } = request.op {
-                        rooms.push(room);
-                    }
-                }
-            }
-            Event::Close(c) if close.is_none() => close = Some(c.map(|c| c.code.as_u16())),
-            _ => {}
-        }
-    }
-    (close, rooms)
+    let first = conn.events().find_map(|event| match event {
+        Event::Close(c) => Some(c.map(|c| c.code.as_u16())),
+        _ => None,
+    });
+    first
 }
 
 /// The hub's settings: its defaults, or small limits that short inputs reach.
@@ -664,12 +643,6 @@ impl Hub {
         };
         if slot.session.take().is_none() {
             return;
-        }
-        if !strict_cancel() {
-            // What the session would have done on its way out.
-            for room in as_the_hub_read(&slot.sent, &slot.protocol).1 {
-                let _ = self.rooms.leave(&room, slot.conn_id);
-            }
         }
         slot.take_all();
     }

@@ -198,7 +198,11 @@ fn check_written(role: Role, mut written: &[u8]) -> Option<Option<u16>> {
 /// What a [`Decoder`] hands out, owned, with a data message's chunks joined.
 #[derive(Debug, PartialEq, Eq)]
 enum Item {
-    Data { opcode: Opcode, compressed: bool, payload: Vec<u8> },
+    Data {
+        opcode: Opcode,
+        compressed: bool,
+        payload: Vec<u8>,
+    },
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
@@ -275,7 +279,11 @@ pub fn drive_decoder(data: &[u8]) {
     let [class, a, b, stream @ ..] = data else {
         return;
     };
-    let role = if class & 1 == 0 { Role::Server } else { Role::Client };
+    let role = if class & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
     let compression = class & 2 != 0;
     let max_chunk = MAX_CHUNK[usize::from(class >> 2 & 7)];
     let limits = Limits {
@@ -291,7 +299,11 @@ pub fn drive_decoder(data: &[u8]) {
     assert_eq!(whole, cut, "the same items however the stream is cut");
     for item in &whole.0 {
         match item {
-            Item::Data { compressed, payload, .. } => {
+            Item::Data {
+                compressed,
+                payload,
+                ..
+            } => {
                 assert!(*compressed && compression || payload.len() <= MAX_MESSAGE_SIZE);
             }
             Item::Ping(p) | Item::Pong(p) => assert!(p.len() <= 125),

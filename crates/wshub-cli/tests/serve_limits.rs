@@ -131,9 +131,14 @@ impl Server {
 
     /// The whole answer to a plain `GET path`.
     async fn get(&self, path: &str) -> String {
+        self.send_head(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+            .await
+    }
+
+    /// The whole answer to `head`, sent on a new connection.
+    async fn send_head(&self, head: &str) -> String {
         let mut tcp = TcpStream::connect(self.addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-        tcp.write_all(request.as_bytes()).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
         let mut out = String::new();
         timeout(WAIT, tcp.read_to_string(&mut out))
             .await
@@ -439,4 +444,55 @@ async fn no_echo_answers_404_on_echo_and_the_hub_still_serves() {
     );
     let url = format!("ws://{}/ws", server.addr);
     assert!(timeout(WAIT, wshub::connect(&url)).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_requests_logs_twenty_lines_a_second_and_counts_the_rest() {
+    let server = Server::start(&["--max-connections-per-ip", "0", "--handshakes-per-ip", "0"]);
+    const BAD: usize = 300;
+    let started = std::time::Instant::now();
+    for _ in 0..BAD {
+        let answer = server.send_head("NOT HTTP\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    // A bad request after a second's pause is logged, with how many the
+    // budget left out before it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.send_head("NOT HTTP\r\n\r\n").await;
+    // Lines logged, and lines they say were left out.
+    let tally = || {
+        let text = server.log.text.lock().unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("bad HTTP request"))
+            .collect();
+        let suppressed: u64 = lines
+            .iter()
+            .filter_map(|l| l.split("suppressed=").nth(1))
+            .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        (lines.len() as u64, suppressed)
+    };
+    let waited = std::time::Instant::now();
+    while tally().0 + tally().1 < BAD as u64 + 1 && waited.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (logged, suppressed) = tally();
+    assert!(
+        logged <= 20 * (seconds + 1),
+        "{logged} lines for {BAD} bad requests in {seconds} s"
+    );
+    assert!(
+        suppressed > 0,
+        "the line after the flood counts what was left out"
+    );
+    assert_eq!(
+        logged + suppressed,
+        BAD as u64 + 1,
+        "every refusal is logged or counted"
+    );
+    // Still serving.
+    let mut ws = server.echo_client().await.unwrap();
+    assert_echoes(&mut ws, "still here").await;
 }

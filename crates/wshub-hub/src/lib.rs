@@ -22,6 +22,7 @@ mod echo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod log_budget;
 mod member;
 pub mod protocol;
 pub mod rooms;

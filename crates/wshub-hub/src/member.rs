@@ -201,9 +201,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // Out of its rooms first: nothing more is queued for it, and its
         // rooms hear it leave without waiting for its close handshake.
-        for room in &member.joined {
-            let _ = member.rooms.leave(room, member.conn_id);
-        }
+        member.leave_all();
         drop(inbox);
         if let Some((code, reason)) = closing {
             // Queued behind whatever the socket has not taken; the close
@@ -418,7 +416,23 @@ struct Member {
     out: Outbox,
 }
 
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.leave_all();
+    }
+}
+
 impl Member {
+    /// Leaves every room joined. Called once the session stops reading, and
+    /// again on drop, so a session future dropped before its end (a panic,
+    /// runtime shutdown, an embedder's cancellation) does not stay a member
+    /// of its rooms.
+    fn leave_all(&mut self) {
+        for room in self.joined.drain(..) {
+            let _ = self.rooms.leave(&room, self.conn_id);
+        }
+    }
+
     /// Carries out one text request (`json`, a text message's bytes, valid
     /// UTF-8); returns the direct answer, if any.
     fn answer(&mut self, json: &[u8]) -> Option<String> {
@@ -548,6 +562,50 @@ fn is_anonymous(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `hub_session` fuzz target: a session future dropped
+    /// before its end (a panic in its task, runtime shutdown) stayed a
+    /// member of its rooms until the hub ended.
+    #[tokio::test]
+    async fn a_session_dropped_mid_flight_leaves_its_rooms() {
+        use wshub::Role;
+
+        let config = crate::HubConfig::default();
+        let rooms = Arc::new(Rooms::new(config.presence_limit));
+        let (server_io, client_io) = tokio::io::duplex(64 << 10);
+        let ws = WebSocket::from_raw(server_io, Role::Server, config.websocket_for("/ws"), &[]);
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let mut session = Box::pin(run(ws, 7, rooms.clone(), config.member_limits(), shutdown));
+        let mut client = WebSocket::from_raw(client_io, Role::Client, Default::default(), &[]);
+        for room in ["lobby", "games"] {
+            let join = format!(r#"{{"op":"join","room":"{room}","name":"ada"}}"#);
+            client.send(Message::text(join)).await.unwrap();
+        }
+        let mut joined = 0;
+        while joined < 2 {
+            tokio::select! {
+                () = &mut session => panic!("the session ended by itself"),
+                message = client.recv() => {
+                    let message = message.expect("open").expect("valid");
+                    let text = String::from_utf8_lossy(message.as_bytes());
+                    if text.contains(r#""type":"joined""#) {
+                        joined += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(rooms.room_count(), 2);
+        assert_eq!(rooms.member_count("lobby"), 1);
+
+        drop(session);
+
+        assert_eq!(
+            rooms.room_count(),
+            0,
+            "the dropped session's rooms are freed"
+        );
+        assert_eq!(rooms.member_count("lobby"), 0);
+    }
 
     #[test]
     fn anonymous_names_are_anon_and_digits() {

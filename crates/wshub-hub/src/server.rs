@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket};
 
 use crate::admission::{Admission, Admitted};
+use crate::log_budget::LogBudget;
 use crate::rooms::Rooms;
 use crate::session::Session;
 use crate::{echo, member, HubConfig};
@@ -34,22 +35,6 @@ const PAGE_CSP: &str = "default-src 'self'; \
     script-src 'sha256-p1+LVC9wjaaeshcRIM3nau7MkiE+laQdXCyAl5AIYOw='; \
     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// `Content-Security-Policy` of every other plain answer: nothing to load,
-/// no framing.
-const TEXT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
-
-/// `answer` with the headers every plain HTTP answer of the hub carries:
-/// `Content-Security-Policy` (`csp`), `X-Frame-Options: DENY` (for browsers
-/// without `frame-ancestors`), `X-Content-Type-Options: nosniff` and
-/// `Cache-Control: no-store`.
-fn plain_answer(answer: Response, csp: &'static str) -> Response {
-    answer
-        .header("Cache-Control", "no-store")
-        .header("X-Content-Type-Options", "nosniff")
-        .header("Content-Security-Policy", csp)
-        .header("X-Frame-Options", "DENY")
-}
-
 /// What every connection's task of one server shares.
 struct ServerState {
     config: HubConfig,
@@ -57,6 +42,22 @@ struct ServerState {
     next_conn_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     admission: Arc<Admission>,
+    /// Lines about connections refused before their session:
+    /// [`REFUSAL_LINES_PER_SECOND`].
+    refusal_log: Mutex<LogBudget>,
+}
+
+/// At most this many `info` lines a second about connections refused before
+/// their session (bad request, 408, 503, refused upgrade); each line after a
+/// gap says how many were left out (`suppressed`).
+const REFUSAL_LINES_PER_SECOND: u32 = 20;
+
+impl ServerState {
+    /// `Some(lines left out since the last)` when a refusal may be logged now.
+    fn log_refusal(&self) -> Option<u64> {
+        let mut budget = self.refusal_log.lock().unwrap_or_else(|e| e.into_inner());
+        budget.admit(std::time::Instant::now())
+    }
 }
 
 /// Serves the hub on `listener` until `shutdown` completes, then closes every
@@ -110,6 +111,7 @@ pub async fn serve(
         config,
         next_conn_id: AtomicU64::new(1),
         shutdown: stop_rx,
+        refusal_log: Mutex::new(LogBudget::new(REFUSAL_LINES_PER_SECOND)),
     });
     let open = Arc::new(OpenConnections::default());
     let mut backoff = AcceptBackoff::default();
@@ -177,14 +179,21 @@ fn is_per_connection(error: &io::Error) -> bool {
 
 /// The wait between accepts after the process ran out of descriptors or
 /// memory, and when to log it. Time is an argument, for the tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct AcceptBackoff {
     /// The last wait; zero after a successful accept.
     delay: Duration,
-    /// When a failure was last logged.
-    logged_at: Option<Instant>,
-    /// Failures since then, not logged.
-    suppressed: u64,
+    /// One line a second.
+    log: LogBudget,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            log: LogBudget::new(1),
+        }
+    }
 }
 
 impl AcceptBackoff {
@@ -192,8 +201,6 @@ impl AcceptBackoff {
     const FIRST: Duration = Duration::from_millis(50);
     /// The longest wait: 1 s.
     const MAX: Duration = Duration::from_secs(1);
-    /// At most one log line per this: 1 s.
-    const LOG_EVERY: Duration = Duration::from_secs(1);
 
     fn succeeded(&mut self) {
         self.delay = Duration::ZERO;
@@ -204,15 +211,7 @@ impl AcceptBackoff {
     /// logged.
     fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
         self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
-        let due = self.logged_at.map_or(true, |at| {
-            now.saturating_duration_since(at) >= Self::LOG_EVERY
-        });
-        if !due {
-            self.suppressed += 1;
-            return (self.delay, None);
-        }
-        self.logged_at = Some(now);
-        (self.delay, Some(std::mem::take(&mut self.suppressed)))
+        (self.delay, self.log.admit(now.into_std()))
     }
 }
 
@@ -322,7 +321,7 @@ enum WebSocketRoute {
 fn route(request: &Request, echo: bool) -> Result<WebSocketRoute, Response> {
     let text = |status, body: &'static str| {
         let answer = Response::text(status, Bytes::from_static(body.as_bytes()));
-        plain_answer(answer, TEXT_CSP)
+        answer.secured(Response::TEXT_CSP)
     };
     match (request.method.as_str(), request.path()) {
         (_, "/ws") => Ok(WebSocketRoute::Hub),
@@ -330,7 +329,7 @@ fn route(request: &Request, echo: bool) -> Result<WebSocketRoute, Response> {
         ("GET", "/" | "/index.html") => {
             let html = "text/html; charset=utf-8";
             let page = Response::new(200, html, Bytes::from_static(CHAT_PAGE.as_bytes()));
-            Err(plain_answer(page, PAGE_CSP))
+            Err(page.secured(PAGE_CSP))
         }
         ("GET", "/healthz") => Err(text(200, "ok\n")),
         (_, "/" | "/index.html" | "/healthz") => Err(text(405, "use GET\n")),
@@ -351,11 +350,15 @@ async fn open_session(
     let handshake = match read_handshake(tcp, config).await {
         Ok(handshake) => handshake,
         Err(Error::Handshake(e)) => {
-            tracing::info!(%peer, error = %e, status = e.status(), "bad HTTP request");
+            if let Some(suppressed) = state.log_refusal() {
+                tracing::info!(%peer, error = %e, status = e.status(), suppressed, "bad HTTP request");
+            }
             return None;
         }
         Err(Error::HandshakeTimeout) => {
-            tracing::info!(%peer, status = 408, "handshake timeout");
+            if let Some(suppressed) = state.log_refusal() {
+                tracing::info!(%peer, status = 408, suppressed, "handshake timeout");
+            }
             return None;
         }
         Err(e) => {
@@ -367,8 +370,11 @@ async fn open_session(
     let admitted = match state.admission.admit(client, std::time::Instant::now()) {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            let answer = plain_answer(refusal.response(), TEXT_CSP);
-            tracing::info!(%peer, %client, status = 503, limit = refusal.limit.field(), "connection refused");
+            let answer = refusal.response().secured(Response::TEXT_CSP);
+            if let Some(suppressed) = state.log_refusal() {
+                let limit = refusal.limit.field();
+                tracing::info!(%peer, %client, status = 503, limit, suppressed, "connection refused");
+            }
             if let Err(e) = handshake.respond(&answer).await {
                 tracing::debug!(%peer, error = %e.report(), "answer not sent");
             }
@@ -387,7 +393,9 @@ async fn open_session(
     let upgrade = match handshake.into_upgrade().await {
         Ok(upgrade) => upgrade,
         Err(Error::Handshake(e)) => {
-            tracing::info!(%peer, error = %e, status = e.status(), "handshake refused");
+            if let Some(suppressed) = state.log_refusal() {
+                tracing::info!(%peer, error = %e, status = e.status(), suppressed, "handshake refused");
+            }
             return None;
         }
         Err(e) => {
@@ -538,7 +546,7 @@ mod tests {
             let expected = if path == "/" && status == 200 {
                 PAGE_CSP
             } else {
-                TEXT_CSP
+                Response::TEXT_CSP
             };
             assert_eq!(csp, expected, "{method} {path}");
         }

@@ -187,6 +187,28 @@ impl Response {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Adds the headers that keep a browser from doing more with this
+    /// answer than showing it: `Content-Security-Policy: csp`,
+    /// `X-Frame-Options: DENY` (for browsers without `frame-ancestors`),
+    /// `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`.
+    /// The library's own answers (400, 408, 426, 431) carry them with
+    /// [`Response::TEXT_CSP`].
+    pub fn secured(self, csp: &str) -> Self {
+        self.header("Cache-Control", "no-store")
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Content-Security-Policy", csp)
+            .header("X-Frame-Options", "DENY")
+    }
+
+    /// The `Content-Security-Policy` of an answer that is only text: nothing
+    /// to load, no framing.
+    pub const TEXT_CSP: &'static str = "default-src 'none'; frame-ancestors 'none'";
+
+    /// A [`Response::text`] answer of the library's own, [`secured`](Self::secured).
+    fn refusal(status: u16, body: impl Into<Bytes>) -> Self {
+        Self::text(status, body).secured(Self::TEXT_CSP)
+    }
 }
 
 impl From<Reject> for Response {
@@ -253,12 +275,12 @@ pub async fn read_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     match read.await {
         Ok((request, early)) => Ok(Handshake { io, request, early }),
         Err(Error::Handshake(e)) => {
-            let answer = Response::text(e.status(), format!("{e}\n"));
+            let answer = Response::refusal(e.status(), format!("{e}\n"));
             let _ = answer_and_close(&mut io, &answer).await;
             Err(Error::Handshake(e))
         }
         Err(Error::HandshakeTimeout) => {
-            let answer = Response::text(408, "request head not received in time\n");
+            let answer = Response::refusal(408, "request head not received in time\n");
             let _ = answer_and_close(&mut io, &answer).await;
             Err(Error::HandshakeTimeout)
         }
@@ -306,7 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
                     HandshakeError::NotUpgrade => NOT_AN_UPGRADE.to_owned(),
                     ref other => format!("{other}\n"),
                 };
-                let _ = answer_and_close(&mut io, &Response::text(e.status(), body)).await;
+                let _ = answer_and_close(&mut io, &Response::refusal(e.status(), body)).await;
                 Err(Error::Handshake(e))
             }
         }

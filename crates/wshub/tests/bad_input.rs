@@ -110,6 +110,16 @@ async fn invalid_handshakes_get_the_matching_http_status() {
         if status == "426" {
             assert!(has_header(&answer, "Sec-WebSocket-Version: 13"), "{answer}");
         }
+        // Text for a terminal, never a document a browser would render,
+        // sniff, frame or cache.
+        for header in [
+            "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'",
+            "X-Frame-Options: DENY",
+            "X-Content-Type-Options: nosniff",
+            "Cache-Control: no-store",
+        ] {
+            assert!(has_header(&answer, header), "{header} missing in {answer}");
+        }
         let outcome = server.next_outcome().await;
         assert!(
             matches!(&outcome, Outcome::Refused(Error::Handshake(e)) if e.status().to_string() == status),
