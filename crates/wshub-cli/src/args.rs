@@ -69,6 +69,9 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) admission: AdmissionArgs,
 
+    #[command(flatten)]
+    pub(crate) access: AccessArgs,
+
     /// Send a protocol Ping to every client this often (e.g. 25s, 1m).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.ping_interval.unwrap_or_default()))]
@@ -171,6 +174,18 @@ pub(crate) struct AdmissionArgs {
     /// Do not serve /echo (404).
     #[arg(long)]
     pub(crate) no_echo: bool,
+}
+
+/// Who may open a WebSocket: a refused handshake is answered before the
+/// upgrade (docs/protocol.md, "Origin").
+#[derive(Debug, Args)]
+pub(crate) struct AccessArgs {
+    /// A page origin allowed to open /ws and /echo from a browser, besides
+    /// the hub's own host: `https://app.example.com`, `https://*.example.com`
+    /// (its subdomains), or `*` to turn the check off (repeatable). Others
+    /// get 403; clients that send no Origin pass.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub(crate) allowed_origins: Vec<String>,
 }
 
 /// Limits of each `/ws` member (docs/protocol.md says what a client sees).

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use wshub::{CloseCode, DeflateConfig, DeflateConfigError, ProtocolConfig, WebSocketConfig};
+use wshub::{
+    CloseCode, DeflateConfig, DeflateConfigError, OriginPolicy, ProtocolConfig, WebSocketConfig,
+};
 use wshub_hub::{AdmissionConfig, HubConfig};
 
 use crate::args::{
-    AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
+    AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
 };
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
@@ -97,6 +99,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
         }
     }
     config.send_queue = args.send_queue;
+    config.origin = origin_policy(&args.access)?;
     member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
     config.shutdown_timeout = args.shutdown_timeout.into();
@@ -124,6 +127,17 @@ pub(crate) fn admission(args: &AdmissionArgs, open_files: Option<u64>) -> Result
         config.trusted_proxies.push(network);
     }
     Ok(config)
+}
+
+/// The Origin check from `--allowed-origin`.
+fn origin_policy(args: &AccessArgs) -> Result<OriginPolicy> {
+    args.allowed_origins
+        .iter()
+        .try_fold(OriginPolicy::default(), |policy, origin| {
+            policy
+                .allow(origin)
+                .map_err(|e| anyhow::anyhow!("--allowed-origin {e}"))
+        })
 }
 
 /// The `/ws` member limits from their flags.

@@ -161,6 +161,17 @@ async fn assert_echoes(ws: &mut WebSocket<TcpStream>, text: &str) {
     assert_eq!(echoed, Message::text(text));
 }
 
+/// `wshub serve FLAG VALUE` exits 2 with a message naming the flag and
+/// saying `fix`.
+fn assert_flag_refused(flag: &str, value: &str, fix: &str) {
+    let (code, stderr) = run(&["serve", "--listen", "127.0.0.1:0", flag, value]);
+    assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+    assert!(
+        stderr.contains(flag) && stderr.contains(fix),
+        "{flag} {value}: {stderr}"
+    );
+}
+
 /// `wshub` with `args`, run to its end: exit code and stderr.
 fn run(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wshub"))
@@ -420,12 +431,7 @@ async fn trusted_proxy_flags_name_the_client_in_the_logs_and_bad_ones_exit_2() {
         ("10.0.0.1/8", "the network is 10.0.0.0/8"),
         ("10.0.0.0/40", "up to 32"),
     ] {
-        let (code, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--trusted-proxy", value]);
-        assert_eq!(code, Some(2), "{value}: {stderr}");
-        assert!(
-            stderr.contains("--trusted-proxy") && stderr.contains(fix),
-            "{value}: {stderr}"
-        );
+        assert_flag_refused("--trusted-proxy", value, fix);
     }
 }
 
@@ -495,4 +501,88 @@ async fn a_flood_of_bad_requests_logs_twenty_lines_a_second_and_counts_the_rest(
     // Still serving.
     let mut ws = server.echo_client().await.unwrap();
     assert_echoes(&mut ws, "still here").await;
+}
+
+/// An upgrade request for `path` with `origin` (if any), as a browser sends it.
+fn upgrade_head(path: &str, host: &str, origin: Option<&str>) -> String {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    )
+}
+
+/// The status line of the answer to `head`, read up to the end of the head
+/// (a 101 stays open).
+async fn status_of(server: &Server, head: &str) -> String {
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        let n = timeout(WAIT, tcp.read(&mut byte)).await.unwrap().unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.push(byte[0]);
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn cross_origin_handshakes_get_403_and_the_hubs_own_pages_and_listed_origins_pass() {
+    let server = Server::start(&["--allowed-origin", "https://*.example.com"]);
+    let host = server.addr.to_string();
+    let own = format!("http://{host}");
+    for path in ["/ws", "/echo"] {
+        let cases = [
+            (None, "101"),
+            (Some(own.as_str()), "101"),
+            (Some("https://app.example.com"), "101"),
+            (Some("https://evil.example"), "403"),
+            (Some("https://example.com"), "403"),
+            (Some("null"), "403"),
+        ];
+        for (origin, status) in cases {
+            let line = status_of(&server, &upgrade_head(path, &host, origin)).await;
+            assert!(
+                line.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{path} Origin {origin:?}: {line}"
+            );
+        }
+    }
+    let refused = server
+        .send_head(&upgrade_head("/ws", &host, Some("https://evil.example")))
+        .await;
+    assert!(
+        refused.ends_with("Origin \"https://evil.example\" is not allowed\n"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("\r\nX-Frame-Options: DENY\r\n"),
+        "{refused}"
+    );
+    server.log.wait_for("cross-origin handshake refused");
+}
+
+#[tokio::test]
+async fn allowed_origin_star_turns_the_check_off_loudly_and_bad_origins_exit_2() {
+    let server = Server::start(&["--allowed-origin", "*"]);
+    server.log.wait_for("the Origin check is OFF");
+    let host = server.addr.to_string();
+    let line = status_of(
+        &server,
+        &upgrade_head("/ws", &host, Some("https://evil.example")),
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 101 "), "{line}");
+
+    for (value, fix) in [
+        ("app.example.com", "starts with its scheme"),
+        ("https://app.example.com/chat", "no path"),
+        ("https://app.*.com", "whole first label"),
+    ] {
+        assert_flag_refused("--allowed-origin", value, fix);
+    }
 }

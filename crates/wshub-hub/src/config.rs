@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wshub::{ProtocolConfig, WebSocketConfig};
+use wshub::{OriginPolicy, ProtocolConfig, WebSocketConfig};
 
 use crate::member::{MemberLimits, RateLimit};
 use crate::rooms::SendQueue;
@@ -90,6 +90,13 @@ pub struct HubConfig {
     /// Whether `/echo` is served; off, it is answered 404 like any unknown
     /// path. Default: on.
     pub echo: bool,
+    /// Which pages may open `/ws` and `/echo` from a browser (cross-site
+    /// WebSocket hijacking, RFC 6455 §10.2): a handshake whose `Origin` is
+    /// refused is answered `403 Forbidden` before the upgrade. Default:
+    /// [`OriginPolicy::default`], requests without `Origin` and those from
+    /// a page of the hub's own host and port (as the request's `Host` names
+    /// it), which includes the chat page it serves.
+    pub origin: OriginPolicy,
 }
 
 impl Default for HubConfig {
@@ -113,6 +120,7 @@ impl Default for HubConfig {
             shutdown_timeout: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
             echo: true,
+            origin: OriginPolicy::default(),
         }
     }
 }

@@ -74,6 +74,7 @@ impl ServerState {
 /// | `GET /healthz` | `200 ok` |
 /// | `GET /ws` | the JSON hub (`docs/protocol.md`) |
 /// | `GET /echo` | echoes every message (404 with [`HubConfig::echo`] off) |
+/// | `/ws` or `/echo` from a page whose `Origin` [`HubConfig::origin`] refuses | 403 |
 /// | plain HTTP to `/ws` or `/echo` | 426 with a one-line explanation |
 /// | another method on `/` or `/healthz` | 405 |
 /// | anything else | 404 |
@@ -390,6 +391,16 @@ async fn open_session(
             return None;
         }
     };
+    if let Err(refused) = state.config.origin.check_request(handshake.request()) {
+        if let Some(suppressed) = state.log_refusal() {
+            tracing::info!(%peer, %client, status = 403, origin = %refused.origin, suppressed, "cross-origin handshake refused");
+        }
+        let answer = Response::from(wshub::Reject::from(refused));
+        if let Err(e) = handshake.respond(&answer).await {
+            tracing::debug!(%peer, error = %e.report(), "answer not sent");
+        }
+        return None;
+    }
     let upgrade = match handshake.into_upgrade().await {
         Ok(upgrade) => upgrade,
         Err(Error::Handshake(e)) => {

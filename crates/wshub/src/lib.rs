@@ -47,7 +47,9 @@ mod websocket;
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::Error;
-pub use server::{accept, accept_with, read_handshake, Accept, Reject, Response};
+pub use server::{
+    accept, accept_with, read_handshake, Accept, OriginPolicy, OriginRefused, Reject, Response,
+};
 #[cfg(unix)]
 pub use transport::TcpTransport;
 pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};

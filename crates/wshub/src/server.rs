@@ -37,7 +37,8 @@ use wshub_proto::handshake::{accept_response, http_response, HeadReader};
 use wshub_proto::Role;
 
 pub use wshub_proto::handshake::{
-    validate_request, HandshakeError, Request, UpgradeRequest, DEFAULT_MAX_HEAD_LEN,
+    validate_request, HandshakeError, OriginPatternError, OriginPolicy, OriginRefused, Request,
+    UpgradeRequest, DEFAULT_MAX_HEAD_LEN,
 };
 
 use crate::websocket::HandshakeInfo;
@@ -205,9 +206,29 @@ impl Response {
     /// to load, no framing.
     pub const TEXT_CSP: &'static str = "default-src 'none'; frame-ancestors 'none'";
 
-    /// A [`Response::text`] answer of the library's own, [`secured`](Self::secured).
+    /// A [`Response::text`] answer of the library's own (and a [`Reject`]'s),
+    /// [`secured`](Self::secured).
     fn refusal(status: u16, body: impl Into<Bytes>) -> Self {
         Self::text(status, body).secured(Self::TEXT_CSP)
+    }
+}
+
+/// `403 Forbidden`, as a browser's cross-site handshake is answered:
+///
+/// ```
+/// use wshub::server::{Accept, OriginPolicy, UpgradeRequest};
+/// use wshub::Reject;
+///
+/// let policy = OriginPolicy::default().allow("https://app.example.com").unwrap();
+/// let decide = move |request: &UpgradeRequest| -> Result<Accept, Reject> {
+///     policy.check_request(&request.request)?;
+///     Ok(Accept::default())
+/// };
+/// # let _ = decide;
+/// ```
+impl From<OriginRefused> for Reject {
+    fn from(refused: OriginRefused) -> Self {
+        Self::new(403, refused.to_string())
     }
 }
 
@@ -215,7 +236,7 @@ impl From<Reject> for Response {
     fn from(reject: Reject) -> Self {
         let mut body = reject.body;
         body.push('\n');
-        Self::text(reject.status, body)
+        Self::refusal(reject.status, body)
     }
 }
 

@@ -12,6 +12,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let open_files = raise_open_file_limit();
     config.admission = admission(&args.admission, open_files)?;
     config.echo = !args.admission.no_echo;
+    if config.origin.allows_any() {
+        tracing::warn!(
+            "--allowed-origin '*': the Origin check is OFF; any web page a visitor has open can \
+             connect to this hub through the visitor's browser (cross-site WebSocket hijacking)"
+        );
+    }
     let limits = &config.admission;
     // One line with the figures, 0 where a limit is off or unknown.
     tracing::info!(

@@ -9,6 +9,7 @@ mod client;
 mod error;
 mod extensions;
 mod head;
+mod origin;
 mod server;
 
 pub use accept_key::accept_key;
@@ -16,6 +17,7 @@ pub use client::{generate_key, validate_response, Accepted, ClientRequest, Respo
 pub use error::{DeflateResponseError, HandshakeError};
 pub use extensions::{parse_extensions, Extension};
 pub use head::{HeadReader, DEFAULT_MAX_HEAD_LEN, MAX_HEADERS};
+pub use origin::{OriginPatternError, OriginPolicy, OriginRefused};
 pub use server::{accept_response, http_response, validate_request, Request, UpgradeRequest};
 
 /// Whether a comma-separated header value contains `token`, compared
