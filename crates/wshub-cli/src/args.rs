@@ -52,7 +52,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the real-time hub: chat page at /, JSON hub at /ws, echo at /echo.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connect to a WebSocket server: stdin lines are sent, messages printed.
     Connect(ConnectArgs),
     /// Load-test any WebSocket server: echo, connect, idle or hub fan-out.
@@ -115,10 +115,27 @@ pub(crate) struct ServeArgs {
         default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]
     pub(crate) handshake_timeout: humantime::Duration,
 
-    /// On Ctrl-C or SIGTERM, time allowed for close handshakes before exiting.
+    /// On Ctrl-C or SIGTERM, time allowed to close every connection and for
+    /// the close handshakes before exiting.
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().shutdown_timeout))]
     pub(crate) shutdown_timeout: humantime::Duration,
+
+    /// On shutdown, open connections are closed with 1001 in 10 batches
+    /// spread over this time (at most half --shutdown-timeout), so clients
+    /// reconnect spread out; 0s closes them all at once.
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().drain_spread))]
+    pub(crate) drain_spread: humantime::Duration,
+
+    /// Serve Prometheus metrics at /metrics on the hub's own address.
+    #[arg(long, conflicts_with = "metrics_listen")]
+    pub(crate) metrics: bool,
+
+    /// Serve /metrics (and /healthz, /readyz) on this address instead, e.g.
+    /// 127.0.0.1:9090, one only the monitoring network reaches.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
 
     /// The tokio scheduler: `multi-thread` (work-stealing, one worker per
     /// --workers) or `current-thread` (everything on the main thread).

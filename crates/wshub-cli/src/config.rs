@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use wshub::{
     CloseCode, DeflateConfig, DeflateConfigError, OriginPolicy, ProtocolConfig, WebSocketConfig,
 };
-use wshub_hub::{AdmissionConfig, HubConfig};
+use wshub_hub::{AdmissionConfig, HubConfig, MetricsEndpoint};
 
 use crate::args::{
     AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
@@ -103,6 +103,12 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
     config.shutdown_timeout = args.shutdown_timeout.into();
+    config.drain_spread = args.drain_spread.into();
+    config.metrics = match (args.metrics, args.metrics_listen) {
+        (_, Some(addr)) => MetricsEndpoint::Listen(addr),
+        (true, None) => MetricsEndpoint::Main,
+        (false, None) => MetricsEndpoint::Off,
+    };
     Ok(config)
 }
 
@@ -267,7 +273,7 @@ mod tests {
     fn serve_args(flags: &[&str]) -> ServeArgs {
         let argv = ["wshub", "serve"].iter().chain(flags);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("parsed as {other:?}"),
         }
     }

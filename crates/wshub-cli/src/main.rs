@@ -47,7 +47,7 @@ fn main() {
             runtime
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(async { cmd::serve::run(args).await.map(|()| 0) })
+                .block_on(async { cmd::serve::run(*args).await.map(|()| 0) })
         }),
         Command::Connect(args) => block_on(cmd::connect::run(args)),
         // The benchmark starts its own single-threaded runtimes (--threads).

@@ -1,6 +1,7 @@
 //! [`HubConfig`]: the hub's own settings around the [`WebSocketConfig`] of
 //! its `/ws` and `/echo` connections.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use wshub::{OriginPolicy, ProtocolConfig, WebSocketConfig};
@@ -77,8 +78,9 @@ pub struct HubConfig {
     /// and their comings and goings or only counts them.
     pub presence_limit: usize,
     /// On shutdown, time [`serve`](crate::serve) waits for connections to
-    /// finish their close handshake before it returns (`wshub serve` then
-    /// exits, dropping the rest). Default: 5 s.
+    /// be closed (in batches, [`HubConfig::drain_spread`]) and finish their
+    /// close handshake before it returns (`wshub serve` then exits,
+    /// dropping the rest). Default: 5 s.
     pub shutdown_timeout: Duration,
     /// Limits on the connections taken on: in all, per client address, and
     /// handshakes per second per client address, each answered 503 with
@@ -97,6 +99,37 @@ pub struct HubConfig {
     /// a page of the hub's own host and port (as the request's `Host` names
     /// it), which includes the chat page it serves.
     pub origin: OriginPolicy,
+    /// Where `GET /metrics` (Prometheus text format; docs/protocol.md,
+    /// "Metrics") is served. Default: [`MetricsEndpoint::Off`], since
+    /// traffic figures are not for every visitor of a public hub.
+    pub metrics: MetricsEndpoint,
+    /// On shutdown, open connections are closed with 1001 in
+    /// [`HubConfig::drain_batches`] batches spread over this time, so that
+    /// the clients' reconnects spread out rather than arrive at once at the
+    /// other nodes; what remains of [`HubConfig::shutdown_timeout`] after
+    /// it is left for the close handshakes. Default: half the shutdown
+    /// timeout, 2.5 s; zero closes them all at once. Capped at half the
+    /// shutdown timeout.
+    pub drain_spread: Duration,
+    /// Batches of [`HubConfig::drain_spread`], at least 1; a connection's
+    /// batch is its id modulo this. Default: 10.
+    pub drain_batches: u32,
+}
+
+/// Where [`HubConfig::metrics`] serves `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MetricsEndpoint {
+    /// Not served (404).
+    #[default]
+    Off,
+    /// On the hub's own listener, beside `/healthz` and `/readyz`.
+    Main,
+    /// On a listener of its own at this address (with `/healthz` and
+    /// `/readyz`; anything else 404), bound by [`serve`](crate::serve); the
+    /// hub's listener answers `/metrics` 404. For an address only the
+    /// monitoring network reaches.
+    Listen(SocketAddr),
 }
 
 impl Default for HubConfig {
@@ -121,6 +154,9 @@ impl Default for HubConfig {
             admission: AdmissionConfig::default(),
             echo: true,
             origin: OriginPolicy::default(),
+            metrics: MetricsEndpoint::Off,
+            drain_spread: Duration::from_millis(2500),
+            drain_batches: 10,
         }
     }
 }

@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use wshub::{CloseCode, WebSocket};
 
+use crate::metrics::{HubClose, OpenConnection};
 use crate::session::{finish, log_end};
 
 /// The `/echo` session: every message back to its sender, in batches.
@@ -26,6 +27,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     conn_id: u64,
     mut shutdown: watch::Receiver<bool>,
+    open: OpenConnection<false>,
 ) -> impl std::future::Future<Output = ()> {
     async move {
         // This receiver was cloned from the server's before any shutdown was
@@ -61,6 +63,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
             let first = match incoming {
                 None => {
+                    open.hub_closed(HubClose::Shutdown);
                     let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
                     break None;
                 }
@@ -82,13 +85,20 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // wait's in every idle connection.
             let mut failed = None;
             let mut next = Some(first);
+            // Counted per batch, not per message (see `metrics`); 4-byte
+            // counts keep the session in its 1 KiB size class, and a batch
+            // stops reading at the write buffer limit, far below 4 GiB.
+            let (mut messages, mut bytes) = (0u32, 0u32);
             while let Some(message) = next {
                 if let Err(e) = ws.feed_message(&message) {
                     failed = Some(e);
                     break;
                 }
+                messages = messages.saturating_add(1);
+                bytes = bytes.saturating_add(u32::try_from(message.len()).unwrap_or(u32::MAX));
                 next = ws.next_ready().await;
             }
+            open.echoed(messages.into(), bytes.into());
             if failed.is_none() {
                 failed = ws.flush().await.err();
             }
@@ -97,6 +107,6 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         Box::pin(finish(&mut ws)).await;
-        log_end(conn_id, "/echo", &ws, error.as_ref());
+        open.ended(log_end(conn_id, "/echo", &ws, error.as_ref()));
     }
 }

@@ -23,7 +23,9 @@ pub fn member_session<S: AsyncRead + AsyncWrite + Unpin>(
     config: &HubConfig,
     shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> {
-    crate::member::run(ws, conn_id, rooms, config.member_limits(), shutdown)
+    // Metrics of their own: the target checks the sessions, not the counts.
+    let open = crate::metrics::OpenConnection::new(Arc::new(crate::metrics::Metrics::new()));
+    crate::member::run(ws, conn_id, rooms, config.member_limits(), shutdown, open)
 }
 
 /// The settings [`serve`](crate::serve) gives a `/ws` connection under

@@ -18,12 +18,15 @@
 
 mod admission;
 mod config;
+mod drain;
 mod echo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod log_budget;
 mod member;
+mod metrics;
+mod ops;
 pub mod protocol;
 pub mod rooms;
 mod server;
@@ -33,5 +36,5 @@ pub use admission::{
     max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
     DEFAULT_MAX_CONNECTIONS_PER_IP, HANDSHAKE_BURST_SECONDS,
 };
-pub use config::HubConfig;
+pub use config::{HubConfig, MetricsEndpoint};
 pub use server::serve;

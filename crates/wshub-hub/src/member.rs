@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use wshub::{CloseCode, Error, Message, WebSocket};
 
+use crate::metrics::{HubClose, OpenConnection};
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Signal};
 use crate::session::{finish, log_end};
@@ -63,6 +64,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     rooms: Arc<Rooms>,
     limits: MemberLimits,
     mut shutdown: watch::Receiver<bool>,
+    open: OpenConnection<true>,
 ) -> impl Future<Output = ()> {
     // Built before the `async move` block and captured by it: the arguments
     // moved into a `Member` inside the block would keep their own slots in
@@ -75,6 +77,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         max_rooms: limits.max_rooms,
         rooms,
         out,
+        metrics: open,
     };
     let mut rate = limits.rate;
     let mut writer = Writer::new(limits.write_timeout);
@@ -142,14 +145,17 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             let reply = match wake {
                 Wake::Shutdown => {
+                    member.metrics.hub_closed(HubClose::Shutdown);
                     closing = Some((CloseCode::GoingAway, "server shutting down"));
                     break;
                 }
                 Wake::Kicked => {
+                    member.metrics.hub_closed(HubClose::SlowConsumer);
                     closing = Some(slow_consumer(member.conn_id, "send queue full"));
                     break;
                 }
                 Wake::WriteTimeout => {
+                    member.metrics.hub_closed(HubClose::SlowConsumer);
                     closing = Some(slow_consumer(member.conn_id, "write timed out"));
                     break;
                 }
@@ -182,8 +188,12 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         // would again.
                         Message::Text(text) => member.answer(text.as_bytes()),
                     },
-                    Admit::RateLimited => Some(rate.refusal()),
+                    Admit::RateLimited => {
+                        member.metrics.rate_limited();
+                        Some(rate.refusal())
+                    }
                     Admit::Abuse => {
+                        member.metrics.hub_closed(HubClose::RateLimit);
                         tracing::info!(
                             conn_id = member.conn_id,
                             close_code = 1008,
@@ -209,7 +219,8 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = ws.close(code, reason).await;
         }
         Box::pin(finish(&mut ws)).await;
-        log_end(member.conn_id, "/ws", &ws, error.as_ref());
+        let code = log_end(member.conn_id, "/ws", &ws, error.as_ref());
+        member.metrics.ended(code);
     }
 }
 
@@ -414,6 +425,7 @@ struct Member {
     rooms: Arc<Rooms>,
     /// Where the rooms deliver this member's frames.
     out: Outbox,
+    metrics: OpenConnection<true>,
 }
 
 impl Drop for Member {
@@ -436,6 +448,8 @@ impl Member {
     /// Carries out one text request (`json`, a text message's bytes, valid
     /// UTF-8); returns the direct answer, if any.
     fn answer(&mut self, json: &[u8]) -> Option<String> {
+        let arrived = Instant::now();
+        self.metrics.hub_request(json.len());
         // The application heartbeat of browser clients that cannot send a
         // protocol Ping: text "ping" is answered with "pong"
         // (docs/protocol.md, "Heartbeats").
@@ -471,6 +485,7 @@ impl Member {
             max_rooms,
             rooms,
             out,
+            metrics,
         } = self;
         let conn_id = *conn_id;
         match &request.op {
@@ -545,7 +560,10 @@ impl Member {
             },
             Op::Publish { room, message } => match rooms.publish(room, conn_id, message) {
                 // The sender gets its own message through the room, like everyone.
-                Ok(_) => None,
+                Ok(_) => {
+                    metrics.fanned_out(arrived.elapsed());
+                    None
+                }
                 Err(_) => Some(not_joined(room)),
             },
         }
@@ -575,7 +593,9 @@ mod tests {
         let (server_io, client_io) = tokio::io::duplex(64 << 10);
         let ws = WebSocket::from_raw(server_io, Role::Server, config.websocket_for("/ws"), &[]);
         let (_shutdown_tx, shutdown) = watch::channel(false);
-        let mut session = Box::pin(run(ws, 7, rooms.clone(), config.member_limits(), shutdown));
+        let open = OpenConnection::new(Arc::new(crate::metrics::Metrics::new()));
+        let limits = config.member_limits();
+        let mut session = Box::pin(run(ws, 7, rooms.clone(), limits, shutdown, open));
         let mut client = WebSocket::from_raw(client_io, Role::Client, Default::default(), &[]);
         for room in ["lobby", "games"] {
             let join = format!(r#"{{"op":"join","room":"{room}","name":"ada"}}"#);

@@ -15,6 +15,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use wshub::{Message, PreparedMessage};
 
+use crate::metrics::Sharded;
 use crate::protocol::ServerMessage;
 
 /// Milliseconds since the Unix epoch.
@@ -367,13 +368,19 @@ impl Room {
     /// Delivers `json` to every member but `except`, encoded once. The
     /// caller holds this room's lock: the deliveries of one room's messages
     /// happen in their order.
-    fn fan_out(&self, json: String, except: Option<u64>) {
+    /// Queues `json` for every member but `except`, encoded once; counts
+    /// the deliveries in `stats`.
+    fn fan_out(&self, json: String, except: Option<u64>, stats: &FanoutStats) {
         let frame = PreparedMessage::new(&Message::text(json));
+        let mut delivered = 0u64;
         for (id, member) in &self.members {
             if Some(*id) != except {
                 member.outbox.deliver(&frame);
+                delivered += 1;
             }
         }
+        stats.deliveries.add(delivered);
+        stats.bytes.add(delivered * frame.frame().len() as u64);
     }
 }
 
@@ -425,6 +432,29 @@ pub struct Rooms {
     instance: u32,
     /// Rooms created so far, the second part.
     created: AtomicU64,
+    /// What the fan-outs delivered, for the metrics.
+    stats: FanoutStats,
+}
+
+/// Fan-out counts, added once per fan-out.
+#[derive(Debug, Default)]
+struct FanoutStats {
+    deliveries: Sharded,
+    bytes: Sharded,
+}
+
+/// What [`Rooms::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomStats {
+    /// Frames queued for members so far (one per member per message or
+    /// presence notice).
+    pub deliveries: u64,
+    /// Their bytes, as framed uncompressed.
+    pub bytes: u64,
+    /// Rooms with members now.
+    pub rooms: usize,
+    /// Memberships now (a connection in three rooms counts three times).
+    pub members: usize,
 }
 
 impl Default for Rooms {
@@ -448,6 +478,7 @@ impl Rooms {
             backlog: Arc::default(),
             instance: rand::random(),
             created: AtomicU64::new(0),
+            stats: FanoutStats::default(),
         }
     }
 
@@ -570,7 +601,7 @@ impl Rooms {
                 name,
                 ts: now_ms(),
             };
-            r.fan_out(notice.to_json(), Some(id));
+            r.fan_out(notice.to_json(), Some(id), &self.stats);
         }
         // A bounded list: a join into a big room must not cost O(n log n).
         let mut members: Vec<String> = r
@@ -612,7 +643,7 @@ impl Rooms {
                 name: &member.name,
                 ts: now_ms(),
             };
-            r.fan_out(notice.to_json(), None);
+            r.fan_out(notice.to_json(), None, &self.stats);
         }
         Ok(())
     }
@@ -634,7 +665,7 @@ impl Rooms {
         let seq = r.seq + 1;
         let json = crate::protocol::message_json(room, from, id, seq, &r.epoch, now_ms(), &message);
         r.seq = seq;
-        r.fan_out(json, None);
+        r.fan_out(json, None, &self.stats);
         Ok(seq)
     }
 
@@ -646,6 +677,20 @@ impl Rooms {
     /// Number of rooms with members.
     pub fn room_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Deliveries so far, and rooms and memberships now. Takes each room's
+    /// lock in turn (not the map's while doing so): for a metrics scrape,
+    /// not a hot path.
+    pub fn stats(&self) -> RoomStats {
+        let rooms: Vec<SharedRoom> = self.lock().values().cloned().collect();
+        let members = rooms.iter().map(|r| lock_room(r).members.len()).sum();
+        RoomStats {
+            deliveries: self.stats.deliveries.get(),
+            bytes: self.stats.bytes.get(),
+            rooms: rooms.len(),
+            members,
+        }
     }
 }
 

@@ -11,16 +11,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket};
 
 use crate::admission::{Admission, Admitted};
+use crate::drain::Drain;
 use crate::log_budget::LogBudget;
+use crate::metrics::{Metrics, OpenConnection};
 use crate::rooms::Rooms;
 use crate::session::Session;
-use crate::{echo, member, HubConfig};
+use crate::{echo, member, ops, HubConfig, MetricsEndpoint};
 
 /// The chat page, embedded at build time.
 pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
@@ -40,8 +42,10 @@ struct ServerState {
     config: HubConfig,
     rooms: Arc<Rooms>,
     next_conn_id: AtomicU64,
-    shutdown: watch::Receiver<bool>,
+    /// Which connections are told to close, when.
+    drain: Arc<Drain>,
     admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
     /// Lines about connections refused before their session:
     /// [`REFUSAL_LINES_PER_SECOND`].
     refusal_log: Mutex<LogBudget>,
@@ -71,12 +75,14 @@ impl ServerState {
 /// | route | answer |
 /// |---|---|
 /// | `GET /` | the chat page (HTML) |
-/// | `GET /healthz` | `200 ok` |
+/// | `GET /healthz` | `200 ok` while the process runs |
+/// | `GET /readyz` | `200 ready`; `503 draining` once shutdown has begun |
+/// | `GET /metrics` | Prometheus text, with [`MetricsEndpoint::Main`] (else 404) |
 /// | `GET /ws` | the JSON hub (`docs/protocol.md`) |
 /// | `GET /echo` | echoes every message (404 with [`HubConfig::echo`] off) |
 /// | `/ws` or `/echo` from a page whose `Origin` [`HubConfig::origin`] refuses | 403 |
 /// | plain HTTP to `/ws` or `/echo` | 426 with a one-line explanation |
-/// | another method on `/` or `/healthz` | 405 |
+/// | another method on `/`, `/healthz`, `/readyz` or a served `/metrics` | 405 |
 /// | anything else | 404 |
 ///
 /// Every plain HTTP answer written here carries `Content-Security-Policy`
@@ -105,15 +111,30 @@ pub async fn serve(
     config: HubConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let rooms = Arc::new(Rooms::new(config.presence_limit));
+    let metrics = Arc::new(Metrics::new());
+    metrics.watch_rooms(&rooms);
     let state = Arc::new(ServerState {
-        rooms: Arc::new(Rooms::new(config.presence_limit)),
+        rooms,
         admission: Arc::new(Admission::new(&config.admission)),
+        drain: Arc::new(Drain::new(config.drain_batches)),
+        metrics,
         config,
         next_conn_id: AtomicU64::new(1),
-        shutdown: stop_rx,
         refusal_log: Mutex::new(LogBudget::new(REFUSAL_LINES_PER_SECOND)),
     });
+    let ops_listener = match state.config.metrics {
+        MetricsEndpoint::Listen(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            Some(tokio::spawn(ops::serve(
+                listener,
+                state.metrics.clone(),
+                state.drain.clone(),
+                state.config.websocket.clone(),
+            )))
+        }
+        _ => None,
+    };
     let open = Arc::new(OpenConnections::default());
     let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
@@ -152,17 +173,28 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let timeout = state.config.shutdown_timeout;
+    // At most half the timeout: the last batch needs time for its close
+    // handshakes too.
+    let spread = state.config.drain_spread.min(timeout / 2);
     tracing::info!(
         connections = open.count(),
-        "shutting down: closing connections with 1001"
+        batches = state.config.drain_batches,
+        spread_ms = spread.as_millis() as u64,
+        "shutting down: closing connections with 1001, a batch at a time"
     );
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(state.config.shutdown_timeout, open.drained()).await;
-    if drained.is_err() {
+    let drain = async {
+        state.drain.run(spread).await;
+        open.drained().await;
+    };
+    if tokio::time::timeout(timeout, drain).await.is_err() {
         tracing::warn!(
             connections = open.count(),
             "shutdown timeout: returning while connections still close"
         );
+    }
+    if let Some(ops) = ops_listener {
+        ops.abort();
     }
     Ok(())
 }
@@ -272,7 +304,7 @@ fn connection_task(
     let handshake = Box::pin(async move {
         // A handshake still under way when the server stops is dropped:
         // nothing was promised to it yet, and shutdown need not wait for it.
-        let mut shutdown = state.shutdown.clone();
+        let mut shutdown = state.drain.first();
         tokio::select! {
             opened = open_session(tcp, peer, &state) => opened,
             _ = shutdown.changed() => None,
@@ -296,7 +328,7 @@ fn start_session(
 ) -> Session {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     tracing::info!(conn_id, %peer, %client, path = %ws.url(), "connection opened");
-    let shutdown = state.shutdown.clone();
+    let shutdown = state.drain.receiver(conn_id);
     match route {
         WebSocketRoute::Hub => Box::pin(member::run(
             ws,
@@ -304,8 +336,14 @@ fn start_session(
             state.rooms.clone(),
             state.config.member_limits(),
             shutdown,
+            OpenConnection::new(state.metrics.clone()),
         )),
-        WebSocketRoute::Echo => Box::pin(echo::run(ws, conn_id, shutdown)),
+        WebSocketRoute::Echo => Box::pin(echo::run(
+            ws,
+            conn_id,
+            shutdown,
+            OpenConnection::new(state.metrics.clone()),
+        )),
     }
 }
 
@@ -332,8 +370,7 @@ fn route(request: &Request, echo: bool) -> Result<WebSocketRoute, Response> {
             let page = Response::new(200, html, Bytes::from_static(CHAT_PAGE.as_bytes()));
             Err(page.secured(PAGE_CSP))
         }
-        ("GET", "/healthz") => Err(text(200, "ok\n")),
-        (_, "/" | "/index.html" | "/healthz") => Err(text(405, "use GET\n")),
+        (_, "/" | "/index.html") => Err(text(405, "use GET\n")),
         _ => Err(text(404, "not found\n")),
     }
 }
@@ -351,12 +388,14 @@ async fn open_session(
     let handshake = match read_handshake(tcp, config).await {
         Ok(handshake) => handshake,
         Err(Error::Handshake(e)) => {
+            state.metrics.answered(e.status());
             if let Some(suppressed) = state.log_refusal() {
                 tracing::info!(%peer, error = %e, status = e.status(), suppressed, "bad HTTP request");
             }
             return None;
         }
         Err(Error::HandshakeTimeout) => {
+            state.metrics.answered(408);
             if let Some(suppressed) = state.log_refusal() {
                 tracing::info!(%peer, status = 408, suppressed, "handshake timeout");
             }
@@ -376,18 +415,19 @@ async fn open_session(
                 let limit = refusal.limit.field();
                 tracing::info!(%peer, %client, status = 503, limit, suppressed, "connection refused");
             }
-            if let Err(e) = handshake.respond(&answer).await {
-                tracing::debug!(%peer, error = %e.report(), "answer not sent");
-            }
+            respond(handshake, &answer, peer, state).await;
             return None;
         }
     };
+    let metrics = (state.config.metrics == MetricsEndpoint::Main).then_some(&*state.metrics);
+    if let Some(answer) = ops::answer(handshake.request(), metrics, &state.drain) {
+        respond(handshake, &answer, peer, state).await;
+        return None;
+    }
     let route = match route(handshake.request(), state.config.echo) {
         Ok(route) => route,
         Err(answer) => {
-            if let Err(e) = handshake.respond(&answer).await {
-                tracing::debug!(%peer, status = answer.status, error = %e.report(), "answer not sent");
-            }
+            respond(handshake, &answer, peer, state).await;
             return None;
         }
     };
@@ -396,14 +436,13 @@ async fn open_session(
             tracing::info!(%peer, %client, status = 403, origin = %refused.origin, suppressed, "cross-origin handshake refused");
         }
         let answer = Response::from(wshub::Reject::from(refused));
-        if let Err(e) = handshake.respond(&answer).await {
-            tracing::debug!(%peer, error = %e.report(), "answer not sent");
-        }
+        respond(handshake, &answer, peer, state).await;
         return None;
     }
     let upgrade = match handshake.into_upgrade().await {
         Ok(upgrade) => upgrade,
         Err(Error::Handshake(e)) => {
+            state.metrics.answered(e.status());
             if let Some(suppressed) = state.log_refusal() {
                 tracing::info!(%peer, error = %e, status = e.status(), suppressed, "handshake refused");
             }
@@ -423,11 +462,27 @@ async fn open_session(
     let upgrade = upgrade.map_io(TcpTransport::new);
     let websocket = state.config.websocket_for(upgrade.request().path());
     match upgrade.accept(Accept::default(), websocket).await {
-        Ok(ws) => Some((start_session(ws, route, peer, client, state), admitted)),
+        Ok(ws) => {
+            state.metrics.answered(101);
+            Some((start_session(ws, route, peer, client, state), admitted))
+        }
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");
             None
         }
+    }
+}
+
+/// Answers a request that gets no WebSocket with `answer`, counted by status.
+async fn respond(
+    handshake: wshub::server::Handshake<TcpStream>,
+    answer: &Response,
+    peer: SocketAddr,
+    state: &ServerState,
+) {
+    state.metrics.answered(answer.status);
+    if let Err(e) = handshake.respond(answer).await {
+        tracing::debug!(%peer, status = answer.status, error = %e.report(), "answer not sent");
     }
 }
 
@@ -488,18 +543,25 @@ mod tests {
     #[tokio::test]
     async fn idle_session_futures_stay_small() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (_stop, stop_rx) = watch::channel(false);
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics = Arc::new(Metrics::new());
 
         let (socket, _client) = server_socket(&listener).await;
         let socket_size = std::mem::size_of_val(&socket);
-        let echo = echo::run(socket, 1, stop_rx.clone());
+        let echo = echo::run(
+            socket,
+            1,
+            stop_rx.clone(),
+            OpenConnection::new(metrics.clone()),
+        );
         let echo_size = std::mem::size_of_val(&echo);
         // The echo session keeps its shutdown `changed()` future pinned for
         // its life, with a second receiver and the waker it registered, so
-        // that a wake-up checks the shutdown with one atomic load. On
-        // 2026-11-29 it was 1,032 B around a 648 B WebSocket: at the bound.
+        // that a wake-up checks the shutdown with one atomic load; and its
+        // metrics handle and per-batch counts. On 2026-12-05 it was 1,024 B
+        // around a 624 B WebSocket: at the bound.
         assert!(
-            echo_size <= socket_size + 384,
+            echo_size <= socket_size + 400,
             "echo session {echo_size} B around a {socket_size} B WebSocket"
         );
         // The session is one allocation, and the allocator (mimalloc) rounds
@@ -518,6 +580,7 @@ mod tests {
             Arc::new(Rooms::default()),
             member::MemberLimits::default(),
             stop_rx,
+            OpenConnection::new(metrics),
         );
         let hub_size = std::mem::size_of_val(&hub);
         assert!(
@@ -541,12 +604,8 @@ mod tests {
 
     #[test]
     fn every_plain_answer_forbids_framing_and_the_page_allows_only_itself() {
-        for (method, path, status) in [
-            ("GET", "/", 200),
-            ("GET", "/healthz", 200),
-            ("POST", "/", 405),
-            ("GET", "/nope", 404),
-        ] {
+        for (method, path, status) in [("GET", "/", 200), ("POST", "/", 405), ("GET", "/nope", 404)]
+        {
             let Err(answer) = route(&request(method, path), true) else {
                 panic!("{method} {path} is not a WebSocket route");
             };

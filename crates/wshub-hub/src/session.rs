@@ -21,13 +21,15 @@ pub(crate) async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
 }
 
-/// Why a session ended, for the one log line per closed connection.
+/// Why a session ended, for the one log line per closed connection;
+/// returns the close code it ended with (its `CloseEvent`'s, 1006 without
+/// one).
 pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
     conn_id: u64,
     route: &str,
     ws: &WebSocket<S>,
     error: Option<&Error>,
-) {
+) -> u16 {
     let event = ws.close_event();
     let code = event.as_ref().map_or(1006, |e| e.code.as_u16());
     let clean = event.as_ref().is_some_and(|e| e.was_clean);
@@ -46,4 +48,5 @@ pub(crate) fn log_end<S: AsyncRead + AsyncWrite + Unpin>(
             "connection closed"
         ),
     }
+    code
 }
