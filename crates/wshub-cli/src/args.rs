@@ -6,6 +6,7 @@
 //! states the real default and no number is written twice.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -203,6 +204,33 @@ pub(crate) struct AccessArgs {
     /// get 403; clients that send no Origin pass.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Vec<String>,
+
+    /// Take JWTs signed with HS256 by the secret in this file (at least 32
+    /// bytes; a final newline is ignored). Tokens come as ?token=,
+    /// `Authorization: Bearer`, or an `auth` request; their `sub` is the
+    /// member's name (docs/protocol.md, "Authentication").
+    #[arg(long, value_name = "FILE", group = "jwt_key")]
+    pub(crate) jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Take JWTs signed by the private half of this PEM public key: RSA
+    /// (RS256), P-256 (ES256) or Ed25519 (EdDSA).
+    #[arg(long, value_name = "FILE", group = "jwt_key")]
+    pub(crate) jwt_public_key: Option<PathBuf>,
+
+    /// Take JWTs signed by any key of this JWK Set file, chosen by `kid`.
+    #[arg(long, value_name = "FILE", group = "jwt_key")]
+    pub(crate) jwks_file: Option<PathBuf>,
+
+    /// Close /ws connections that have not authenticated within
+    /// --auth-timeout (4001), and answer /echo without a token 401.
+    #[arg(long, requires = "jwt_key")]
+    pub(crate) require_auth: bool,
+
+    /// Time a /ws connection of a hub with --require-auth has to send its
+    /// `auth` request.
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(wshub_hub::AuthConfig::default().timeout))]
+    pub(crate) auth_timeout: humantime::Duration,
 }
 
 /// Limits of each `/ws` member (docs/protocol.md says what a client sees).

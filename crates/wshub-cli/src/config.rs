@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use wshub::{
     CloseCode, DeflateConfig, DeflateConfigError, OriginPolicy, ProtocolConfig, WebSocketConfig,
 };
-use wshub_hub::{AdmissionConfig, HubConfig, MetricsEndpoint};
+use wshub_hub::{AdmissionConfig, AuthConfig, HubConfig, MetricsEndpoint, TokenVerifier};
 
 use crate::args::{
     AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
@@ -100,6 +100,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     }
     config.send_queue = args.send_queue;
     config.origin = origin_policy(&args.access)?;
+    config.auth = auth_config(&args.access)?;
     member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
     config.shutdown_timeout = args.shutdown_timeout.into();
@@ -144,6 +145,45 @@ fn origin_policy(args: &AccessArgs) -> Result<OriginPolicy> {
                 .allow(origin)
                 .map_err(|e| anyhow::anyhow!("--allowed-origin {e}"))
         })
+}
+
+/// Token authentication from its flags: the key file read and checked now,
+/// so a bad one stops the server at start.
+fn auth_config(args: &AccessArgs) -> Result<AuthConfig> {
+    let mut config = AuthConfig::default();
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{flag} {}: cannot read it", path.display()))
+    };
+    let verifier = if let Some(path) = &args.jwt_hs256_secret_file {
+        let flag = "--jwt-hs256-secret-file";
+        Some(
+            TokenVerifier::hs256(&read(flag, path)?)
+                .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?,
+        )
+    } else if let Some(path) = &args.jwt_public_key {
+        let flag = "--jwt-public-key";
+        Some(
+            TokenVerifier::public_key_pem(&read(flag, path)?)
+                .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?,
+        )
+    } else if let Some(path) = &args.jwks_file {
+        let flag = "--jwks-file";
+        let text = String::from_utf8(read(flag, path)?)
+            .map_err(|_| anyhow::anyhow!("{flag} {}: not UTF-8 text", path.display()))?;
+        Some(
+            TokenVerifier::jwks(&text)
+                .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?,
+        )
+    } else {
+        None
+    };
+    config.verifier = verifier;
+    config.require = args.require_auth;
+    config.timeout = args.auth_timeout.into();
+    if config.timeout.is_zero() {
+        bail!("--auth-timeout must be more than 0, e.g. 10s");
+    }
+    Ok(config)
 }
 
 /// The `/ws` member limits from their flags.

@@ -8,7 +8,7 @@ use wshub::{OriginPolicy, ProtocolConfig, WebSocketConfig};
 
 use crate::member::{MemberLimits, RateLimit};
 use crate::rooms::SendQueue;
-use crate::AdmissionConfig;
+use crate::{AdmissionConfig, AuthConfig};
 
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
@@ -114,6 +114,9 @@ pub struct HubConfig {
     /// Batches of [`HubConfig::drain_spread`], at least 1; a connection's
     /// batch is its id modulo this. Default: 10.
     pub drain_batches: u32,
+    /// Token authentication (docs/protocol.md, "Authentication"). Default:
+    /// [`AuthConfig::default`], no tokens taken, every member anonymous.
+    pub auth: AuthConfig,
 }
 
 /// Where [`HubConfig::metrics`] serves `/metrics`.
@@ -157,6 +160,7 @@ impl Default for HubConfig {
             metrics: MetricsEndpoint::Off,
             drain_spread: Duration::from_millis(2500),
             drain_batches: 10,
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -25,7 +25,16 @@ pub fn member_session<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> impl Future<Output = ()> {
     // Metrics of their own: the target checks the sessions, not the counts.
     let open = crate::metrics::OpenConnection::new(Arc::new(crate::metrics::Metrics::new()));
-    crate::member::run(ws, conn_id, rooms, config.member_limits(), shutdown, open)
+    let auth = crate::member::MemberAuth::default();
+    crate::member::run(
+        ws,
+        conn_id,
+        rooms,
+        config.member_limits(),
+        shutdown,
+        open,
+        auth,
+    )
 }
 
 /// The settings [`serve`](crate::serve) gives a `/ws` connection under

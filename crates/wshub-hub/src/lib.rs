@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod auth;
 mod config;
 mod drain;
 mod echo;
@@ -36,5 +37,6 @@ pub use admission::{
     max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
     DEFAULT_MAX_CONNECTIONS_PER_IP, HANDSHAKE_BURST_SECONDS,
 };
+pub use auth::{AuthConfig, Identity, KeyError, RoomAction, TokenError, TokenVerifier};
 pub use config::{HubConfig, MetricsEndpoint};
 pub use server::serve;

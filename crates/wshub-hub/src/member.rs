@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use wshub::{CloseCode, Error, Message, WebSocket};
 
+use crate::auth::{AuthConfig, Identity, RoomAction};
 use crate::metrics::{HubClose, OpenConnection};
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Signal};
@@ -65,19 +66,25 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     limits: MemberLimits,
     mut shutdown: watch::Receiver<bool>,
     open: OpenConnection<true>,
+    auth: MemberAuth,
 ) -> impl Future<Output = ()> {
     // Built before the `async move` block and captured by it: the arguments
     // moved into a `Member` inside the block would keep their own slots in
     // the future too (16 bytes per idle member).
     let (out, mut inbox) = rooms.outbox(limits.send_queue);
+    let auth = Auth::new(auth);
     let mut member = Member {
         conn_id,
-        name: format!("anon-{conn_id}"),
+        name: auth
+            .identity
+            .as_ref()
+            .map_or_else(|| format!("anon-{conn_id}"), |id| id.sub.clone()),
         joined: Vec::new(),
         max_rooms: limits.max_rooms,
         rooms,
         out,
         metrics: open,
+        auth,
     };
     let mut rate = limits.rate;
     let mut writer = Writer::new(limits.write_timeout);
@@ -105,6 +112,9 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             let wake = std::future::poll_fn(|cx| {
                 if shutdown_changed.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Shutdown);
+                }
+                if member.auth.poll_deadline(cx).is_ready() {
+                    return Poll::Ready(Wake::AuthDeadline);
                 }
                 if let Poll::Ready(wake) = writer.poll(&mut ws, cx) {
                     return Poll::Ready(wake);
@@ -147,6 +157,25 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Wake::Shutdown => {
                     member.metrics.hub_closed(HubClose::Shutdown);
                     closing = Some((CloseCode::GoingAway, "server shutting down"));
+                    break;
+                }
+                Wake::AuthDeadline => {
+                    let (why, close) = if member.auth.identity.is_some() {
+                        (HubClose::TokenExpired, (TOKEN_EXPIRED, "token expired"))
+                    } else {
+                        (
+                            HubClose::AuthRequired,
+                            (AUTH_REQUIRED, "authentication required"),
+                        )
+                    };
+                    member.metrics.hub_closed(why);
+                    tracing::info!(
+                        conn_id = member.conn_id,
+                        close_code = close.0.as_u16(),
+                        reason = close.1,
+                        "closing"
+                    );
+                    closing = Some(close);
                     break;
                 }
                 Wake::Kicked => {
@@ -224,9 +253,17 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Close code of a connection that must authenticate and did not within
+/// the auth timeout (docs/protocol.md, "Authentication").
+const AUTH_REQUIRED: CloseCode = CloseCode::Other(4001);
+/// Close code of a connection whose token expired without a fresh `auth`.
+const TOKEN_EXPIRED: CloseCode = CloseCode::Other(4002);
+
 /// What woke a member's task.
 enum Wake {
     Shutdown,
+    /// The auth timeout passed before `auth`, or the token expired.
+    AuthDeadline,
     /// The send queue passed its limit.
     Kicked,
     /// The socket stayed blocked for [`MemberLimits::write_timeout`].
@@ -426,6 +463,67 @@ struct Member {
     /// Where the rooms deliver this member's frames.
     out: Outbox,
     metrics: OpenConnection<true>,
+    auth: Auth,
+}
+
+/// What a member's session is told of authentication when it starts.
+#[derive(Debug, Default)]
+pub(crate) struct MemberAuth {
+    /// The hub's token settings, if it takes tokens.
+    pub(crate) config: Option<Arc<AuthConfig>>,
+    /// Who the handshake's token said the client is.
+    pub(crate) identity: Option<Identity>,
+}
+
+/// A member's authentication state.
+struct Auth {
+    config: Option<Arc<AuthConfig>>,
+    identity: Option<Box<Identity>>,
+    /// Until the member has authenticated on a hub that requires it, the
+    /// auth timeout; after, its token's expiry, if any. Allocated only
+    /// then: an anonymous member of a hub without tokens has none.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Auth {
+    fn new(start: MemberAuth) -> Self {
+        let mut auth = Self {
+            config: start.config,
+            identity: start.identity.map(Box::new),
+            deadline: None,
+        };
+        match (&auth.identity, &auth.config) {
+            (Some(_), _) => auth.arm_expiry(),
+            (None, Some(config)) if config.require => {
+                auth.deadline = Some(Box::pin(tokio::time::sleep(config.timeout)));
+            }
+            _ => {}
+        }
+        auth
+    }
+
+    /// The deadline at the identity's expiry, or none.
+    fn arm_expiry(&mut self) {
+        let expires = self.identity.as_ref().and_then(|id| id.expires);
+        self.deadline = expires.map(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            Box::pin(tokio::time::sleep(left))
+        });
+    }
+
+    /// Whether requests other than `auth` wait for it.
+    fn must_authenticate(&self) -> bool {
+        self.identity.is_none() && self.config.as_ref().is_some_and(|c| c.require)
+    }
+
+    fn poll_deadline(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        match &mut self.deadline {
+            Some(deadline) => deadline.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
 }
 
 impl Drop for Member {
@@ -443,6 +541,48 @@ impl Member {
         for room in self.joined.drain(..) {
             let _ = self.rooms.leave(&room, self.conn_id);
         }
+    }
+
+    /// Verifies `token` and takes the identity it proves, or says why not
+    /// (the `error` code and message).
+    fn authenticate(&mut self, token: &str) -> Result<(), (ErrorCode, String)> {
+        let Some(config) = &self.auth.config else {
+            return Err((
+                ErrorCode::AuthUnavailable,
+                "this hub takes no tokens".to_owned(),
+            ));
+        };
+        let Some(verifier) = &config.verifier else {
+            return Err((
+                ErrorCode::AuthUnavailable,
+                "this hub takes no tokens".to_owned(),
+            ));
+        };
+        let identity = verifier
+            .verify(token, std::time::SystemTime::now())
+            .map_err(|e| (ErrorCode::Unauthorized, e.to_string()))?;
+        match &self.auth.identity {
+            Some(current) if current.sub != identity.sub => {
+                return Err((
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "this connection is {:?}; a token for {:?} needs a connection of its own",
+                        current.sub, identity.sub
+                    ),
+                ))
+            }
+            None if !self.joined.is_empty() => {
+                return Err((
+                    ErrorCode::Unauthorized,
+                    "authenticate before joining rooms, or on a new connection".to_owned(),
+                ))
+            }
+            _ => {}
+        }
+        self.name.clone_from(&identity.sub);
+        self.auth.identity = Some(Box::new(identity));
+        self.auth.arm_expiry();
+        Ok(())
     }
 
     /// Carries out one text request (`json`, a text message's bytes, valid
@@ -470,6 +610,31 @@ impl Member {
             }
         };
         let id = request.id.as_ref();
+        let error = |code, message: &str| ServerMessage::Error { code, message, id }.to_json();
+        if let Op::Auth { token } = &request.op {
+            return Some(match self.authenticate(token) {
+                Ok(()) => {
+                    let identity = self.auth.identity.as_deref();
+                    let exp = identity.and_then(|i| i.expires).map(|at| {
+                        at.duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs())
+                    });
+                    ServerMessage::Authed {
+                        name: &self.name,
+                        exp,
+                        id,
+                    }
+                    .to_json()
+                }
+                Err((code, message)) => error(code, &message),
+            });
+        }
+        if self.auth.must_authenticate() {
+            return Some(error(
+                ErrorCode::Unauthorized,
+                r#"this hub requires authentication: send {"op":"auth","token":"<JWT>"} first"#,
+            ));
+        }
         let not_joined = |room: &str| {
             ServerMessage::Error {
                 code: ErrorCode::NotJoined,
@@ -486,7 +651,22 @@ impl Member {
             rooms,
             out,
             metrics,
+            auth,
         } = self;
+        let identity = auth.identity.as_deref();
+        let forbidden = |action: RoomAction, room: &str| {
+            let allowed = identity.map_or(true, |i| i.allows(action, room));
+            (!allowed).then(|| {
+                let verb = match action {
+                    RoomAction::Join => "join",
+                    RoomAction::Publish => "publish to",
+                };
+                error(
+                    ErrorCode::Forbidden,
+                    &format!("your token does not allow you to {verb} room {room:?}"),
+                )
+            })
+        };
         let conn_id = *conn_id;
         match &request.op {
             Op::Join {
@@ -505,7 +685,17 @@ impl Member {
                         .to_json(),
                     );
                 }
-                let wanted = new_name.as_deref().unwrap_or(name.as_str());
+                if let Some(refusal) = forbidden(RoomAction::Join, room) {
+                    return Some(refusal);
+                }
+                // On a hub that takes tokens, names are not chosen: a
+                // token's `sub`, or `anon-<id>` without one, so that no one
+                // can pass for a verified member.
+                let takes_tokens = auth.config.is_some();
+                let wanted = match new_name {
+                    Some(new_name) if !takes_tokens => new_name.as_str(),
+                    _ => name.as_str(),
+                };
                 if is_anonymous(wanted) && wanted != format!("anon-{conn_id}") {
                     return Some(
                         ServerMessage::Error {
@@ -516,7 +706,7 @@ impl Member {
                         .to_json(),
                     );
                 }
-                let result = match rooms.join(room, conn_id, wanted, out) {
+                let result = match rooms.join(room, conn_id, wanted, !takes_tokens, out) {
                     Ok(result) => result,
                     Err(NameTaken) => {
                         return Some(
@@ -531,7 +721,7 @@ impl Member {
                         )
                     }
                 };
-                if let Some(n) = new_name {
+                if let Some(n) = new_name.as_ref().filter(|_| !takes_tokens) {
                     name.clone_from(n);
                 }
                 if !joined.contains(room) {
@@ -558,14 +748,21 @@ impl Member {
                 }
                 Err(_) => Some(not_joined(room)),
             },
-            Op::Publish { room, message } => match rooms.publish(room, conn_id, message) {
-                // The sender gets its own message through the room, like everyone.
-                Ok(_) => {
-                    metrics.fanned_out(arrived.elapsed());
-                    None
+            Op::Publish { room, message } => {
+                if let Some(refusal) = forbidden(RoomAction::Publish, room) {
+                    return Some(refusal);
                 }
-                Err(_) => Some(not_joined(room)),
-            },
+                match rooms.publish(room, conn_id, message) {
+                    // The sender gets its own message through the room, like everyone.
+                    Ok(_) => {
+                        metrics.fanned_out(arrived.elapsed());
+                        None
+                    }
+                    Err(_) => Some(not_joined(room)),
+                }
+            }
+            // Answered before the others, above.
+            Op::Auth { .. } => None,
         }
     }
 }
@@ -595,7 +792,8 @@ mod tests {
         let (_shutdown_tx, shutdown) = watch::channel(false);
         let open = OpenConnection::new(Arc::new(crate::metrics::Metrics::new()));
         let limits = config.member_limits();
-        let mut session = Box::pin(run(ws, 7, rooms.clone(), limits, shutdown, open));
+        let auth = MemberAuth::default();
+        let mut session = Box::pin(run(ws, 7, rooms.clone(), limits, shutdown, open, auth));
         let mut client = WebSocket::from_raw(client_io, Role::Client, Default::default(), &[]);
         for room in ["lobby", "games"] {
             let join = format!(r#"{{"op":"join","room":"{room}","name":"ada"}}"#);

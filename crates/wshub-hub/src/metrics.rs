@@ -83,6 +83,10 @@ pub(crate) enum HubClose {
     RateLimit,
     /// 1001: the server is shutting down.
     Shutdown,
+    /// 4001: no `auth` within the auth timeout on a hub that requires it.
+    AuthRequired,
+    /// 4002: the token expired without a fresh `auth`.
+    TokenExpired,
 }
 
 impl HubClose {
@@ -93,6 +97,8 @@ impl HubClose {
                 HubClose::SlowConsumer => "slow_consumer",
                 HubClose::RateLimit => "rate_limit",
                 HubClose::Shutdown => "shutdown",
+                HubClose::AuthRequired => "auth_required",
+                HubClose::TokenExpired => "token_expired",
             },
         )]
     }
@@ -150,7 +156,7 @@ impl Metrics {
         registry.register(
             "hub_closes",
             "Connections the hub closed itself, by reason: slow_consumer (1008), rate_limit \
-             (1008), shutdown (1001)",
+             (1008), shutdown (1001), auth_required (4001), token_expired (4002)",
             hub_closes.clone(),
         );
         let rate_limited = Counter::default();

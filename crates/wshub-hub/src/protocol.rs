@@ -8,6 +8,8 @@ use serde_json::Value;
 pub const MAX_ROOM_LEN: usize = 64;
 /// Longest display name, in bytes.
 pub const MAX_NAME_LEN: usize = 32;
+/// Longest token an `auth` request may carry, in bytes.
+pub const MAX_TOKEN_LEN: usize = 8 << 10;
 
 /// A request from a client, decoded from one text message.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,11 @@ pub enum Op {
         /// Any JSON value.
         message: Value,
     },
+    /// Authenticate, or refresh the token before it expires.
+    Auth {
+        /// A JWT (docs/protocol.md, "Authentication").
+        token: String,
+    },
 }
 
 /// Error codes of the `error` answer.
@@ -62,6 +69,14 @@ pub enum ErrorCode {
     RateLimited,
     /// `join` under a display name another member of the room has.
     NameTaken,
+    /// `auth` with a token the hub refuses (the message says why), or
+    /// another request before `auth` on a hub that requires it.
+    Unauthorized,
+    /// `join` or `publish` of a room the token's `rooms` claim does not
+    /// allow.
+    Forbidden,
+    /// `auth` on a hub that takes no tokens.
+    AuthUnavailable,
 }
 
 /// Why a text message could not be decoded into a [`Request`].
@@ -114,6 +129,8 @@ struct WireRequest {
     name: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     message: Option<Value>,
+    #[serde(default)]
+    token: Option<Value>,
 }
 
 /// A field that is present, `null` included (`Option<Value>` alone would
@@ -150,6 +167,7 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
         room,
         name,
         message,
+        token,
     } = wire;
     let op_name = match &op {
         Some(Value::String(op)) => op.as_str(),
@@ -161,12 +179,27 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
             ))
         }
     };
-    if !matches!(op_name, "join" | "leave" | "publish") {
+    if !matches!(op_name, "join" | "leave" | "publish" | "auth") {
         return Err(err(
             ErrorCode::UnknownOp,
             format!("unknown op {op_name:?}"),
             id,
         ));
+    }
+    if op_name == "auth" {
+        return match token {
+            Some(Value::String(token)) if !token.is_empty() && token.len() <= MAX_TOKEN_LEN => {
+                Ok(Request {
+                    id,
+                    op: Op::Auth { token },
+                })
+            }
+            _ => Err(err(
+                ErrorCode::BadRequest,
+                format!("token must be a string of 1-{MAX_TOKEN_LEN} bytes"),
+                id,
+            )),
+        };
     }
     let room = match room {
         Some(Value::String(room)) if valid_label(&room, MAX_ROOM_LEN) => room,
@@ -280,6 +313,18 @@ pub enum ServerMessage<'a> {
         /// The room's epoch (see [`ServerMessage::Joined`]): `(epoch, seq)`
         /// identifies a message of a room for the hub's life.
         epoch: &'a str,
+    },
+    /// Answer to `auth`: who the token says this connection is.
+    Authed {
+        /// The token's `sub`: this connection's name in every room.
+        name: &'a str,
+        /// When the token expires, seconds since the Unix epoch; the
+        /// connection is closed with 4002 then unless a fresh `auth` came.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
     },
     /// A request that could not be carried out; the connection stays open.
     Error {

@@ -533,16 +533,20 @@ impl Rooms {
     }
 
     /// Adds connection `id` to `room` as `name` and tells the other members.
-    /// Joining again only updates the name.
+    /// Joining again only updates the name. With `unique`, no two members
+    /// of a room share a name; without it (names that come from verified
+    /// tokens, where one user may join from two connections, or that hold
+    /// the connection id) names are not compared.
     ///
     /// # Errors
-    /// [`NameTaken`] if another member of the room is called `name`; nothing
-    /// changes then.
+    /// [`NameTaken`] if `unique` and another member of the room is called
+    /// `name`; nothing changes then.
     pub fn join(
         &self,
         room: &str,
         id: u64,
         name: &str,
+        unique: bool,
         outbox: &Outbox,
     ) -> Result<Joined, NameTaken> {
         loop {
@@ -567,7 +571,7 @@ impl Rooms {
                 }
                 continue;
             }
-            return self.join_open(&mut r, room, id, name, outbox);
+            return self.join_open(&mut r, room, id, name, unique, outbox);
         }
     }
 
@@ -577,9 +581,10 @@ impl Rooms {
         room: &str,
         id: u64,
         name: &str,
+        unique: bool,
         outbox: &Outbox,
     ) -> Result<Joined, NameTaken> {
-        if r.names.get(name).is_some_and(|holder| *holder != id) {
+        if unique && r.names.get(name).is_some_and(|holder| *holder != id) {
             return Err(NameTaken);
         }
         let member = Member {
@@ -593,7 +598,9 @@ impl Rooms {
                 false
             }
         };
-        r.names.insert(name.to_owned(), id);
+        if unique {
+            r.names.insert(name.to_owned(), id);
+        }
         if fresh && r.members.len() <= self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -715,7 +722,7 @@ mod tests {
     fn a_room_used_again_after_it_emptied_counts_in_a_new_epoch() {
         let rooms = Rooms::default();
         let (a, mut a_in) = rooms.outbox(frames(8));
-        let first = rooms.join("lobby", 1, "alice", &a).unwrap();
+        let first = rooms.join("lobby", 1, "alice", true, &a).unwrap();
         assert_eq!(first.seq, 0);
         assert_eq!(rooms.publish("lobby", 1, &json!("one")), Ok(1));
         assert_eq!(rooms.publish("lobby", 1, &json!("two")), Ok(2));
@@ -727,7 +734,7 @@ mod tests {
         // Used again: `seq` starts over, so a client that remembered
         // seq 2 would take the new seq 1 and 2 for messages it had; the
         // epoch tells it they are not.
-        let again = rooms.join("lobby", 1, "alice", &a).unwrap();
+        let again = rooms.join("lobby", 1, "alice", true, &a).unwrap();
         assert_eq!(again.seq, 0);
         assert_ne!(again.epoch, first.epoch);
         assert_eq!(rooms.publish("lobby", 1, &json!("three")), Ok(1));
@@ -745,7 +752,7 @@ mod tests {
         // Another hub's epochs differ from this one's (a random tag).
         let other = Rooms::default();
         let (b, _b_in) = other.outbox(frames(8));
-        let elsewhere = other.join("lobby", 1, "alice", &b).unwrap();
+        let elsewhere = other.join("lobby", 1, "alice", true, &b).unwrap();
         assert_ne!(elsewhere.epoch, first.epoch);
     }
 
@@ -754,8 +761,8 @@ mod tests {
         let rooms = Rooms::default();
         let (a, mut a_in) = rooms.outbox(frames(8));
         let (b, mut b_in) = rooms.outbox(frames(8));
-        rooms.join("lobby", 1, "alice", &a).unwrap();
-        let joined = rooms.join("lobby", 2, "bob", &b).unwrap();
+        rooms.join("lobby", 1, "alice", true, &a).unwrap();
+        let joined = rooms.join("lobby", 2, "bob", true, &b).unwrap();
         assert_eq!(joined.members, ["alice", "bob"]);
         let presence = text(&a_in.try_recv().unwrap());
         assert_eq!(presence["type"], "presence");
@@ -780,7 +787,7 @@ mod tests {
         let rooms = Rooms::default();
         let (a, _a_in) = rooms.outbox(frames(8));
         assert_eq!(rooms.publish("x", 1, &json!(1)), Err(NotJoined));
-        rooms.join("x", 1, "a", &a).unwrap();
+        rooms.join("x", 1, "a", true, &a).unwrap();
         assert_eq!(rooms.publish("x", 2, &json!(1)), Err(NotJoined));
         assert_eq!(rooms.leave("x", 2), Err(NotJoined));
         assert_eq!(rooms.leave("x", 1), Ok(()));
@@ -793,7 +800,9 @@ mod tests {
         let mut inboxes = Vec::new();
         for id in 0..150u64 {
             let (o, i) = rooms.outbox(frames(256));
-            let joined = rooms.join("big", id, &format!("m{id:03}"), &o).unwrap();
+            let joined = rooms
+                .join("big", id, &format!("m{id:03}"), true, &o)
+                .unwrap();
             assert_eq!(joined.member_count, id as usize + 1);
             assert!(joined.members.len() <= MAX_LISTED_MEMBERS);
             inboxes.push(i);
@@ -812,11 +821,11 @@ mod tests {
         let mut inboxes = Vec::new();
         for id in 0..10_000u64 {
             let (o, i) = rooms.outbox(frames(4));
-            rooms.join("big", id, &format!("m{id}"), &o).unwrap();
+            rooms.join("big", id, &format!("m{id}"), true, &o).unwrap();
             inboxes.push(i);
         }
         let (o, _small_in) = rooms.outbox(frames(64));
-        rooms.join("small", 10_000, "a", &o).unwrap();
+        rooms.join("small", 10_000, "a", true, &o).unwrap();
         // As if a fan-out to the 10,000 were under way, for as long as it
         // takes: the big room's lock is held.
         let big = rooms.room("big").unwrap();
@@ -839,8 +848,8 @@ mod tests {
         let (o, _i) = rooms.outbox(frames(64));
         for room in 0..10_000 {
             let room = format!("room-{room}");
-            rooms.join(&room, 1, "a", &o).unwrap();
-            rooms.join(&room, 2, "b", &o).unwrap();
+            rooms.join(&room, 1, "a", true, &o).unwrap();
+            rooms.join(&room, 2, "b", true, &o).unwrap();
             rooms.leave(&room, 1).unwrap();
             rooms.leave(&room, 2).unwrap();
         }
@@ -856,7 +865,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for n in 0..2_500u64 {
                         let room = format!("shared-{}", n % 8);
-                        rooms.join(&room, t, &format!("x{t}"), &o).unwrap();
+                        rooms.join(&room, t, &format!("x{t}"), true, &o).unwrap();
                         assert_eq!(rooms.publish(&room, t, &json!(n)).map(|_| ()), Ok(()));
                         rooms.leave(&room, t).unwrap();
                     }
@@ -874,8 +883,8 @@ mod tests {
         let rooms = Rooms::default();
         let (slow, slow_in) = rooms.outbox(frames(2));
         let (fast, mut fast_in) = rooms.outbox(frames(64));
-        rooms.join("r", 1, "slow", &slow).unwrap();
-        rooms.join("r", 2, "fast", &fast).unwrap();
+        rooms.join("r", 1, "slow", true, &slow).unwrap();
+        rooms.join("r", 2, "fast", true, &fast).unwrap();
         for _ in 0..10 {
             rooms.publish("r", 2, &json!("m")).unwrap();
         }

@@ -17,8 +17,10 @@ use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket};
 
 use crate::admission::{Admission, Admitted};
+use crate::auth::{AuthConfig, Identity};
 use crate::drain::Drain;
 use crate::log_budget::LogBudget;
+use crate::member::MemberAuth;
 use crate::metrics::{Metrics, OpenConnection};
 use crate::rooms::Rooms;
 use crate::session::Session;
@@ -34,7 +36,7 @@ pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
 /// does not cover them in every browser), and no framing.
 const PAGE_CSP: &str = "default-src 'self'; \
     style-src 'sha256-+Y2TXW1nYbzirjy7uutvEv52ZNyrcYdVKC4WJ/+vhMo='; \
-    script-src 'sha256-p1+LVC9wjaaeshcRIM3nau7MkiE+laQdXCyAl5AIYOw='; \
+    script-src 'sha256-fu8VkOpB1niZ6KddGqpzrHcbyyHXeii0m5qPRnd8zRs='; \
     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// What every connection's task of one server shares.
@@ -46,6 +48,8 @@ struct ServerState {
     drain: Arc<Drain>,
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
+    /// [`HubConfig::auth`], when the hub takes tokens.
+    auth: Option<Arc<AuthConfig>>,
     /// Lines about connections refused before their session:
     /// [`REFUSAL_LINES_PER_SECOND`].
     refusal_log: Mutex<LogBudget>,
@@ -119,6 +123,11 @@ pub async fn serve(
         admission: Arc::new(Admission::new(&config.admission)),
         drain: Arc::new(Drain::new(config.drain_batches)),
         metrics,
+        auth: config
+            .auth
+            .verifier
+            .is_some()
+            .then(|| Arc::new(config.auth.clone())),
         config,
         next_conn_id: AtomicU64::new(1),
         refusal_log: Mutex::new(LogBudget::new(REFUSAL_LINES_PER_SECOND)),
@@ -322,6 +331,7 @@ fn connection_task(
 fn start_session(
     ws: WebSocket<TcpTransport>,
     route: WebSocketRoute,
+    identity: Option<Identity>,
     peer: SocketAddr,
     client: IpAddr,
     state: &ServerState,
@@ -337,6 +347,10 @@ fn start_session(
             state.config.member_limits(),
             shutdown,
             OpenConnection::new(state.metrics.clone()),
+            MemberAuth {
+                config: state.auth.clone(),
+                identity,
+            },
         )),
         WebSocketRoute::Echo => Box::pin(echo::run(
             ws,
@@ -439,6 +453,22 @@ async fn open_session(
         respond(handshake, &answer, peer, state).await;
         return None;
     }
+    let identity = match handshake_identity(handshake.request(), &route, state) {
+        Ok(identity) => identity,
+        Err(refused) => {
+            if let Some(suppressed) = state.log_refusal() {
+                tracing::info!(%peer, %client, status = 401, error = %refused, suppressed, "handshake token refused");
+            }
+            let body = format!("{refused}\n");
+            let challenge =
+                format!("Bearer error=\"invalid_token\", error_description=\"{refused}\"");
+            let answer = Response::text(401, body)
+                .header("WWW-Authenticate", challenge)
+                .secured(Response::TEXT_CSP);
+            respond(handshake, &answer, peer, state).await;
+            return None;
+        }
+    };
     let upgrade = match handshake.into_upgrade().await {
         Ok(upgrade) => upgrade,
         Err(Error::Handshake(e)) => {
@@ -464,12 +494,45 @@ async fn open_session(
     match upgrade.accept(Accept::default(), websocket).await {
         Ok(ws) => {
             state.metrics.answered(101);
-            Some((start_session(ws, route, peer, client, state), admitted))
+            Some((
+                start_session(ws, route, identity, peer, client, state),
+                admitted,
+            ))
         }
         Err(e) => {
             tracing::debug!(%peer, error = %e.report(), "upgrade failed");
             None
         }
+    }
+}
+
+/// Who the handshake's token (`?token=`, `Authorization: Bearer`) says the
+/// client is, on a hub that takes tokens; `None` without a token, which
+/// `/ws` may still send in an `auth` request.
+///
+/// # Errors
+/// The token is refused, or `/echo` of a hub that requires authentication
+/// came without one: answer 401.
+fn handshake_identity(
+    request: &Request,
+    route: &WebSocketRoute,
+    state: &ServerState,
+) -> Result<Option<Identity>, String> {
+    let Some(auth) = &state.auth else {
+        return Ok(None);
+    };
+    let Some(verifier) = &auth.verifier else {
+        return Ok(None);
+    };
+    match crate::auth::handshake_token(request) {
+        Some(token) => verifier
+            .verify(&token, std::time::SystemTime::now())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        None if auth.require && matches!(route, WebSocketRoute::Echo) => {
+            Err("this hub requires a token: ?token=<JWT> or Authorization: Bearer <JWT>".to_owned())
+        }
+        None => Ok(None),
     }
 }
 
@@ -581,6 +644,7 @@ mod tests {
             member::MemberLimits::default(),
             stop_rx,
             OpenConnection::new(metrics),
+            member::MemberAuth::default(),
         );
         let hub_size = std::mem::size_of_val(&hub);
         assert!(
