@@ -1,7 +1,8 @@
 //! The `wshub` command: `wshub serve` runs the hub, `wshub connect` is an
 //! interactive client, `wshub bench` a load generator. Arguments are parsed
-//! in `args.rs`, checked into configuration in `config.rs` (or, for bench,
-//! `cmd/bench.rs`), and carried out by `cmd/`.
+//! in `args.rs`, with `serve`'s `WSHUB_*` variables and `--config` file
+//! under them (`sources.rs`), checked into configuration in `config.rs` (or,
+//! for bench, `cmd/bench.rs`), and carried out by `cmd/`.
 #![forbid(unsafe_code)]
 
 /// mimalloc rather than the system allocator. Measured (wshub bench idle,
