@@ -46,6 +46,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     pub(crate) log: String,
 
+    /// Log lines as human-readable text, or as one JSON object a line
+    /// (level, target, fields with the message, timestamp).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -60,8 +65,32 @@ pub(crate) enum Command {
     Bench(BenchArgs),
 }
 
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Every flag here is also a key of the `--config` file and a `WSHUB_*`
+/// environment variable (`sources.rs` derives both from the flag's long
+/// name), so a new flag needs no code for them.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// Read settings from this TOML file: each key is a flag's long name
+    /// (`max-connections = 1000`); see wshub.example.toml. Environment
+    /// variables override the file, and flags override both.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Check the settings (flags, environment, --config file) as serving
+    /// would, print the effective ones and exit: 0 if valid, 2 if not. Binds
+    /// no port.
+    #[arg(long)]
+    pub(crate) check_config: bool,
+
     /// Address to listen on (port 0 picks a free port; the chosen address is
     /// printed as `listening on http://ADDR`).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]

@@ -1,7 +1,8 @@
 //! The `wshub` command: `wshub serve` runs the hub, `wshub connect` is an
 //! interactive client, `wshub bench` a load generator. Arguments are parsed
-//! in `args.rs`, checked into configuration in `config.rs` (or, for bench,
-//! `cmd/bench.rs`), and carried out by `cmd/`.
+//! in `args.rs`, with `serve`'s `WSHUB_*` variables and `--config` file
+//! under them (`sources.rs`), checked into configuration in `config.rs` (or,
+//! for bench, `cmd/bench.rs`), and carried out by `cmd/`.
 #![forbid(unsafe_code)]
 
 /// mimalloc rather than the system allocator. Measured (wshub bench idle,
@@ -18,37 +19,62 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod cmd;
 mod config;
+mod sources;
 
 use std::future::Future;
 
-use anyhow::Context;
-use clap::Parser;
+use anyhow::{anyhow, Context};
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{Cli, Command};
+use crate::args::{Command, LogFormat};
 
 fn main() {
-    let cli = Cli::parse();
+    let (cli, sources) = match sources::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(usage) => usage.exit(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        },
+    };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|e| {
-            eprintln!(
-                "error: --log {:?}: {e}; use a level such as info or debug",
+            let e = anyhow!(
+                "--log {:?}: {e}; use a level such as info or debug",
                 cli.log
             );
+            eprintln!("error: {:#}", sources.attribute(e));
             std::process::exit(2);
         });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let code = match cli.command {
-        Command::Serve(args) => config::runtime(&args).and_then(|mut runtime| {
-            runtime
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(async { cmd::serve::run(*args).await.map(|()| 0) })
-        }),
+        Command::Serve(args) if args.check_config => {
+            match cmd::serve::check(&args, &sources) {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    // Whatever failed, the settings are not fit to serve with.
+                    eprintln!("error: {:#}", sources.attribute(e));
+                    std::process::exit(2);
+                }
+            }
+        }
+        Command::Serve(args) => config::runtime(&args)
+            .and_then(|mut runtime| {
+                runtime
+                    .build()
+                    .context("cannot start the async runtime")?
+                    .block_on(async { cmd::serve::run(*args).await.map(|()| 0) })
+            })
+            .map_err(|e| sources.attribute(e)),
         Command::Connect(args) => block_on(cmd::connect::run(args)),
         // The benchmark starts its own single-threaded runtimes (--threads).
         Command::Bench(args) => cmd::bench::run(args),

@@ -5,13 +5,30 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::args::ServeArgs;
-use crate::config::{admission, hub_config};
+use crate::config::{admission, hub_config, runtime};
+use crate::sources::Sources;
 
-pub(crate) async fn run(args: ServeArgs) -> Result<()> {
-    let mut config = hub_config(&args)?;
+/// `serve --check-config`: every check `serve` makes before it binds, then
+/// the settings in effect on stdout.
+pub(crate) fn check(args: &ServeArgs, sources: &Sources) -> Result<()> {
+    runtime(args)?;
+    prepare(args)?;
+    print!("{}", sources.effective());
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+/// The hub's settings from `args`, and the open-file limit they assume.
+fn prepare(args: &ServeArgs) -> Result<(wshub_hub::HubConfig, Option<u64>)> {
+    let mut config = hub_config(args)?;
     let open_files = raise_open_file_limit();
     config.admission = admission(&args.admission, open_files)?;
     config.echo = !args.admission.no_echo;
+    Ok((config, open_files))
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let (config, open_files) = prepare(&args)?;
     if config.origin.allows_any() {
         tracing::warn!(
             "--allowed-origin '*': the Origin check is OFF; any web page a visitor has open can \
