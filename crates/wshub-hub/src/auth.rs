@@ -437,6 +437,62 @@ mod tests {
         assert_eq!(check(&rs256, 1000), TokenError::NoKey);
     }
 
+    /// A PEM `PUBLIC KEY` (SPKI) of `key` behind the DER `prefix` of its
+    /// algorithm identifier.
+    fn spki_pem(prefix: &[u8], key: &[u8]) -> String {
+        use base64::Engine;
+        let der = [prefix, key].concat();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
+    }
+
+    #[test]
+    fn es256_and_eddsa_tokens_verify_against_their_pem_public_keys() {
+        use ring::rand::SystemRandom;
+        use ring::signature::{self, KeyPair};
+        let rng = SystemRandom::new();
+        let claims = json!({"sub": "ada"});
+
+        let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        // SPKI of an Ed25519 key: the OID 1.3.101.112, then the 32 bytes.
+        let ed_prefix = [
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        let pem = spki_pem(&ed_prefix, pair.public_key().as_ref());
+        let verifier = TokenVerifier::public_key_pem(pem.as_bytes()).unwrap();
+        let signed = encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &EncodingKey::from_ed_der(pkcs8.as_ref()),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&signed, at(0)).unwrap().sub, "ada");
+        // An HS256 token against the Ed25519 key: no key for its algorithm.
+        assert_eq!(
+            verifier.verify(&token(claims.clone()), at(0)),
+            Err(TokenError::NoKey)
+        );
+
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        // SPKI of a P-256 key: id-ecPublicKey, prime256v1, then the point.
+        let ec_prefix = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let pem = spki_pem(&ec_prefix, pair.public_key().as_ref());
+        let verifier = TokenVerifier::public_key_pem(pem.as_bytes()).unwrap();
+        let signed = encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_der(pkcs8.as_ref()),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&signed, at(0)).unwrap().sub, "ada");
+    }
+
     #[test]
     fn short_secrets_and_bad_keys_are_refused() {
         let e = TokenVerifier::hs256(b"short\n").unwrap_err();
@@ -459,8 +515,10 @@ mod tests {
             r#"{{"keys": [{{"kty": "oct", "kid": "old", "k": "{other}"}}, {{"kty": "oct", "kid": "new", "k": "{k}", "alg": "HS256"}}]}}"#
         );
         let verifier = TokenVerifier::jwks(&set).unwrap();
-        let mut header = Header::default();
-        header.kid = Some("new".into());
+        let mut header = Header {
+            kid: Some("new".into()),
+            ..Header::default()
+        };
         let signed = encode(
             &header,
             &json!({"sub": "ada"}),
