@@ -25,13 +25,16 @@ impl Target {
         let wshub::WsUrl {
             host,
             port,
+            tls,
             authority,
             resource,
         } = wshub::WsUrl::parse(url).map_err(|e| match e {
             wshub::Error::InvalidUrl { reason, .. } => invalid(reason),
-            wshub::Error::TlsUnsupported => invalid("wss:// (TLS) is not supported yet; use ws://"),
             _ => invalid("not a ws:// URL"),
         })?;
+        if tls {
+            return Err(invalid("wss:// (TLS) is not supported yet; use ws://"));
+        }
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .and_then(|mut addrs| {

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use wshub::{CloseCode, Message, WebSocket};
+use wshub::{ClientStream, CloseCode, Message, WebSocket};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -124,7 +124,7 @@ impl Server {
         self.child.try_wait().unwrap()
     }
 
-    async fn echo_client(&self) -> Result<WebSocket<TcpStream>, wshub::Error> {
+    async fn echo_client(&self) -> Result<WebSocket<ClientStream>, wshub::Error> {
         let url = format!("ws://{}/echo", self.addr);
         timeout(WAIT, wshub::connect(&url)).await.unwrap()
     }
@@ -155,7 +155,7 @@ impl Drop for Server {
     }
 }
 
-async fn assert_echoes(ws: &mut WebSocket<TcpStream>, text: &str) {
+async fn assert_echoes(ws: &mut WebSocket<ClientStream>, text: &str) {
     ws.send(Message::text(text)).await.unwrap();
     let echoed = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed, Message::text(text));

@@ -40,6 +40,10 @@ mod error;
 mod keepalive;
 pub mod reconnect;
 pub mod server;
+mod stream;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 #[cfg(unix)]
 mod transport;
 mod websocket;
@@ -47,7 +51,17 @@ mod websocket;
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::Error;
+/// The TLS library of the `rustls` feature, for building a
+/// [`ClientBuilder::tls_config`] or a server's configuration.
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use rustls;
 pub use server::{accept, accept_with, read_handshake, Accept, Reject, Response};
+pub use stream::ClientStream;
+/// The tokio adapter of [`rustls`] (`TlsAcceptor`, `TlsConnector`).
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use tokio_rustls;
 #[cfg(unix)]
 pub use transport::TcpTransport;
 pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};

@@ -110,7 +110,7 @@ fn print_message(message: &Message, output: BinaryOutput) -> std::io::Result<()>
 }
 
 async fn session(
-    mut ws: wshub::WebSocket<tokio::net::TcpStream>,
+    mut ws: wshub::WebSocket<wshub::ClientStream>,
     args: &ConnectArgs,
     config: &ConnectConfig,
     lines: &mut mpsc::Receiver<String>,
@@ -147,7 +147,7 @@ async fn session(
 /// Starts the close handshake, printing what the server still sends until
 /// its Close arrives.
 async fn close(
-    mut ws: wshub::WebSocket<tokio::net::TcpStream>,
+    mut ws: wshub::WebSocket<wshub::ClientStream>,
     config: &ConnectConfig,
     args: &ConnectArgs,
 ) -> Result<Ended> {
