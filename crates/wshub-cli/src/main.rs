@@ -18,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod cmd;
 mod config;
+mod tls;
 
 use std::future::Future;
 

@@ -7,7 +7,7 @@ use wshub::{ProtocolConfig, WebSocketConfig};
 
 use crate::member::{MemberLimits, RateLimit};
 use crate::rooms::SendQueue;
-use crate::AdmissionConfig;
+use crate::{AdmissionConfig, ServerTls};
 
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
@@ -90,6 +90,16 @@ pub struct HubConfig {
     /// Whether `/echo` is served; off, it is answered 404 like any unknown
     /// path. Default: on.
     pub echo: bool,
+    /// TLS: with `Some`, every connection to the listener starts with a TLS
+    /// handshake, so the hub serves `https://` and `wss://` (and nothing in
+    /// plain text: a plain HTTP request is dropped once the handshake fails
+    /// on it). The handshake shares one deadline with the request head,
+    /// [`WebSocketConfig::handshake_timeout`] of [`HubConfig::websocket`]
+    /// counted from the accept; a handshake that fails or runs out of time
+    /// is dropped without an answer (logged at debug). Keep a clone of the
+    /// [`ServerTls`] to replace the certificate while the hub runs.
+    /// Default: `None`, plain `http://` and `ws://`.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for HubConfig {
@@ -113,6 +123,7 @@ impl Default for HubConfig {
             shutdown_timeout: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
             echo: true,
+            tls: None,
         }
     }
 }

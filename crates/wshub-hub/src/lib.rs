@@ -28,6 +28,7 @@ pub mod protocol;
 pub mod rooms;
 mod server;
 mod session;
+mod tls;
 
 pub use admission::{
     max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
@@ -35,3 +36,4 @@ pub use admission::{
 };
 pub use config::HubConfig;
 pub use server::serve;
+pub use tls::ServerTls;

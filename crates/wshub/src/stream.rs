@@ -81,6 +81,15 @@ impl From<TcpStream> for ClientStream {
     }
 }
 
+/// A `wss://` connection whose TLS handshake you ran.
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+impl From<tokio_rustls::client::TlsStream<TcpStream>> for ClientStream {
+    fn from(tls: tokio_rustls::client::TlsStream<TcpStream>) -> Self {
+        Self::rustls(tls)
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,
