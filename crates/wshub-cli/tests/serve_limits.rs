@@ -1,10 +1,9 @@
 //! `wshub serve`'s limits, run as the real binary: the admission flags,
 //! the open-file limit, and shutdown. Servers listen on 127.0.0.1:0.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,117 +12,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use wshub::{ClientStream, CloseCode, Message, WebSocket};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A running `wshub serve`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Log>,
-}
-
-/// The server's stderr, as it arrives, with ANSI colours removed.
-#[derive(Default)]
-struct Log {
-    text: Mutex<String>,
-    grew: Condvar,
-}
-
-impl Log {
-    /// Waits up to `WAIT` for a line containing `needle`; returns it.
-    fn wait_for(&self, needle: &str) -> String {
-        self.wait_for_nth(needle, 1)
-    }
-
-    /// Waits up to `WAIT` for the `n`th line containing `needle`; returns it.
-    fn wait_for_nth(&self, needle: &str, n: usize) -> String {
-        let count = |t: &String| t.lines().filter(|l| l.contains(needle)).count();
-        let text = self.text.lock().unwrap();
-        let (text, _) = self
-            .grew
-            .wait_timeout_while(text, WAIT, |t| count(t) < n)
-            .unwrap();
-        let line = text.lines().filter(|l| l.contains(needle)).nth(n - 1);
-        match line {
-            Some(line) => line.to_owned(),
-            None => panic!("no {n} lines with {needle:?} in the log:\n{text}"),
-        }
-    }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+use common::{assert_echoes, run, sigterm, Server, WAIT};
 
 impl Server {
-    /// Starts `wshub serve --listen 127.0.0.1:0 FLAGS`.
-    fn start(flags: &[&str]) -> Self {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_wshub")), flags)
-    }
-
-    /// Starts `command serve --listen 127.0.0.1:0 FLAGS`, where `command`
-    /// runs the binary (directly, or through a shell that sets limits).
-    fn start_with(mut command: Command, flags: &[&str]) -> Self {
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("wshub runs");
-        let log = Arc::new(Log::default());
-        let stderr = child.stderr.take().unwrap();
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut text = writer.text.lock().unwrap();
-                text.push_str(&strip_ansi(&line));
-                text.push('\n');
-                writer.grew.notify_all();
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(WAIT).expect("the listening line in time");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .expect("listening on http://ADDR")
-            .parse()
-            .unwrap();
-        Self { child, addr, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The exit status, if the process has ended.
-    fn child_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-
     async fn echo_client(&self) -> Result<WebSocket<ClientStream>, wshub::Error> {
         let url = format!("ws://{}/echo", self.addr);
         timeout(WAIT, wshub::connect(&url)).await.unwrap()
@@ -146,32 +37,6 @@ impl Server {
             .unwrap();
         out
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn assert_echoes(ws: &mut WebSocket<ClientStream>, text: &str) {
-    ws.send(Message::text(text)).await.unwrap();
-    let echoed = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(echoed, Message::text(text));
-}
-
-/// `wshub` with `args`, run to its end: exit code and stderr.
-fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wshub"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]
@@ -296,15 +161,6 @@ async fn out_of_file_descriptors_the_hub_backs_off_and_serves_again_once_they_fr
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     let mut ws = server.echo_client().await.unwrap();
     assert_echoes(&mut ws, "back").await;
-}
-
-/// Sends SIGTERM to `pid`.
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// An `/echo` client that sends 64 KiB messages and never reads, until a
