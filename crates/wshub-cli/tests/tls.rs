@@ -1,8 +1,8 @@
 //! `wshub serve --tls-cert --tls-key`, run as the real binary, with a test
 //! CA and server certificates made here by rcgen: wss:// and https:// on
 //! one port, the clients (the library, `wshub connect`), certificates that
-//! must fail, handshakes that misbehave, the one handshake deadline, SIGHUP
-//! reload, and memory after a flood of bad handshakes.
+//! must fail, handshakes that misbehave, the one handshake deadline, session
+//! resumption, SIGHUP reload, and memory after a flood of bad handshakes.
 #![cfg(unix)]
 
 mod common;
@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use wshub::rustls::pki_types::{CertificateDer, ServerName};
-use wshub::rustls::{ClientConfig, RootCertStore};
+use wshub::rustls::{ClientConfig, HandshakeKind, RootCertStore};
 use wshub::tokio_rustls::TlsConnector;
 use wshub::{ClientBuilder, ClientStream, Message, WebSocket};
 
@@ -198,8 +198,9 @@ async fn wss_echo_and_hub_and_the_https_page_with_a_trusted_ca() {
         welcome.as_str()
     );
 
+    let config = ca.client_config();
     let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = tls_over(tcp, ca.client_config()).await.unwrap();
+    let mut tls = tls_over(tcp, config.clone()).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -207,6 +208,14 @@ async fn wss_echo_and_hub_and_the_https_page_with_a_trusted_ca() {
     let page = String::from_utf8(read_until_closed(&mut tls).await.unwrap()).unwrap();
     assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
     assert!(page.contains("<html"), "{page}");
+
+    // The session tickets that came with the page resume the next session.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tls = tls_over(tcp, config).await.unwrap();
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Resumed)
+    );
 }
 
 /// `wshub connect` with stdin `input` and `flags`: exit code, stdout,
