@@ -7,6 +7,13 @@
 //! in a [`TcpTransport`] (`wshub::accept(TcpTransport::new(tcp))`) makes each
 //! read and write a direct system call, as `wshub serve` does.
 //!
+//! [`connect`] speaks `ws://` and, with the `rustls` feature (on by
+//! default), `wss://`: rustls with the ring provider, the server verified
+//! against the system's roots or the `rustls::ClientConfig` given to
+//! [`ClientBuilder::tls_config`]. A server terminates TLS itself with
+//! [`tls::server_config`] and a `tokio_rustls::TlsAcceptor` in front of
+//! [`read_handshake`], or leaves it to a proxy.
+//!
 //! An echo server and a client talking to it:
 //!
 //! ```
