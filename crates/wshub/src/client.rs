@@ -338,6 +338,13 @@ mod tests {
         assert!(!parse_url("ws://example.com/").unwrap().tls);
     }
 
+    #[cfg(not(feature = "rustls"))]
+    #[tokio::test]
+    async fn wss_without_the_rustls_feature_is_tls_unsupported() {
+        let result = connect("wss://127.0.0.1:1/").await;
+        assert!(matches!(result, Err(Error::TlsUnsupported)), "{result:?}");
+    }
+
     #[test]
     fn refuses_other_schemes_and_fragments() {
         assert!(matches!(
