@@ -9,6 +9,16 @@
       starts kosoku's fuzzingserver on an ephemeral port and runs
       `PATH_TO_AUTOBAHN_CLIENT ws://127.0.0.1:PORT` against it.
 
+  --tls (either mode) runs the same cases over TLS through tls_relay.py
+      (kosoku speaks plain ws:// only), with a throwaway CA and server
+      certificate made by the openssl command: in server mode `wshub serve
+      --tls-cert --tls-key` behind a relay that takes kosoku's plain
+      connections and opens TLS to wshub; in client mode the client gets
+      wss://RELAY, a relay that ends TLS in front of the fuzzingserver, and
+      trusts the CA through SSL_CERT_FILE (read by rustls-native-certs).
+      Reports go to reports/<mode>-tls/; verdicts are compared with the same
+      expected section as over ws://.
+
 Both write autobahn/reports/<mode>/results.json (plus kosoku's html reports), print
 the verdict counts, and compare every case with autobahn/expected-results.json.
 Exit status: 0 all good, 1 conformance failure or a difference from the expected
@@ -21,11 +31,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -173,6 +185,39 @@ async def drain(stream: asyncio.StreamReader, logf: Any) -> None:
         logf.flush()
 
 
+def make_certificates(outdir: Path) -> dict[str, Path]:
+    """A throwaway CA, and a server certificate for 127.0.0.1 signed by it
+    (EC P-256, 2 days), made with the openssl command: paths of ca, cert, key."""
+    d = outdir / "tls"
+    d.mkdir()
+    files = {"ca": d / "ca.pem", "cert": d / "cert.pem", "key": d / "key.pem"}
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    steps = [
+        ["openssl", "req", "-x509", *ec, "-days", "2", "-subj", "/CN=wshub autobahn CA",
+         "-keyout", str(d / "ca-key.pem"), "-out", str(files["ca"])],
+        ["openssl", "req", *ec, "-subj", "/CN=localhost", "-keyout", str(files["key"]), "-out", str(d / "server.csr")],
+        ["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(files["ca"]),
+         "-CAkey", str(d / "ca-key.pem"), "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext.cnf"),
+         "-out", str(files["cert"])],
+    ]
+    for argv in steps:
+        try:
+            subprocess.run(argv, check=True, capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise HarnessError(f"cannot make the test certificates with openssl (is it installed?): {e}") from e
+    return files
+
+
+async def start_relay(stack: contextlib.AsyncExitStack, argv: list[str], logf: Any) -> int:
+    """Starts tls_relay.py with `argv`, stopped when `stack` closes; returns its port."""
+    argv = [sys.executable, str(HERE / "tls_relay.py"), *argv]
+    log(f"starting {' '.join(argv)}")
+    proc = await spawn(argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=logf)
+    stack.push_async_callback(stop, proc, "tls relay")
+    return await read_listen_port(proc, logf)
+
+
 async def run_server_mode(args: argparse.Namespace, outdir: Path, problems: list[str]) -> list[Any]:
     from kosoku import FailureError, run_fuzzingclient
 
@@ -189,9 +234,13 @@ async def run_server_mode(args: argparse.Namespace, outdir: Path, problems: list
         argv = [wshub, "serve", "--listen", "127.0.0.1:0",
                 "--compression", "--compression-threshold", "0", "--compression-context-takeover",
                 "--max-connections-per-ip", "0", "--handshakes-per-ip", "0"]
+        certs = make_certificates(outdir) if args.tls else None
+        if certs:
+            argv += ["--tls-cert", str(certs["cert"]), "--tls-key", str(certs["key"])]
         log(f"starting {' '.join(argv)} (its output goes to {logpath})")
         proc = await spawn(argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=logf)
         drainer: asyncio.Task[None] | None = None
+        relays = contextlib.AsyncExitStack()
         try:
             try:
                 port = await read_listen_port(proc, logf)
@@ -201,6 +250,9 @@ async def run_server_mode(args: argparse.Namespace, outdir: Path, problems: list
                 raise
             assert proc.stdout is not None
             drainer = asyncio.create_task(drain(proc.stdout, logf))
+            if certs:
+                relay = ["to-tls", "--target", f"127.0.0.1:{port}", "--ca", str(certs["ca"])]
+                port = await start_relay(relays, relay, logf)
             url = f"ws://127.0.0.1:{port}/echo"
             log(f"running the fuzzingclient against {url} "
                 f"(cases: {', '.join(args.include) if args.include else 'all'}"
@@ -222,6 +274,7 @@ async def run_server_mode(args: argparse.Namespace, outdir: Path, problems: list
                 problems.append(f"wshub exited (status {proc.returncode}) during the run; see {logpath}")
             return results
         finally:
+            await relays.aclose()
             await stop(proc, "wshub")
             if drainer is not None:
                 drainer.cancel()
@@ -240,16 +293,23 @@ async def run_client_mode(args: argparse.Namespace, outdir: Path, problems: list
         except FailureError as failure:
             return list(failure.results)
 
+    certs = make_certificates(outdir) if args.tls else None
+    env = {**os.environ, "SSL_CERT_FILE": str(certs["ca"])} if certs else None
     with open(logpath, "w") as logf:
-        async with run_fuzzingserver(args.include or None, args.exclude or None, host="127.0.0.1", port=0) as server:
+        async with run_fuzzingserver(args.include or None, args.exclude or None, host="127.0.0.1", port=0) as server, \
+                contextlib.AsyncExitStack() as relays:
             base = f"ws://127.0.0.1:{server.port}"
+            if certs:
+                relay = ["from-tls", "--target", f"127.0.0.1:{server.port}",
+                         "--cert", str(certs["cert"]), "--key", str(certs["key"])]
+                base = f"wss://127.0.0.1:{await start_relay(relays, relay, logf)}"
             log(f"fuzzingserver listening on {base} "
                 f"(cases: {', '.join(args.include) if args.include else 'all'}"
                 f"{'; excluding ' + ', '.join(args.exclude) if args.exclude else ''}; timeout {args.timeout:.0f}s)")
             argv = [client, base]
             log(f"starting {' '.join(argv)} (its output goes to {logpath})")
             started = time.monotonic()
-            proc = await spawn(argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf)
+            proc = await spawn(argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf, env=env)
             result_task = asyncio.ensure_future(get_result(server))
             exit_task = asyncio.ensure_future(proc.wait())
             try:
@@ -492,6 +552,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="rewrite this mode's section of the expected file from this run "
                              "(with -i/-x: only the cases that ran)")
     common.add_argument("--no-html", action="store_true", help="skip kosoku's html reports")
+    common.add_argument("--tls", action="store_true",
+                        help="run over TLS through tls_relay.py (reports in reports/<mode>-tls/)")
     s = sub.add_parser("server", parents=[common], help="test `wshub serve` (/echo) as a server")
     s.add_argument("--wshub", required=True, help="path to the wshub binary")
     s.add_argument("-p", "--concurrency", type=int, default=3, help="cases run in parallel (default: 3)")
@@ -500,6 +562,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.timeout <= 0:
         p.error("--timeout must be positive")
+    if args.tls and args.update_expected:
+        p.error("--update-expected takes a run over ws://: the TLS runs are held to the same verdicts")
     if getattr(args, "concurrency", 1) < 1:
         p.error("--concurrency must be at least 1")
     return args
@@ -513,7 +577,7 @@ async def amain(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGTERM, me.cancel)
     except (NotImplementedError, RuntimeError):
         pass
-    outdir = REPORTS / args.mode
+    outdir = REPORTS / (args.mode + ("-tls" if args.tls else ""))
     if outdir.exists():
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)

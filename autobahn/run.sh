@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the Autobahn conformance suite (kosoku) against wshub in both directions.
+# Run the Autobahn conformance suite (kosoku) against wshub in both directions,
+# over ws:// and then over wss:// (run.py --tls, through tls_relay.py).
 #   autobahn/run.sh WSHUB_BIN AUTOBAHN_CLIENT_BIN [extra run.py options, e.g. --update-expected]
 # Exits non-zero if either mode fails. Reports: autobahn/reports/{server,client}/.
 set -euo pipefail
@@ -30,4 +31,15 @@ echo "[autobahn] === server mode: wshub serve /echo ===" >&2
 timeout --foreground -k 30 1800 "$venv/bin/python" "$here/run.py" server --wshub "$wshub" "$@" || rc=1
 echo "[autobahn] === client mode: $client ===" >&2
 timeout --foreground -k 30 1800 "$venv/bin/python" "$here/run.py" client --client "$client" "$@" || rc=1
+# The same cases over TLS (wss://), through autobahn/tls_relay.py; held to the
+# same expected verdicts, so not when they are being rewritten.
+for arg in "$@"; do
+    if [ "$arg" = --update-expected ]; then
+        exit "$rc"
+    fi
+done
+echo "[autobahn] === server mode over TLS: wshub serve --tls-cert/--tls-key /echo ===" >&2
+timeout --foreground -k 30 1800 "$venv/bin/python" "$here/run.py" server --tls --wshub "$wshub" "$@" || rc=1
+echo "[autobahn] === client mode over TLS: $client wss:// ===" >&2
+timeout --foreground -k 30 1800 "$venv/bin/python" "$here/run.py" client --tls --client "$client" "$@" || rc=1
 exit "$rc"

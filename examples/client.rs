@@ -24,9 +24,10 @@
 //! is printed instead; an error is printed as `error: …` and the exit status
 //! is 1.
 //!
-//! Only `ws://` URLs work for now: a `wss://` URL fails with
-//! `wshub::Error::TlsUnsupported`, since TLS is not built into wshub yet (put
-//! a TLS-terminating proxy in front of a `ws://` server meanwhile).
+//! A `wss://` URL connects over TLS, verifying the server against the
+//! system's roots (`wshub serve --tls-cert ... --tls-key ...` with a
+//! certificate they trust). A certificate that is not trusted, expired or
+//! for another name fails as `error: TLS handshake failed: ...`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -62,8 +63,8 @@ fn ready_state(state: State) -> String {
 /// the connection ended.
 ///
 /// # Errors
-/// What [`wshub::connect`] returns (including [`Error::TlsUnsupported`] for
-/// `wss://`), an error of the open connection, or [`Error::Io`] if writing to
+/// What [`wshub::connect`] returns (including [`Error::Tls`] when the TLS
+/// handshake of a `wss://` URL fails), an error of the open connection, or [`Error::Io`] if writing to
 /// `out` fails. Each is also written to `out` as `error: …`.
 pub async fn run<W: Write>(url: &str, config: &Config, out: &mut W) -> Result<CloseEvent, Error> {
     let result = talk(url, config, out).await;

@@ -22,7 +22,6 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -207,7 +206,7 @@ impl<F: FnMut(Message) + Send + 'static> Task<F> {
         tracing::info!(name, "closed on purpose, not reconnecting");
     }
 
-    async fn session(&mut self, mut ws: WebSocket<TcpStream>) -> End {
+    async fn session(&mut self, mut ws: WebSocket<wshub::ClientStream>) -> End {
         let name = self.options.name.as_str();
         let mut result = match &self.data {
             Some(data) => ws.send_text(data).await,

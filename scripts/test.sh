@@ -46,9 +46,11 @@ step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo test --workspace
 step "sans-IO protocol crate" no_tokio_in_proto
-# The feature-off paths (no permessage-deflate) are compiled too.
+# The feature-off paths (no permessage-deflate, no TLS) are compiled too.
 step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-features --all-targets
 step "no default features: workspace" cargo check --workspace --no-default-features
+# wshub alone without `rustls`: the hub turns it on for the whole workspace.
+step "no default features: wshub" cargo clippy -p wshub --no-default-features --all-targets -- -D warnings
 step "release build" cargo build --release -p wshub-cli -p wshub-examples --bins --examples
 step "fuzz targets build" cargo build --manifest-path fuzz/Cargo.toml --bins
 # Every target fuzzed for 20 s (about 4 minutes with the build): a crash fails the step.

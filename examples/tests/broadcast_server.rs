@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use broadcast_server::{Config, HEARTBEAT_TEXT, MESSAGE};
 use common::{next_text, within, Server};
-use tokio::net::TcpStream;
 use wshub::{Message, WebSocket};
 
 /// The `message` of the next envelope of `kind`, skipping others (heartbeats).
-async fn next_of_kind(ws: &mut WebSocket<TcpStream>, kind: u8) -> String {
+async fn next_of_kind(ws: &mut WebSocket<wshub::ClientStream>, kind: u8) -> String {
     loop {
         let text = next_text(ws).await;
         let json: serde_json::Value =

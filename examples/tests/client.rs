@@ -41,10 +41,20 @@ async fn says_hello_prints_the_echo_and_closes_normally() {
     );
 }
 
+/// `wss://` to a server that speaks plain HTTP: its answer to the TLS
+/// ClientHello is no TLS record, so the handshake fails as TLS.
 #[tokio::test]
-async fn wss_is_not_supported_yet() {
+async fn wss_to_a_plain_http_server_is_a_tls_error() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    });
     let mut out = Vec::new();
-    let result = client::run("wss://127.0.0.1:1/", &Config::default(), &mut out).await;
-    assert!(matches!(result, Err(Error::TlsUnsupported)), "{result:?}");
-    assert!(String::from_utf8(out).unwrap().starts_with("error: "));
+    let result = within("client", client::run(&url, &Config::default(), &mut out)).await;
+    assert!(matches!(result, Err(Error::Tls(_))), "{result:?}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("error: TLS handshake failed: "), "{out}");
 }

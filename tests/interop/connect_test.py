@@ -6,20 +6,28 @@
 Each test starts a `websockets` server on 127.0.0.1:0 in-process, runs
 `wshub connect` as a subprocess and checks both sides. Ends with the line
 `N passed, M failed`; exits non-zero if any test failed.
+
+With WSHUB_TLS_DIR=DIR (ca.pem, and cert.pem and key.pem for 127.0.0.1,
+signed by it), the TLS tests run too: `wshub connect --ca` against a TLS
+`websockets` server, and a `websockets` client (with an `ssl` context
+trusting the CA) against `wshub serve --tls-cert --tls-key`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
+import ssl
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -165,7 +173,8 @@ class Server:
     async def __aenter__(self) -> str:
         self.server = await serve(self.handler, "127.0.0.1", 0, **self.kwargs)
         port = self.server.sockets[0].getsockname()[1]
-        return f"ws://127.0.0.1:{port}/"
+        scheme = "wss" if self.kwargs.get("ssl") else "ws"
+        return f"{scheme}://127.0.0.1:{port}/"
 
     async def __aexit__(self, *exc: Any) -> None:
         self.server.close()
@@ -296,6 +305,70 @@ async def test_no_compression_unless_asked() -> None:
     assert run.code == 0, describe(run)
 
 
+TLS_DIR = os.environ.get("WSHUB_TLS_DIR", "")
+
+
+def tls_file(name: str) -> str:
+    return os.path.join(TLS_DIR, name)
+
+
+async def test_wss_connect_with_ca_to_a_tls_websockets_server() -> None:
+    if not TLS_DIR:
+        print("    (skipped: WSHUB_TLS_DIR not set)")
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_file("cert.pem"), tls_file("key.pem"))
+    seen = Seen()
+    async with Server(make_handler(seen), ssl=context) as url:
+        assert url.startswith("wss://"), url
+        run = await run_typed(url, ["over", "tls"], "--ca", tls_file("ca.pem"))
+        await asyncio.wait_for(seen.done.wait(), WAIT)
+        insecure = await run_connect(url, b"", "--insecure")
+        untrusted = await run_connect(url, b"")
+    assert run.stdout.splitlines()[:2] == ["over", "tls"], describe(run)
+    assert seen.messages == ["over", "tls"] and seen.close_code == 1000, f"{seen.messages!r} {seen.close_code!r}"
+    assert run.code == 0, describe(run)
+    assert insecure.code == 0 and "warning: --insecure" in insecure.stderr, describe(insecure)
+    assert untrusted.code == 1 and "UnknownIssuer" in untrusted.stderr, describe(untrusted)
+
+
+async def test_websockets_client_with_an_ssl_context_against_wshub_serve_tls() -> None:
+    if not TLS_DIR:
+        print("    (skipped: WSHUB_TLS_DIR not set)")
+        return
+    proc = await asyncio.create_subprocess_exec(
+        WSHUB_BIN, "serve", "--listen", "127.0.0.1:0",
+        "--tls-cert", tls_file("cert.pem"), "--tls-key", tls_file("key.pem"),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    _PROCS.append(proc)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), WAIT)).decode()
+        found = re.match(r"listening on https://(\S+)", line)
+        assert found, f"want 'listening on https://ADDR', got {line!r}"
+        addr = found.group(1)
+        context = ssl.create_default_context(cafile=tls_file("ca.pem"))
+        async with connect(f"wss://{addr}/echo", ssl=context, max_size=None) as ws:
+            for message in ["hello over TLS", b"\x00\x01" * 100_000]:
+                await ws.send(message)
+                echoed = await asyncio.wait_for(ws.recv(), WAIT)
+                assert echoed == message, f"echo differs ({type(echoed).__name__}, {len(echoed)})"
+        async with connect(f"wss://{addr}/ws", ssl=context) as ws:
+            welcome = await asyncio.wait_for(ws.recv(), WAIT)
+            assert '"welcome"' in welcome, welcome
+        # The same port over plain ws:// is no WebSocket server.
+        try:
+            async with connect(f"ws://{addr}/echo", open_timeout=WAIT):
+                raise AssertionError("a plain ws:// handshake succeeded on the TLS port")
+        except (OSError, asyncio.TimeoutError, Exception) as e:  # noqa: BLE001 - any refusal will do
+            if isinstance(e, AssertionError):
+                raise
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
 TESTS = [
     test_echo_lines_and_clean_close,
     test_utf8_line,
@@ -305,6 +378,8 @@ TESTS = [
     test_header_and_subprotocol,
     test_compression_with_a_compressing_server,
     test_no_compression_unless_asked,
+    test_wss_connect_with_ca_to_a_tls_websockets_server,
+    test_websockets_client_with_an_ssl_context_against_wshub_serve_tls,
 ]
 
 

@@ -1,10 +1,16 @@
 // Interop: `wshub serve` against the npm `ws` client (a peer we did not write).
 //   WSHUB_BIN=target/debug/wshub node --test node_ws.test.mjs
+// WSHUB_TLS=1 with WSHUB_TLS_DIR=DIR (holding ca.pem, and cert.pem and
+// key.pem for 127.0.0.1): the server runs with --tls-cert/--tls-key, and
+// every test goes over wss:// and https://, trusting ca.pem only.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 
@@ -13,6 +19,11 @@ const WSHUB_BIN = process.env.WSHUB_BIN;
 // own permessage-deflate offer (on by default in ws) is accepted and every
 // test below also runs compressed.
 const COMPRESSION = process.env.WSHUB_COMPRESSION === '1';
+const TLS_DIR = process.env.WSHUB_TLS === '1' ? process.env.WSHUB_TLS_DIR : undefined;
+const CA = TLS_DIR ? readFileSync(join(TLS_DIR, 'ca.pem')) : undefined;
+const TLS_FLAGS = TLS_DIR
+  ? ['--tls-cert', join(TLS_DIR, 'cert.pem'), '--tls-key', join(TLS_DIR, 'key.pem')]
+  : [];
 const STARTUP_MS = 15_000;
 const WAIT_MS = 10_000;
 
@@ -32,7 +43,7 @@ function withTimeout(promise, ms, what) {
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    const child = spawn(WSHUB_BIN, ['serve', '--listen', '127.0.0.1:0', ...(COMPRESSION ? ['--compression'] : [])], {
+    const child = spawn(WSHUB_BIN, ['serve', '--listen', '127.0.0.1:0', ...(COMPRESSION ? ['--compression'] : []), ...TLS_FLAGS], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     server = child;
@@ -46,8 +57,12 @@ function startServer() {
     child.stderr.on('data', (d) => { if (serverLog.length < 64 * 1024) serverLog += d; });
     createInterface({ input: child.stdout }).on('line', (line) => {
       if (serverLog.length < 64 * 1024) serverLog += line + '\n';
-      const m = /listening on (?:https?|wss?):\/\/\S+:(\d+)/.exec(line);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      const m = /listening on (https?):\/\/\S+:(\d+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        if (m[1] !== (TLS_DIR ? 'https' : 'http')) reject(new Error(`unexpected scheme: ${line}`));
+        resolve(Number(m[2]));
+      }
     });
   });
 }
@@ -67,7 +82,8 @@ async function stopServer() {
 /** A ws client whose incoming messages queue up until a test asks for them. */
 class Client {
   constructor(path) {
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { maxPayload: 32 << 20 });
+    const scheme = TLS_DIR ? 'wss' : 'ws';
+    this.ws = new WebSocket(`${scheme}://127.0.0.1:${port}${path}`, { maxPayload: 32 << 20, ca: CA });
     this.queue = [];
     this.waiters = [];
     this.closed = new Promise((resolve) => {
@@ -297,7 +313,7 @@ describe('/ws hub', () => {
 
 describe('plain HTTP', () => {
   const get = (path) => withTimeout(new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const req = (TLS_DIR ? https : http).get({ host: '127.0.0.1', port, path, agent: false, ca: CA }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode));
     });

@@ -1,5 +1,5 @@
-//! Connections: the opening handshake over a plain `TcpStream`, then one
-//! loop per connection that reads and writes without waiting on either.
+//! Connections: the opening handshake over TCP (and TLS for `wss://`), then
+//! one loop per connection that reads and writes without waiting on either.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -9,18 +9,20 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use wshub::tokio_rustls::TlsConnector;
 use wshub_proto::handshake::{validate_response, ClientRequest, HeadReader, Response};
 
 use crate::error::ConnectionError;
 use crate::target::Target;
+use wshub::ClientStream as Stream;
 
-/// Connects over TCP and performs the opening handshake (RFC 6455 §4.1),
-/// within `timeout`. Returns the stream and any bytes the server sent after
+/// Connects over TCP, for `wss://` performs the TLS handshake, and performs
+/// the opening handshake (RFC 6455 §4.1), all within `timeout`. Returns the stream and any bytes the server sent after
 /// its 101 response (frames that arrived with it).
 pub(crate) async fn open(
     target: &Target,
     timeout: Duration,
-) -> Result<(TcpStream, Vec<u8>), ConnectionError> {
+) -> Result<(Stream, Vec<u8>), ConnectionError> {
     open_offering(target, timeout, None)
         .await
         .map(|(tcp, early, _)| (tcp, early))
@@ -32,13 +34,21 @@ pub(crate) async fn open_offering(
     target: &Target,
     timeout: Duration,
     extensions: Option<&str>,
-) -> Result<(TcpStream, Vec<u8>, bool), ConnectionError> {
+) -> Result<(Stream, Vec<u8>, bool), ConnectionError> {
     let handshake = async {
-        let mut tcp = TcpStream::connect(target.addr).await?;
+        let tcp = TcpStream::connect(target.addr).await?;
         tcp.set_nodelay(true)?;
+        let mut tcp = match &target.tls {
+            None => Stream::from(tcp),
+            Some(tls) => {
+                let connector = TlsConnector::from(tls.config.clone());
+                Stream::from(connector.connect(tls.server_name.clone(), tcp).await?)
+            }
+        };
         let mut request = ClientRequest::new(target.authority.as_str(), target.resource.as_str());
         request.extensions = extensions.map(str::to_owned);
         tcp.write_all(&request.encode()?).await?;
+        tcp.flush().await?;
         let mut head = HeadReader::default();
         // On the heap: a task's future keeps its largest state for its whole
         // life, and an idle connection lives long after its handshake.
@@ -97,7 +107,7 @@ pub(crate) enum Driven {
 /// pipelining connection answers a whole read's worth of replies with one
 /// write. tokio's cooperative budget bounds a poll that could run forever.
 pub(crate) async fn drive<S: Session, F: Future>(
-    tcp: &mut TcpStream,
+    tcp: &mut Stream,
     session: &mut S,
     buf: &std::cell::RefCell<Vec<u8>>,
     stop: Pin<&mut F>,
@@ -121,6 +131,11 @@ pub(crate) async fn drive<S: Session, F: Future>(
                 Poll::Ready(Err(e)) => return Poll::Ready(Driven::Io(e)),
                 Poll::Pending => break,
             }
+        }
+        // TLS keeps records its socket did not take yet until a flush (a
+        // no-op for plain TCP); pending, it waits for writability.
+        if let Poll::Ready(Err(e)) = Pin::new(&mut *tcp).poll_flush(cx) {
+            return Poll::Ready(Driven::Io(e));
         }
         let mut buf = buf.borrow_mut();
         let mut read = ReadBuf::new(&mut buf);
@@ -150,7 +165,7 @@ pub(crate) async fn drive<S: Session, F: Future>(
 
 /// Writes what `session` still has pending, best effort and within 1 s:
 /// the answer to a Close the server sent, after [`Driven::Done`].
-pub(crate) async fn flush<S: Session>(tcp: &mut TcpStream, session: &mut S) {
+pub(crate) async fn flush<S: Session>(tcp: &mut Stream, session: &mut S) {
     let write = async {
         while !session.pending().is_empty() {
             match tcp.write(session.pending()).await {
@@ -158,6 +173,7 @@ pub(crate) async fn flush<S: Session>(tcp: &mut TcpStream, session: &mut S) {
                 Ok(n) => session.wrote(n),
             }
         }
+        let _ = tcp.flush().await;
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
@@ -182,6 +198,7 @@ mod tests {
                 addr,
                 authority: addr.to_string(),
                 resource: "/".into(),
+                tls: None,
             };
             let err = open(&target, Duration::from_secs(5)).await.unwrap_err();
             assert!(matches!(err, ConnectionError::Io(_)), "{err}");

@@ -20,7 +20,7 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// The server, `ws://host[:port]/path[?query]`. The host is resolved once,
+    /// The server, `ws://host[:port]/path[?query]` or the same with `wss://`. The host is resolved once,
     /// before the first connection.
     pub url: String,
     /// What to do against it.
@@ -41,6 +41,10 @@ pub struct Config {
     /// Draw a live progress line on stderr, when stderr is a terminal.
     /// Default: true.
     pub progress: bool,
+    /// The TLS configuration of a `wss://` URL's connections (roots, a
+    /// client certificate). Default: `None`, the system's roots
+    /// ([`wshub::tls::native_roots`]).
+    pub tls: Option<std::sync::Arc<wshub::rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -55,6 +59,7 @@ impl Config {
             threads: 1,
             timeout: Duration::from_secs(10),
             progress: true,
+            tls: None,
         }
     }
 

@@ -132,6 +132,7 @@ async fn once(
     let (mut tcp, early) = open(&shared.target, timeout).await?;
     let latency = start.elapsed();
     tcp.write_all(close).await?;
+    tcp.flush().await?;
     let mut reader = FrameReader::default();
     let mut code = None;
     {

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 use wshub_proto::frame::Opcode;
 
@@ -47,6 +46,7 @@ use crate::runner::{
 };
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
 use crate::{Error, FanoutConfig};
+use wshub::ClientStream as Stream;
 
 /// Largest hub message a connection accepts: the hub's own frames are small;
 /// a `joined` answer lists every member's name, so allow for many.
@@ -266,7 +266,7 @@ async fn join_room<'a>(
     join: &[u8],
     slot: usize,
     setup: Option<&Semaphore>,
-) -> Result<(TcpStream, FanSession<'a>), ConnectionError> {
+) -> Result<(Stream, FanSession<'a>), ConnectionError> {
     let shared = &shard.shared;
     let timeout = shared.config.timeout;
     let opened = {
@@ -328,7 +328,7 @@ async fn subscriber(
 
 /// Closes a member's connection after [`Phase::Stop`] (or records why it
 /// ended before), and adds up its lost messages.
-async fn finish(shard: &Shard, tcp: &mut TcpStream, session: &mut FanSession<'_>, ended: Driven) {
+async fn finish(shard: &Shard, tcp: &mut Stream, session: &mut FanSession<'_>, ended: Driven) {
     let live = &shard.shared.live;
     let mut error = session.error.take();
     match ended {

@@ -72,7 +72,7 @@ pub use stats::Latency;
 /// [`Report`], and make [`Report::passed`] false.
 pub fn run(config: &Config) -> Result<Report, Error> {
     config.validate()?;
-    let target = target::Target::resolve(&config.url)?;
+    let target = target::Target::resolve(&config.url, config.tls.as_ref())?;
     runner::raise_file_limit(config.connections())?;
     let shared = runner::Shared::new(config.clone(), target);
     match &config.mode {

@@ -3,10 +3,13 @@
 //! codes), never speed.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use wshub::rustls::pki_types::PrivatePkcs8KeyDer;
+use wshub::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use wshub::Message;
 use wshub_bench::{
     Config, ConnectConfig, EchoConfig, Error, FanoutConfig, IdleConfig, Mode, Report, Results,
@@ -23,12 +26,18 @@ struct Server {
 impl Server {
     /// The wshub hub (`/ws`, `/echo`).
     fn hub() -> Self {
+        Self::hub_with(None)
+    }
+
+    /// The wshub hub, over TLS with `tls`.
+    fn hub_with(tls: Option<wshub_hub::ServerTls>) -> Self {
         Self::start(|listener, stopped| async move {
             // The fan-out publisher sends as fast as its window allows, far
             // over the hub's default message rate (100 a second).
             let mut config = HubConfig::default();
             config.message_rate = u32::MAX;
             config.message_burst = u32::MAX;
+            config.tls = tls;
             let _ = wshub_hub::serve(listener, config, async {
                 let _ = stopped.await;
             })
@@ -335,12 +344,54 @@ fn fanout_against_a_server_that_is_not_the_hub_fails_clearly() {
     assert!(matches!(err, Error::Publisher(_)), "{err}");
 }
 
+/// A self-signed certificate for 127.0.0.1: the hub's TLS, and a client
+/// configuration that trusts it.
+fn tls_pair() -> (wshub_hub::ServerTls, Arc<ClientConfig>) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cert = made.cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(made.key_pair.serialize_der());
+    let server = ServerConfig::builder_with_provider(wshub::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key.into())
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = wshub::tls::client_config(roots);
+    (
+        wshub_hub::ServerTls::new(Arc::new(server)),
+        Arc::new(client),
+    )
+}
+
 #[test]
-fn tls_urls_are_refused() {
-    let err = wshub_bench::run(&short(
-        "wss://127.0.0.1:1/".into(),
-        Mode::Echo(EchoConfig::default()),
-    ))
-    .unwrap_err();
-    assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
+fn echo_connect_and_idle_run_over_wss() {
+    let (server_tls, client_tls) = tls_pair();
+    let hub = Server::hub_with(Some(server_tls));
+    let url = hub.url("/echo").replacen("ws://", "wss://", 1);
+    let mut echo = EchoConfig::default();
+    echo.connections = 4;
+    echo.in_flight = 8;
+    echo.size = 20_000;
+    let mut idle = IdleConfig::default();
+    idle.connections = 20;
+    idle.hold = Duration::from_millis(100);
+    for mode in [
+        Mode::Echo(echo),
+        Mode::Connect(ConnectConfig::default()),
+        Mode::Idle(idle.clone()),
+    ] {
+        let mut config = short(url.clone(), mode);
+        config.tls = Some(client_tls.clone());
+        let report = wshub_bench::run(&config).unwrap();
+        assert!(report.passed, "{report}");
+        if let Results::Echo(_) = report.results {
+            assert_clean_echo(&report);
+        }
+    }
+    // Without the certificate among its roots, every connection fails.
+    let report = wshub_bench::run(&short(url, Mode::Idle(idle))).unwrap();
+    assert!(!report.passed, "{report}");
+    assert!(report.to_string().contains("UnknownIssuer"), "{report}");
 }

@@ -102,6 +102,9 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) access: AccessArgs,
 
+    #[command(flatten)]
+    pub(crate) tls: ServeTlsArgs,
+
     /// Send a protocol Ping to every client this often (e.g. 25s, 1m).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.ping_interval.unwrap_or_default()))]
@@ -189,6 +192,42 @@ pub(crate) struct ServeArgs {
     /// idle connection, and a room message is compressed once for everyone.
     #[arg(long, requires = "compression")]
     pub(crate) compression_context_takeover: bool,
+}
+
+/// `serve` over TLS: https:// and wss:// on the --listen port.
+#[derive(Debug, Args)]
+pub(crate) struct ServeTlsArgs {
+    /// Serve TLS with this certificate chain (PEM: the server's certificate
+    /// first, then intermediates); needs --tls-key. SIGHUP reloads both
+    /// files.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+/// A client's TLS settings for wss:// URLs (`connect`, `bench`).
+#[derive(Debug, Args)]
+pub(crate) struct ClientTlsArgs {
+    /// Trust the CA certificates of this PEM file for wss://, instead of the
+    /// system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+
+    /// Present this client certificate chain (PEM) over wss://; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+
+    /// Accept any server certificate over wss:// (no check of its issuer,
+    /// dates or name): for tests only; a warning is printed.
+    #[arg(long, conflicts_with = "ca")]
+    pub(crate) insecure: bool,
 }
 
 /// `serve`'s limits on the connections it takes on. A request beyond one is
@@ -409,7 +448,10 @@ pub(crate) struct ConnectArgs {
     #[command(flatten)]
     pub(crate) compression: CompressionArgs,
 
-    /// Time allowed for TCP connect plus the opening handshake.
+    #[command(flatten)]
+    pub(crate) tls: ClientTlsArgs,
+
+    /// Time allowed for TCP connect, TLS handshake and the opening handshake.
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(WebSocketConfig::default().handshake_timeout))]
     pub(crate) handshake_timeout: humantime::Duration,
@@ -458,6 +500,9 @@ pub(crate) struct BenchOutputArgs {
     /// Print the summary as JSON on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) tls: ClientTlsArgs,
 }
 
 /// How long a measured mode runs.

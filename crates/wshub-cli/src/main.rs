@@ -20,6 +20,7 @@ mod args;
 mod cmd;
 mod config;
 mod sources;
+mod tls;
 
 use std::future::Future;
 

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
+
 use tokio::time::timeout;
-use wshub::{Message, WebSocket};
+use wshub::{ClientStream, Message, WebSocket};
 
 use common::{assert_flag_refused, run, send_head, Server, WAIT};
 
@@ -49,24 +49,24 @@ fn server(test: &str, flags: &[&str]) -> Server {
     Server::start(&args)
 }
 
-async fn connect(server: &Server, query: &str) -> WebSocket<TcpStream> {
+async fn connect(server: &Server, query: &str) -> WebSocket<ClientStream> {
     let url = format!("ws://{}/ws{query}", server.addr);
     timeout(WAIT, wshub::connect(&url)).await.unwrap().unwrap()
 }
 
 /// The next text message as JSON.
-async fn next_json(ws: &mut WebSocket<TcpStream>) -> Value {
+async fn next_json(ws: &mut WebSocket<ClientStream>) -> Value {
     let message = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
     serde_json::from_slice(message.as_bytes()).unwrap()
 }
 
-async fn request(ws: &mut WebSocket<TcpStream>, request: Value) -> Value {
+async fn request(ws: &mut WebSocket<ClientStream>, request: Value) -> Value {
     ws.send(Message::text(request.to_string())).await.unwrap();
     next_json(ws).await
 }
 
 /// Reads to the end of the stream and returns the close code.
-async fn close_code(ws: &mut WebSocket<TcpStream>, within: Duration) -> u16 {
+async fn close_code(ws: &mut WebSocket<ClientStream>, within: Duration) -> u16 {
     timeout(within, async { while let Some(Ok(_)) = ws.next().await {} })
         .await
         .expect("closed in time");

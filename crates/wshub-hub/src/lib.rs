@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod rooms;
 mod server;
 mod session;
+mod tls;
 
 pub use admission::{
     max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
@@ -40,3 +41,4 @@ pub use admission::{
 pub use auth::{AuthConfig, Identity, KeyError, RoomAction, TokenError, TokenVerifier};
 pub use config::{HubConfig, MetricsEndpoint};
 pub use server::serve;
+pub use tls::ServerTls;

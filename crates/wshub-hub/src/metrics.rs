@@ -115,6 +115,7 @@ pub(crate) struct Metrics {
     closed: Family<[(&'static str, String); 2], Counter>,
     hub_closes: RouteFamily<Counter>,
     rate_limited: Counter,
+    tls_handshakes: RouteFamily<Counter>,
     hub_requests: Counter,
     hub_request_bytes: Counter,
     fanout_seconds: Histogram,
@@ -165,6 +166,13 @@ impl Metrics {
             "Hub requests ignored and answered rate_limited",
             rate_limited.clone(),
         );
+        let tls_handshakes = RouteFamily::<Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes on the hub's listener, by result: ok, or failed (an error, a \
+             client that left, or the handshake deadline)",
+            tls_handshakes.clone(),
+        );
         let hub_requests = Counter::default();
         registry.register(
             "hub_requests_received",
@@ -193,6 +201,7 @@ impl Metrics {
             closed,
             hub_closes,
             rate_limited,
+            tls_handshakes,
             hub_requests,
             hub_request_bytes,
             fanout_seconds,
@@ -219,6 +228,13 @@ impl Metrics {
 
     pub(crate) fn hub_closed(&self, why: HubClose) {
         self.hub_closes.get_or_create(&why.label()).inc();
+    }
+
+    pub(crate) fn tls_handshake(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_handshakes
+            .get_or_create(&[("result", result)])
+            .inc();
     }
 
     pub(crate) fn rate_limited(&self) {

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use wshub::server::{read_handshake, Request, Response};
-use wshub::{Accept, Error, TcpTransport, WebSocket};
+use wshub::{Accept, Error, TcpTransport, WebSocket, WebSocketConfig};
 
 use crate::admission::{Admission, Admitted};
 use crate::auth::{AuthConfig, Identity};
@@ -24,7 +25,7 @@ use crate::member::MemberAuth;
 use crate::metrics::{Metrics, OpenConnection};
 use crate::rooms::Rooms;
 use crate::session::Session;
-use crate::{echo, member, ops, HubConfig, MetricsEndpoint};
+use crate::{echo, member, ops, tls, HubConfig, MetricsEndpoint, ServerTls};
 
 /// The chat page, embedded at build time.
 pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
@@ -315,7 +316,7 @@ fn connection_task(
         // nothing was promised to it yet, and shutdown need not wait for it.
         let mut shutdown = state.drain.first();
         tokio::select! {
-            opened = open_session(tcp, peer, &state) => opened,
+            opened = open(tcp, peer, &state) => opened,
             _ = shutdown.changed() => None,
         }
     });
@@ -328,8 +329,8 @@ fn connection_task(
     }
 }
 
-fn start_session(
-    ws: WebSocket<TcpTransport>,
+fn start_session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    ws: WebSocket<S>,
     route: WebSocketRoute,
     identity: Option<Identity>,
     peer: SocketAddr,
@@ -389,17 +390,57 @@ fn route(request: &Request, echo: bool) -> Result<WebSocketRoute, Response> {
     }
 }
 
-/// Reads the request, admits it or answers 503, answers plain HTTP routes,
-/// and upgrades WebSocket ones into their session, returned with its
-/// admission. Logs one line for a connection refused or failed.
-async fn open_session(
+/// [`open_session`] on `tcp` as it is, or after a TLS handshake with
+/// [`HubConfig::tls`]. Each path is its own instance of `open_session`, so
+/// the plain one runs as it did before TLS.
+async fn open(
     tcp: TcpStream,
     peer: SocketAddr,
     state: &ServerState,
 ) -> Option<(Session, Admitted)> {
     let _ = tcp.set_nodelay(true);
     let config = &state.config.websocket;
-    let handshake = match read_handshake(tcp, config).await {
+    match &state.config.tls {
+        None => open_session(tcp, peer, state, config, TcpTransport::new).await,
+        // In an allocation of its own: the TLS handshake's state (rustls'
+        // buffers, the TLS stream) inline would size every plain
+        // connection's handshake future for it too (17 KiB rather than
+        // 5 KiB per connection still sending its head, attacks.rs).
+        Some(server_tls) => Box::pin(open_tls(tcp, peer, state, server_tls)).await,
+    }
+}
+
+/// [`open_session`] after a TLS handshake, within the one handshake deadline.
+async fn open_tls(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &ServerState,
+    server_tls: &ServerTls,
+) -> Option<(Session, Admitted)> {
+    let accepted = Instant::now();
+    let config = &state.config.websocket;
+    let handshake = tls::handshake(tcp, peer, accepted, server_tls, config).await;
+    state.metrics.tls_handshake(handshake.is_some());
+    let (stream, config) = handshake?;
+    open_session(stream, peer, state, &config, std::convert::identity).await
+}
+
+/// Reads the request (within `config`'s handshake timeout), admits it or
+/// answers 503, answers plain HTTP routes, and upgrades WebSocket ones into
+/// their session on `transport(io)`, returned with its admission. Logs one
+/// line for a connection refused or failed.
+async fn open_session<S, T>(
+    io: S,
+    peer: SocketAddr,
+    state: &ServerState,
+    config: &WebSocketConfig,
+    transport: impl FnOnce(S) -> T,
+) -> Option<(Session, Admitted)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = match read_handshake(io, config).await {
         Ok(handshake) => handshake,
         Err(Error::Handshake(e)) => {
             state.metrics.answered(e.status());
@@ -489,7 +530,7 @@ async fn open_session(
     // After the handshake, reads and writes are direct system calls
     // (`TcpTransport`): 2.3% more echoes per second at 16 messages in
     // flight, no measurable change at 1 (A/B runs, 2026-11-29).
-    let upgrade = upgrade.map_io(TcpTransport::new);
+    let upgrade = upgrade.map_io(transport);
     let websocket = state.config.websocket_for(upgrade.request().path());
     match upgrade.accept(Accept::default(), websocket).await {
         Ok(ws) => {
@@ -537,8 +578,8 @@ fn handshake_identity(
 }
 
 /// Answers a request that gets no WebSocket with `answer`, counted by status.
-async fn respond(
-    handshake: wshub::server::Handshake<TcpStream>,
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    handshake: wshub::server::Handshake<S>,
     answer: &Response,
     peer: SocketAddr,
     state: &ServerState,

@@ -1,4 +1,5 @@
-//! The client side: URL, TCP connect, opening handshake (RFC 6455 §4.1).
+//! The client side: URL, TCP connect, TLS for `wss://`, opening handshake
+//! (RFC 6455 §4.1).
 
 use std::time::Duration;
 
@@ -9,15 +10,19 @@ use wshub_proto::handshake::{validate_response, ClientRequest, Response, DEFAULT
 use wshub_proto::{deflate, Role};
 
 use crate::websocket::HandshakeInfo;
-use crate::{Error, WebSocket, WebSocketConfig};
+use crate::{ClientStream, Error, WebSocket, WebSocketConfig};
 
-/// A parsed `ws://` URL: where to connect and what to ask for (RFC 6455 §3).
+/// A parsed `ws://` or `wss://` URL: where to connect and what to ask for
+/// (RFC 6455 §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
     /// Host name or address to connect to (IPv6 without brackets).
     pub host: String,
-    /// TCP port; 80 when the URL has none.
+    /// TCP port; 80 (`ws://`) or 443 (`wss://`) when the URL has none.
     pub port: u16,
+    /// Whether the URL is `wss://`: TLS, with `host` as the server name
+    /// (SNI) and the name its certificate must be valid for.
+    pub tls: bool,
     /// `Host` header value: host, and `:port` when the URL names one.
     pub authority: String,
     /// Request target: path (at least `/`) and query.
@@ -28,9 +33,10 @@ impl WsUrl {
     /// Parses `url`.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for anything but `ws://host[:port][/path][?query]`
-    /// (a `#fragment` included, RFC 6455 §3), [`Error::TlsUnsupported`] for
-    /// `wss://`.
+    /// [`Error::InvalidUrl`] for anything but
+    /// `ws://host[:port][/path][?query]` or the same with `wss://` (a
+    /// `#fragment` included, RFC 6455 §3). A `wss://` URL parses even
+    /// without the `rustls` feature; connecting to it then fails.
     pub fn parse(url: &str) -> Result<Self, Error> {
         parse_url(url)
     }
@@ -44,11 +50,11 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
         reason,
     };
     let parsed = Url::parse(url).map_err(|_| invalid("not a URL"))?;
-    match parsed.scheme() {
-        "ws" => {}
-        "wss" => return Err(Error::TlsUnsupported),
+    let tls = match parsed.scheme() {
+        "ws" => false,
+        "wss" => true,
         _ => return Err(invalid("the scheme must be ws:// or wss://")),
-    }
+    };
     // "Fragment identifiers are meaningless in the context of WebSocket URIs
     // and MUST NOT be used" (RFC 6455 §3).
     if parsed.fragment().is_some() {
@@ -60,7 +66,8 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
         Some(Host::Ipv6(a)) => a.to_string(),
         None => return Err(invalid("missing host")),
     };
-    let port = parsed.port().unwrap_or(80);
+    // `Url` leaves out a port that is the scheme's default (80, 443).
+    let port = parsed.port_or_known_default().unwrap_or(80);
     let host_str = parsed.host_str().expect("a host was found above");
     let authority = match parsed.port() {
         Some(p) => format!("{host_str}:{p}"),
@@ -77,6 +84,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
     Ok(Target {
         host,
         port,
+        tls,
         authority,
         resource,
     })
@@ -99,17 +107,35 @@ pub struct ClientBuilder {
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
     config: WebSocketConfig,
+    #[cfg(feature = "rustls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
-    /// A client for `url` (`ws://host[:port]/path[?query]`).
+    /// A client for `url` (`ws://host[:port]/path[?query]`, or `wss://`).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             headers: Vec::new(),
             protocols: Vec::new(),
             config: WebSocketConfig::default(),
+            #[cfg(feature = "rustls")]
+            tls: None,
         }
+    }
+
+    /// The TLS configuration of a `wss://` connection: roots to trust (a
+    /// private CA), a client certificate, protocol versions. Without it,
+    /// the server is verified against the system's roots
+    /// ([`tls::native_roots`](crate::tls::native_roots)). A `config` that
+    /// offers no ALPN protocol is given `http/1.1` (in a copy). Start from
+    /// [`tls::client_config`](crate::tls::client_config). Ignored for
+    /// `ws://`.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(crate::tls::with_alpn(config));
+        self
     }
 
     /// Adds a request header. Values with CR, LF or NUL make
@@ -126,7 +152,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Bounds TCP connect plus opening handshake: sets
+    /// Bounds TCP connect, TLS handshake and opening handshake together: sets
     /// [`WebSocketConfig::handshake_timeout`] of the connection's settings.
     /// Default: that field's default, 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -150,23 +176,37 @@ impl ClientBuilder {
         request
     }
 
-    /// Connects over TCP and performs the opening handshake.
+    /// Connects over TCP, for `wss://` performs the TLS handshake (server
+    /// name and SNI: the URL's host; ALPN `http/1.1`), and performs the
+    /// opening handshake.
     ///
     /// # Errors
-    /// - [`Error::InvalidUrl`] or [`Error::TlsUnsupported`] for the URL.
+    /// - [`Error::InvalidUrl`] for the URL; [`Error::TlsUnsupported`] for
+    ///   `wss://` without the `rustls` feature.
+    /// - [`Error::Tls`] if the TLS handshake fails (certificate not
+    ///   trusted, expired, not valid for the host, ...).
     /// - [`Error::Handshake`] for an invalid header value, or a response that
     ///   fails RFC 6455 §4.1 validation (status not 101, bad
     ///   `Sec-WebSocket-Accept`, unoffered subprotocol or extension).
     /// - [`Error::HandshakeTimeout`] past the handshake timeout.
     /// - [`Error::Io`] if the TCP connection fails.
-    pub async fn connect(self) -> Result<WebSocket<TcpStream>, Error> {
+    pub async fn connect(self) -> Result<WebSocket<ClientStream>, Error> {
         let target = parse_url(&self.url)?;
+        #[cfg(not(feature = "rustls"))]
+        if target.tls {
+            return Err(Error::TlsUnsupported);
+        }
         let request = self.request(&target);
         // Refuse bad header values before opening a socket.
         request.encode()?;
         let fut = async {
-            let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
-            stream.set_nodelay(true)?;
+            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = if target.tls {
+                self.start_tls(tcp, &target.host).await?
+            } else {
+                ClientStream::plain(tcp)
+            };
             handshake(stream, &request, self.url.clone(), self.config.clone()).await
         };
         tokio::time::timeout(self.config.handshake_timeout, fut)
@@ -174,8 +214,34 @@ impl ClientBuilder {
             .map_err(|_| Error::HandshakeTimeout)?
     }
 
+    #[cfg(feature = "rustls")]
+    async fn start_tls(&self, tcp: TcpStream, host: &str) -> Result<ClientStream, Error> {
+        let config = match &self.tls {
+            Some(config) => config.clone(),
+            None => crate::tls::default_client_config(),
+        };
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+            Error::InvalidUrl {
+                url: self.url.clone(),
+                reason: "the host is not a valid TLS server name",
+            }
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(crate::tls::classify)?;
+        Ok(ClientStream::rustls(tls))
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    async fn start_tls(&self, _tcp: TcpStream, _host: &str) -> Result<ClientStream, Error> {
+        Err(Error::TlsUnsupported)
+    }
+
     /// Performs the opening handshake over an already connected transport
-    /// (a Unix socket, a TLS stream, an in-memory pipe). No timeout applies.
+    /// (a Unix socket, a TLS stream, an in-memory pipe), whatever the URL's
+    /// scheme: no TLS is started here. No timeout applies.
     ///
     /// # Errors
     /// As [`ClientBuilder::connect`], without the TCP and timeout cases.
@@ -233,7 +299,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 ///
 /// # Errors
 /// As [`ClientBuilder::connect`].
-pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>, Error> {
+pub async fn connect(url: &str) -> Result<WebSocket<ClientStream>, Error> {
     ClientBuilder::new(url).connect().await
 }
 
@@ -258,7 +324,29 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_schemes_fragments_and_tls_for_now() {
+    fn parses_wss_urls_with_port_443_by_default() {
+        let t = parse_url("wss://example.com/chat").unwrap();
+        assert_eq!(
+            (t.port, t.tls, t.authority.as_str()),
+            (443, true, "example.com")
+        );
+        let t = parse_url("wss://example.com:8443/").unwrap();
+        assert_eq!(
+            (t.port, t.tls, t.authority.as_str()),
+            (8443, true, "example.com:8443")
+        );
+        assert!(!parse_url("ws://example.com/").unwrap().tls);
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    #[tokio::test]
+    async fn wss_without_the_rustls_feature_is_tls_unsupported() {
+        let result = connect("wss://127.0.0.1:1/").await;
+        assert!(matches!(result, Err(Error::TlsUnsupported)), "{result:?}");
+    }
+
+    #[test]
+    fn refuses_other_schemes_and_fragments() {
         assert!(matches!(
             parse_url("http://a/"),
             Err(Error::InvalidUrl { .. })
@@ -267,7 +355,6 @@ mod tests {
             parse_url("ws://a/#frag"),
             Err(Error::InvalidUrl { .. })
         ));
-        assert!(matches!(parse_url("wss://a/"), Err(Error::TlsUnsupported)));
         assert!(matches!(
             parse_url("not a url"),
             Err(Error::InvalidUrl { .. })

@@ -44,9 +44,21 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A `wss://` URL: TLS is not built into this version of wshub.
-    #[error("wss:// (TLS) is not supported yet; use ws:// or a TLS-terminating proxy")]
+    /// A `wss://` URL, and this build of wshub has no TLS: its `rustls`
+    /// feature (on by default) is off.
+    #[error(
+        "wss:// needs TLS, which this build of wshub leaves out (its `rustls` feature is off)"
+    )]
     TlsUnsupported,
+    /// The TLS handshake failed: the server's certificate is not trusted,
+    /// expired or not valid for the URL's host, or the two sides share no
+    /// protocol version or cipher suite. The source is the
+    /// `rustls::Error` (downcast it for its variant); its message says
+    /// which, e.g. `invalid peer certificate: certificate expired: ...` or
+    /// `... certificate not valid for name "example.com"; ...`. A TLS
+    /// failure after the handshake is an [`Error::Io`] holding the same.
+    #[error("TLS handshake failed")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The server's accept callback refused the request; it was answered with
     /// this HTTP status.
     #[error("request rejected with HTTP {status}")]

@@ -7,6 +7,13 @@
 //! in a [`TcpTransport`] (`wshub::accept(TcpTransport::new(tcp))`) makes each
 //! read and write a direct system call, as `wshub serve` does.
 //!
+//! [`connect`] speaks `ws://` and, with the `rustls` feature (on by
+//! default), `wss://`: rustls with the ring provider, the server verified
+//! against the system's roots or the `rustls::ClientConfig` given to
+//! [`ClientBuilder::tls_config`]. A server terminates TLS itself with
+//! [`tls::server_config`] and a `tokio_rustls::TlsAcceptor` in front of
+//! [`read_handshake`], or leaves it to a proxy.
+//!
 //! An echo server and a client talking to it:
 //!
 //! ```
@@ -40,6 +47,10 @@ mod error;
 mod keepalive;
 pub mod reconnect;
 pub mod server;
+mod stream;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 #[cfg(unix)]
 mod transport;
 mod websocket;
@@ -47,9 +58,19 @@ mod websocket;
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::Error;
+/// The TLS library of the `rustls` feature, for building a
+/// [`ClientBuilder::tls_config`] or a server's configuration.
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use rustls;
 pub use server::{
     accept, accept_with, read_handshake, Accept, OriginPolicy, OriginRefused, Reject, Response,
 };
+pub use stream::ClientStream;
+/// The tokio adapter of [`rustls`] (`TlsAcceptor`, `TlsConnector`).
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use tokio_rustls;
 #[cfg(unix)]
 pub use transport::TcpTransport;
 pub use websocket::{WebSocket, WebSocketReader, WebSocketWriter};

@@ -17,7 +17,7 @@ fn large_limits() -> WebSocketConfig {
     )
 }
 
-async fn connect(server: &EchoServer) -> WebSocket<tokio::net::TcpStream> {
+async fn connect(server: &EchoServer) -> WebSocket<wshub::ClientStream> {
     let client = ClientBuilder::new(server.url("/echo")).config(large_limits());
     within("connect", client.connect())
         .await

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use wshub::{Message, WebSocket};
 
@@ -73,7 +73,7 @@ impl Drop for Server {
 }
 
 /// The next message, which must arrive within [`WAIT`].
-pub(crate) async fn next(ws: &mut WebSocket<TcpStream>) -> Message {
+pub(crate) async fn next(ws: &mut WebSocket<wshub::ClientStream>) -> Message {
     within("next message", ws.recv())
         .await
         .expect("the connection is open")
@@ -81,7 +81,7 @@ pub(crate) async fn next(ws: &mut WebSocket<TcpStream>) -> Message {
 }
 
 /// The next message, which must be text.
-pub(crate) async fn next_text(ws: &mut WebSocket<TcpStream>) -> String {
+pub(crate) async fn next_text(ws: &mut WebSocket<wshub::ClientStream>) -> String {
     match next(ws).await {
         Message::Text(text) => text.as_str().to_owned(),
         other => panic!("expected text, got {other:?}"),

@@ -104,6 +104,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
         threads,
         timeout,
         json,
+        tls,
     } = output;
     at_least_one("--threads", threads)?;
     let timeout = Duration::from(timeout);
@@ -113,6 +114,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
     let mut config = Config::new(url, mode);
     config.threads = threads;
     config.timeout = timeout;
+    config.tls = crate::tls::client_config(&tls)?;
     if let Some(BenchTimeArgs { duration, warmup }) = time {
         let (duration, warmup) = (Duration::from(duration), Duration::from(warmup));
         if duration.is_zero() {

@@ -1,6 +1,7 @@
 //! `wshub connect URL`: an interactive client, like wscat or websocat.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use base64::Engine;
@@ -23,6 +24,7 @@ enum Ended {
 
 pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
     let config = connect_config(&args)?;
+    let tls = crate::tls::client_config(&args.tls)?;
     let (lines_tx, mut lines) = mpsc::channel::<String>(64);
     tokio::spawn(async move {
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -39,7 +41,7 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
         args.reconnect_max_delay,
     );
     loop {
-        let ws = match builder(&args, &config).connect().await {
+        let ws = match builder(&args, &config, tls.as_ref()).connect().await {
             Ok(ws) => ws,
             Err(e) => {
                 let reason = e.report();
@@ -79,8 +81,15 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
     }
 }
 
-fn builder(args: &ConnectArgs, config: &ConnectConfig) -> ClientBuilder {
+fn builder(
+    args: &ConnectArgs,
+    config: &ConnectConfig,
+    tls: Option<&Arc<wshub::rustls::ClientConfig>>,
+) -> ClientBuilder {
     let mut b = ClientBuilder::new(args.url.clone()).config(config.websocket.clone());
+    if let Some(tls) = tls {
+        b = b.tls_config(tls.clone());
+    }
     for (name, value) in &config.headers {
         b = b.header(name.clone(), value.clone());
     }
@@ -110,7 +119,7 @@ fn print_message(message: &Message, output: BinaryOutput) -> std::io::Result<()>
 }
 
 async fn session(
-    mut ws: wshub::WebSocket<tokio::net::TcpStream>,
+    mut ws: wshub::WebSocket<wshub::ClientStream>,
     args: &ConnectArgs,
     config: &ConnectConfig,
     lines: &mut mpsc::Receiver<String>,
@@ -147,7 +156,7 @@ async fn session(
 /// Starts the close handshake, printing what the server still sends until
 /// its Close arrives.
 async fn close(
-    mut ws: wshub::WebSocket<tokio::net::TcpStream>,
+    mut ws: wshub::WebSocket<wshub::ClientStream>,
     config: &ConnectConfig,
     args: &ConnectArgs,
 ) -> Result<Ended> {

@@ -24,6 +24,7 @@ fn prepare(args: &ServeArgs) -> Result<(wshub_hub::HubConfig, Option<u64>)> {
     let open_files = raise_open_file_limit();
     config.admission = admission(&args.admission, open_files)?;
     config.echo = !args.admission.no_echo;
+    config.tls = crate::tls::server_tls(&args.tls)?;
     Ok((config, open_files))
 }
 
@@ -51,10 +52,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         )
     })?;
     let addr = listener.local_addr()?;
+    #[cfg(unix)]
+    if let Some(tls) = &config.tls {
+        crate::tls::reload_on_sighup(&args.tls, tls.clone())?;
+    }
+    let (http, ws) = match config.tls {
+        Some(_) => ("https", "wss"),
+        None => ("http", "ws"),
+    };
     // One machine-readable line on stdout, for scripts that use port 0.
-    println!("listening on http://{addr}");
+    println!("listening on {http}://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, "wshub hub ready: chat page at http://{addr}/, hub at ws://{addr}/ws, echo at ws://{addr}/echo");
+    tracing::info!(%addr, "wshub hub ready: chat page at {http}://{addr}/, hub at {ws}://{addr}/ws, echo at {ws}://{addr}/echo");
     wshub_hub::serve(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,6 +1,8 @@
 //! What the tests that run `wshub serve` as a real binary share: starting
-//! it on 127.0.0.1:0, reading its log, running it to its end.
-#![allow(dead_code)] // Each test file uses its own part.
+//! it on 127.0.0.1:0 and reading its address and log, plain HTTP requests,
+//! signals, the process's memory, one-shot runs of other subcommands.
+// Each test crate uses its own part of this module.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use wshub::{Message, WebSocket};
+use wshub::{ClientStream, Message, WebSocket};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
@@ -110,7 +112,8 @@ impl Server {
         let line = rx.recv_timeout(WAIT).expect("the listening line in time");
         let addr = line
             .strip_prefix("listening on http://")
-            .expect("listening on http://ADDR")
+            .or_else(|| line.strip_prefix("listening on https://"))
+            .expect("listening on http://ADDR or https://ADDR")
             .parse()
             .unwrap();
         Self { child, addr, log }
@@ -125,7 +128,19 @@ impl Server {
         self.child.try_wait().unwrap()
     }
 
-    pub(crate) async fn echo_client(&self) -> Result<WebSocket<TcpStream>, wshub::Error> {
+    /// Resident memory, KiB (VmRSS of `/proc/PID/status`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server process is alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("a VmRSS line in kB")
+    }
+
+    pub(crate) async fn echo_client(&self) -> Result<WebSocket<ClientStream>, wshub::Error> {
         let url = format!("ws://{}/echo", self.addr);
         timeout(WAIT, wshub::connect(&url)).await.unwrap()
     }
@@ -165,7 +180,7 @@ impl Drop for Server {
     }
 }
 
-pub(crate) async fn assert_echoes(ws: &mut WebSocket<TcpStream>, text: &str) {
+pub(crate) async fn assert_echoes(ws: &mut WebSocket<ClientStream>, text: &str) {
     ws.send(Message::text(text)).await.unwrap();
     let echoed = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed, Message::text(text));
@@ -197,8 +212,13 @@ pub(crate) fn run(args: &[&str]) -> (Option<i32>, String) {
 
 /// Sends SIGTERM to `pid`.
 pub(crate) fn sigterm(pid: u32) {
+    signal(pid, "TERM");
+}
+
+/// Sends the signal named `name` (`TERM`, `HUP`) to `pid`.
+pub(crate) fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -38,7 +37,7 @@ pub async fn start(config: HubConfig) -> Hub {
     }
 }
 
-pub type Ws = WebSocket<TcpStream>;
+pub type Ws = WebSocket<wshub::ClientStream>;
 
 /// A `/ws` client past its `welcome`; returns it and its connection id.
 pub async fn member(hub: &Hub) -> (Ws, u64) {
@@ -62,7 +61,8 @@ pub async fn non_reader(hub: &Hub) -> Ws {
         .unwrap();
     timeout(
         WAIT,
-        wshub::ClientBuilder::new(format!("ws://{}/ws", hub.addr)).connect_on(tcp),
+        wshub::ClientBuilder::new(format!("ws://{}/ws", hub.addr))
+            .connect_on(wshub::ClientStream::from(tcp)),
     )
     .await
     .unwrap()
