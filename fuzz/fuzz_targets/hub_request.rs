@@ -1,17 +1,24 @@
 //! The hub's JSON request decoder (`wshub_hub::protocol::decode_request`) on
-//! arbitrary bytes (a text message's payload): never panics; what it accepts has a valid room (and name),
+//! arbitrary bytes (a text message's payload): never panics; what it accepts has a valid room (and name) or token,
 //! and what it rejects carries one of the documented error codes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wshub_hub::protocol::{decode_request, ErrorCode, Op, MAX_NAME_LEN, MAX_ROOM_LEN};
+use wshub_hub::protocol::{
+    decode_request, ErrorCode, Op, MAX_NAME_LEN, MAX_ROOM_LEN, MAX_TOKEN_LEN,
+};
 
 fuzz_target!(|data: &[u8]| {
     match decode_request(data) {
         Ok(request) => {
-            let (Op::Join { room, .. } | Op::Leave { room } | Op::Publish { room, .. }) =
-                &request.op;
-            assert!(!room.is_empty() && room.len() <= MAX_ROOM_LEN);
+            match &request.op {
+                Op::Join { room, .. } | Op::Leave { room } | Op::Publish { room, .. } => {
+                    assert!(!room.is_empty() && room.len() <= MAX_ROOM_LEN);
+                }
+                Op::Auth { token } => {
+                    assert!(!token.is_empty() && token.len() <= MAX_TOKEN_LEN);
+                }
+            }
             if let Op::Join {
                 name: Some(name), ..
             } = &request.op

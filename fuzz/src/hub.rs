@@ -74,13 +74,18 @@ use wshub_proto::{Config, Connection, Event, Role};
 /// answers a binary message with an `error`) but would be a fair one. The
 /// hub also echoes whatever valid code a client closes with, which
 /// [`Slot::check_close`] allows.
-const HUB_CLOSE_CODES: [u16; 8] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011];
+const HUB_CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 4001, 4002];
 
 /// `type` of every message the hub sends (docs/protocol.md, "Hub → client").
-const SERVER_TYPES: [&str; 6] = ["welcome", "joined", "left", "presence", "message", "error"];
+const SERVER_TYPES: [&str; 7] = [
+    "welcome", "joined", "left", "presence", "message", "error", "authed",
+];
 
 /// `code` of an `error` (docs/protocol.md).
-const ERROR_CODES: [&str; 8] = [
+const ERROR_CODES: [&str; 11] = [
+    "unauthorized",
+    "forbidden",
+    "auth_unavailable",
     "bad_json",
     "unknown_op",
     "bad_request",
@@ -99,7 +104,7 @@ const SLOTS: usize = 4;
 const MAX_SENT: usize = 1 << 20;
 
 /// Requests and other text payloads.
-const DICT: [&[u8]; 20] = [
+const DICT: [&[u8]; 21] = [
     br#"{"op":"join","room":"r1","name":"a"}"#,
     br#"{"op":"join","room":"r1","name":"b"}"#,
     br#"{"op":"join","room":"r1"}"#,
@@ -120,6 +125,7 @@ const DICT: [&[u8]; 20] = [
     b"{",
     "caf\u{e9} \u{1f600}".as_bytes(),
     b"caf\xc3",
+    br#"{"op":"auth","token":"e30.e30.c2ln","id":9}"#,
 ];
 
 /// Close codes a client sends, the invalid ones included.
