@@ -44,11 +44,12 @@ pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 /// the key exchanges in the order X25519, P-256, P-384 (no post-quantum
 /// hybrid such as X25519MLKEM768).
 ///
-/// The order is what a client offers (its key share is for the first) and
-/// what a server takes (the client's first that it supports). rustls 0.23.48
+/// The order counts on the client side: a client sends its key share for
+/// the first, and a server (rustls or OpenSSL) takes the client's first
+/// group that it supports. rustls 0.23.48
 /// lists P-384 first in the ring provider, and ring's P-384 has no assembly:
 /// with it first, `perf` put about 80% of `wshub serve`'s CPU time in
-/// ring's P-384 code during resumed wss handshakes (`bench/compare`'s
+/// ring's P-384 code during wss handshakes (`bench/compare`'s
 /// `wss-connect-50`, where `wshub bench` is the client), and as much of the
 /// client's. Browsers offer X25519 first.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
