@@ -40,13 +40,26 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// opening handshake is HTTP/1.1 (RFC 6455 §4.1; RFC 7301).
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
-/// rustls' ring provider: every cipher suite and key exchange it supports
-/// (X25519, P-256, P-384; no post-quantum hybrid such as X25519MLKEM768).
+/// rustls' ring provider: every cipher suite and key exchange it supports,
+/// the key exchanges in the order X25519, P-256, P-384 (no post-quantum
+/// hybrid such as X25519MLKEM768).
+///
+/// The order counts on the client side: a client sends its key share for
+/// the first, and a server (rustls or OpenSSL) takes the client's first
+/// group that it supports. rustls 0.23.48
+/// lists P-384 first in the ring provider, and ring's P-384 has no assembly:
+/// with it first, `perf` put about 80% of `wshub serve`'s CPU time in
+/// ring's P-384 code during wss handshakes (`bench/compare`'s
+/// `wss-connect-50`, where `wshub bench` is the client), and as much of the
+/// client's. Browsers offer X25519 first.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
+    use rustls::crypto::ring::kx_group;
     // rustls 0.23.48 deprecated this for the missing post-quantum key
     // exchange; aws-lc-rs, which has it, needs cmake and clang to build.
     #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(provider)
 }
 
 /// A client configuration trusting `roots`, TLS 1.2 and 1.3, ALPN
@@ -296,6 +309,23 @@ mod tests {
     fn self_signed() -> (String, String) {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         (cert.cert.pem(), cert.key_pair.serialize_pem())
+    }
+
+    #[test]
+    fn key_exchange_prefers_x25519() {
+        let names: Vec<_> = crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|g| g.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                rustls::NamedGroup::X25519,
+                rustls::NamedGroup::secp256r1,
+                rustls::NamedGroup::secp384r1
+            ]
+        );
     }
 
     #[test]

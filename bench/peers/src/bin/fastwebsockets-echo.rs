@@ -57,7 +57,10 @@ fn main() {
     .expect("tokio runtime");
     runtime.block_on(async {
         let listener = TcpListener::bind(args.listen).await.expect("bind");
-        eprintln!("fastwebsockets-echo listening on ws://{}/ ({} worker(s))", args.listen, args.workers);
+        eprintln!(
+            "fastwebsockets-echo listening on ws://{}/ ({} worker(s))",
+            args.listen, args.workers
+        );
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(s) => s,
