@@ -12,9 +12,9 @@ import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const WSHUB_BIN = process.env.WSHUB_BIN;
-// WSHUB_COMPRESSION=1: run the hub with --compression and check that the
+// TEST_WSHUB_COMPRESSION=1: run the hub with --compression and check that the
 // browser's own permessage-deflate is negotiated and carries messages.
-const COMPRESSION = process.env.WSHUB_COMPRESSION === '1';
+const COMPRESSION = process.env.TEST_WSHUB_COMPRESSION === '1';
 if (!WSHUB_BIN) {
   throw new Error('WSHUB_BIN is not set: point it at the wshub binary, e.g. WSHUB_BIN=target/debug/wshub');
 }

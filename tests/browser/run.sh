@@ -7,6 +7,6 @@ cd "$(dirname "$0")"
 ./setup.sh
 WSHUB_BIN="$bin" node --test chat.test.mjs
 echo "--- again with wshub serve --compression" >&2
-WSHUB_BIN="$bin" WSHUB_COMPRESSION=1 node --test chat.test.mjs
+WSHUB_BIN="$bin" TEST_WSHUB_COMPRESSION=1 node --test chat.test.mjs
 echo "--- the page over https (wshub serve --tls-*), with a token in its URL" >&2
 WSHUB_BIN="$bin" node --test chat_tls.test.mjs

@@ -15,10 +15,10 @@ import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 
 const WSHUB_BIN = process.env.WSHUB_BIN;
-// WSHUB_COMPRESSION=1: the server runs with --compression, so the ws client's
+// TEST_WSHUB_COMPRESSION=1: the server runs with --compression, so the ws client's
 // own permessage-deflate offer (on by default in ws) is accepted and every
 // test below also runs compressed.
-const COMPRESSION = process.env.WSHUB_COMPRESSION === '1';
+const COMPRESSION = process.env.TEST_WSHUB_COMPRESSION === '1';
 const TLS_DIR = process.env.WSHUB_TLS === '1' ? process.env.WSHUB_TLS_DIR : undefined;
 const CA = TLS_DIR ? readFileSync(join(TLS_DIR, 'ca.pem')) : undefined;
 const TLS_FLAGS = TLS_DIR

@@ -48,7 +48,7 @@ echo "[interop] npm ws client against wshub serve" >&2
 if timeout --foreground 300 npm ci --silent --no-audit --no-fund; then
     timeout --foreground -k 10 300 node --test --test-reporter=spec node_ws.test.mjs || rc=1
     echo "[interop] the same with wshub serve --compression (ws offers permessage-deflate)" >&2
-    WSHUB_COMPRESSION=1 timeout --foreground -k 10 300 node --test --test-reporter=spec node_ws.test.mjs || rc=1
+    TEST_WSHUB_COMPRESSION=1 timeout --foreground -k 10 300 node --test --test-reporter=spec node_ws.test.mjs || rc=1
     echo "[interop] the same over TLS: wshub serve --tls-cert/--tls-key, ws with wss:// and ca" >&2
     WSHUB_TLS=1 timeout --foreground -k 10 300 node --test --test-reporter=spec node_ws.test.mjs || rc=1
 else

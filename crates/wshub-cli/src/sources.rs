@@ -145,12 +145,23 @@ fn settings() -> Vec<Setting> {
                 key: key.to_owned(),
                 env: env_name(key),
                 global,
-                arg: arg.clone(),
+                arg: boolish(arg.clone()),
                 values: Vec::new(),
                 origin: None,
             })
         })
         .collect()
+}
+
+/// `arg`, taking a switch's value (from a variable or the file) as `true`,
+/// `false`, `1`, `0`, `yes`, `no`, `on` or `off`, as environment variables
+/// usually are written (`WSHUB_NO_ECHO=1`).
+fn boolish(arg: Arg) -> Arg {
+    if arg.get_action().takes_values() {
+        arg
+    } else {
+        arg.value_parser(clap::builder::BoolishValueParser::new())
+    }
 }
 
 /// `WSHUB_MAX_CONNECTIONS` for `max-connections`.
@@ -186,7 +197,7 @@ fn config_from_env(command: clap::Command) -> clap::Command {
 /// file.
 fn layered(arg: Arg, setting: &Setting, from_file: Option<&Vec<String>>) -> Arg {
     // A secret's value must not show in --help.
-    let mut arg = arg.env(setting.env.clone()).hide_env_values(true);
+    let mut arg = boolish(arg).env(setting.env.clone()).hide_env_values(true);
     if setting.repeatable() {
         arg = arg.value_delimiter(',');
     }

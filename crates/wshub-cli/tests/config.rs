@@ -210,6 +210,26 @@ fn a_bad_variable_is_named() {
     );
 }
 
+/// Switches take 1/0, yes/no, on/off as well as true/false, as variables
+/// are usually written (the test scripts' own WSHUB_COMPRESSION=1 once
+/// stopped the hub they started).
+#[test]
+fn a_switch_variable_takes_1_and_0() {
+    for value in ["1", "yes", "0", "off"] {
+        let out = run(&["serve", "--check-config"], &[("WSHUB_NO_ECHO", value)]);
+        assert_eq!(out.status.code(), Some(0), "{value}: {}", stderr(&out));
+        let shown = stdout(&out);
+        assert!(
+            shown.lines().any(|l| l.starts_with("no-echo = ")
+                && l.contains(value)
+                && l.ends_with("# WSHUB_NO_ECHO")),
+            "WSHUB_NO_ECHO={value}:\n{shown}"
+        );
+    }
+    let out = run(&["serve", "--check-config"], &[("WSHUB_NO_ECHO", "maybe")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
 #[test]
 fn check_config_binds_no_port() {
     // The port is taken: serving would fail to listen, checking does not try.
