@@ -60,6 +60,12 @@ pub(crate) struct Outgoing {
     /// Bytes in `shared`.
     shared_len: usize,
     out: BytesMut,
+    /// The largest `out.capacity()` seen before a partial write moved its
+    /// start, in bytes (saturating): after such a write `out.capacity()`
+    /// counts only what lies past the new start, while the whole allocation
+    /// stays held until [`Outgoing::shrink`]. Kept so that [`Outgoing::capacity`]
+    /// does not under-report it, and a driver's idle shrink sees it.
+    held: u32,
     /// A control frame sits in `out`, so `out` should be written promptly.
     control_queued: bool,
     /// Payloads of the Pongs owed, written once the output has drained.
@@ -100,6 +106,7 @@ impl Outgoing {
             shared: VecDeque::new(),
             shared_len: 0,
             out: BytesMut::new(),
+            held: 0,
             control_queued: false,
             pending_pongs: VecDeque::new(),
             close_sent: false,
@@ -281,6 +288,10 @@ impl Outgoing {
             self.out.clear();
             self.control_queued = false;
         } else {
+            // Rare (the socket took part of the output): not on the path of
+            // a write that takes everything.
+            let before = u32::try_from(self.out.capacity()).unwrap_or(u32::MAX);
+            self.held = self.held.max(before);
             self.out.advance(n);
         }
     }
@@ -323,6 +334,7 @@ impl Outgoing {
     pub(crate) fn shrink(&mut self) {
         if self.out.is_empty() {
             self.out = BytesMut::new();
+            self.held = 0;
         }
         if self.shared.is_empty() {
             self.shared = VecDeque::new();
@@ -332,9 +344,10 @@ impl Outgoing {
         }
     }
 
-    /// Bytes held: the buffer's capacity and the shared parts' bytes.
+    /// Bytes held: the buffer's allocation (see `held`) and the shared
+    /// parts' bytes.
     pub(crate) fn capacity(&self) -> usize {
-        self.out.capacity() + self.shared_len
+        self.out.capacity().max(self.held as usize) + self.shared_len
     }
 }
 

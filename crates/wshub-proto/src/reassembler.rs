@@ -41,6 +41,13 @@ pub(crate) struct Reassembler {
     /// The uncompressed message in progress, unmasked; blocks of it are
     /// split off as messages complete.
     message: BytesMut,
+    /// Bytes of `message`'s allocation when it last grew (saturating). Once
+    /// a message is split off, `message.capacity()` counts only what is left
+    /// past it, down to 0 for a message that filled its block, while
+    /// `message` keeps the whole allocation alive (to reuse it in place).
+    /// Kept so that [`Reassembler::capacity`] does not under-report it, and a
+    /// driver's idle shrink sees it.
+    held: u32,
     /// The next growth of `message`, from [`MIN_MESSAGE_BLOCK`] doubling to
     /// [`MAX_MESSAGE_BLOCK`].
     message_block: u16,
@@ -66,6 +73,7 @@ impl Reassembler {
     pub(crate) fn new() -> Self {
         Self {
             message: BytesMut::new(),
+            held: 0,
             message_block: MIN_MESSAGE_BLOCK as u16,
             utf8: Utf8Validator::default(),
             #[cfg(feature = "deflate")]
@@ -233,12 +241,14 @@ impl Reassembler {
     fn grow(&mut self, additional: usize) {
         let block = usize::from(self.message_block);
         self.message.reserve(additional.max(block));
+        self.held = u32::try_from(self.message.capacity()).unwrap_or(u32::MAX);
         self.message_block = (block * 2).min(MAX_MESSAGE_BLOCK) as u16;
     }
 
     /// Forgets the message in progress, after an error.
     pub(crate) fn reset(&mut self) {
         self.message = BytesMut::new();
+        self.held = 0;
         self.utf8.reset();
         #[cfg(feature = "deflate")]
         if let Some(inbound) = &mut self.inflate {
@@ -255,6 +265,7 @@ impl Reassembler {
         }
         if self.message.is_empty() {
             self.message = BytesMut::new();
+            self.held = 0;
             self.message_block = MIN_MESSAGE_BLOCK as u16;
         }
         #[cfg(feature = "deflate")]
@@ -263,14 +274,15 @@ impl Reassembler {
         }
     }
 
-    /// Bytes held in buffers: the message's and, with permessage-deflate,
-    /// the inflated message in progress.
+    /// Bytes held in buffers: the message's allocation (see `held`) and,
+    /// with permessage-deflate, the inflated message in progress.
     pub(crate) fn capacity(&self) -> usize {
+        let message = self.message.capacity().max(self.held as usize);
         #[cfg(feature = "deflate")]
         if let Some(inbound) = &self.inflate {
-            return self.message.capacity() + inbound.inflated.capacity();
+            return message + inbound.inflated.capacity();
         }
-        self.message.capacity()
+        message
     }
 
     /// Bytes of inflate state (the zlib state and the message inflated so far).

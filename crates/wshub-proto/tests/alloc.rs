@@ -185,6 +185,98 @@ fn the_counter_sees_an_allocation() {
     assert_eq!(count, 1);
 }
 
+/// What a burst leaves behind is reported and given back. A server
+/// receives one 64 KiB message and echoes it (the echo's payload shares the
+/// message's bytes), and the socket takes the echo 4 KiB at a time. The
+/// message buffer stays allocated, to be reused in place, while the room
+/// left in it is nothing: the message filled it. Drivers shrink
+/// on `buffer_capacity`, so it must count these allocations, not the room
+/// left in them; else an idle connection keeps a burst's buffers for good
+/// (it did: 66 KiB per idle connection after one 64 KiB echo, with
+/// `wshub bench idle --burst 64KiB` on 2026-12-05).
+#[test]
+fn buffer_capacity_counts_what_a_burst_left_and_shrinking_gives_it_back() {
+    let payload: Vec<u8> = (0..64 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+    let frame = masked_frames(&Message::binary(payload), 1);
+    let mut server = Connection::new(Role::Server, Config::default());
+    let (_, held, written) = count(|| {
+        server.receive(&frame).unwrap();
+        let Some(Event::Message(message)) = server.next_event() else {
+            panic!("one message");
+        };
+        server.send_message(&message).unwrap();
+        drop(message);
+        let mut written = 0;
+        loop {
+            let mut slices = [std::io::IoSlice::new(&[]); 4];
+            let parts = server.outgoing_vectored(&mut slices);
+            let n: usize = slices[..parts].iter().map(|s| s.len()).sum();
+            if n == 0 {
+                return written;
+            }
+            let taken = n.min(4096);
+            written += taken;
+            server.advance_outgoing(taken);
+        }
+    });
+    assert_eq!(written, frame.len() - 4, "the echo written whole");
+    assert!(
+        held >= 64 * 1024,
+        "the message buffer is still allocated: {held} B"
+    );
+    let reported = server.buffer_capacity() as i64;
+    // The event queue is not a buffer `buffer_capacity` counts: a few
+    // hundred bytes of slack.
+    assert!(
+        reported >= held - 1024,
+        "buffer_capacity {reported} B while {held} B are held"
+    );
+    let (_, change, ()) = count(|| server.shrink_buffers());
+    assert!(
+        held + change <= 1024,
+        "{} B still held after shrink_buffers",
+        held + change
+    );
+    assert_eq!(server.buffer_capacity(), 0);
+}
+
+/// The same for the output buffer: a client masks what it sends, so a
+/// 64 KiB message is copied into the output buffer, and the socket takes it
+/// 4 KiB at a time; each partial write moves the buffer's start, so once
+/// written the room it reports is a fraction of its allocation.
+#[test]
+fn buffer_capacity_counts_an_output_buffer_written_in_parts() {
+    let mut client = Connection::new(Role::Client, Config::default());
+    let message = Message::binary(vec![5u8; 64 * 1024]);
+    let (_, held, ()) = count(|| {
+        client.send_message(&message).unwrap();
+        loop {
+            let mut slices = [std::io::IoSlice::new(&[]); 4];
+            let parts = client.outgoing_vectored(&mut slices);
+            let n: usize = slices[..parts].iter().map(|s| s.len()).sum();
+            if n == 0 {
+                return;
+            }
+            client.advance_outgoing(n.min(4096));
+        }
+    });
+    assert!(
+        held >= 64 * 1024,
+        "the output buffer is still allocated: {held} B"
+    );
+    let reported = client.buffer_capacity() as i64;
+    assert!(
+        reported >= held - 1024,
+        "buffer_capacity {reported} B while {held} B are held"
+    );
+    let (_, change, ()) = count(|| client.shrink_buffers());
+    assert!(
+        held + change <= 1024,
+        "{} B still held after shrink_buffers",
+        held + change
+    );
+}
+
 /// One read holding `BATCH` frames, as from a client with 16 messages in
 /// flight: receive them all, then echo each, then write the output once.
 fn echo_batch(server: &mut Connection, frames: &[u8]) -> usize {

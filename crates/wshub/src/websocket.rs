@@ -39,9 +39,15 @@ thread_local! {
     static READ_BUFFER: RefCell<Option<Box<[u8]>>> = const { RefCell::new(None) };
 }
 
-/// Buffers above this size are freed as soon as the connection has nothing
-/// more to read; smaller ones at the next keepalive tick.
-const LARGE_BUFFER: usize = 64 * 1024;
+/// Buffers above this size, in bytes, are freed as soon as the connection
+/// has nothing more to read; smaller ones after [`IDLE_SHRINK_AFTER`] of
+/// quiet, or at the next keepalive tick. Above what a busy connection's
+/// buffers reach in steady state, so they are reused rather than freed per
+/// batch: the message buffer grows by up to 64 KiB ahead of a frame's
+/// payload, and echoing 16 KiB messages 4 at a time holds 80 KiB
+/// (`Connection::buffer_capacity`, 2026-12-05). At 64 KiB, freeing then
+/// took 7–13% off `bench/compare`'s echo-10x16KiB-p4 row.
+const LARGE_BUFFER: usize = 256 * 1024;
 
 /// How long after its last read a connection keeps its smaller buffers. A
 /// busy connection reallocates them at most once per this period; a quiet
