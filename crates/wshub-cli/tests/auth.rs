@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -18,11 +17,14 @@ use common::{assert_flag_refused, run, send_head, Server, WAIT};
 
 const SECRET: &str = "a test secret of thirty-two bytes or more";
 
-/// A file holding the HS256 secret, unique to `test`.
-fn secret_file(test: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("wshub-auth-{}-{test}", std::process::id()));
-    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
-    path
+/// A file holding `text`, named after `test`; removed when dropped.
+fn temp_file(test: &str, text: &str) -> tempfile::TempPath {
+    let file = tempfile::Builder::new()
+        .prefix(&format!("wshub-auth-{test}-"))
+        .tempfile()
+        .unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file.into_temp_path()
 }
 
 fn token(claims: Value) -> String {
@@ -43,7 +45,8 @@ fn in_secs(secs: u64) -> u64 {
 
 /// A hub taking tokens signed with [`SECRET`], with `flags` added.
 fn server(test: &str, flags: &[&str]) -> Server {
-    let path = secret_file(test);
+    // Read once, at start: the file may go when this returns.
+    let path = temp_file(test, &format!("{SECRET}\n"));
     let mut args = vec!["--jwt-hs256-secret-file", path.to_str().unwrap()];
     args.extend_from_slice(flags);
     Server::start(&args)
@@ -271,8 +274,7 @@ async fn the_rooms_claim_limits_join_and_publish() {
 
 #[test]
 fn bad_key_flags_exit_2_and_say_what_to_fix() {
-    let short = std::env::temp_dir().join(format!("wshub-auth-{}-short", std::process::id()));
-    std::fs::write(&short, "short\n").unwrap();
+    let short = temp_file("short", "short\n");
     assert_flag_refused(
         "--jwt-hs256-secret-file",
         short.to_str().unwrap(),

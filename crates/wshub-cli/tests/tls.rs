@@ -93,16 +93,28 @@ impl Ca {
     }
 }
 
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wshub-cli-tls-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test's files, removed when dropped.
+struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn scratch(test: &str) -> Scratch {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("wshub-cli-tls-{test}-"))
+        .tempdir()
+        .unwrap();
+    Scratch(dir)
 }
 
 /// A new CA, and `wshub serve` with `flags` and a good certificate of it
 /// (files in the returned directory, `cert.pem` and `key.pem`).
-fn good_server(test: &str, flags: &[&str]) -> (Ca, Server, PathBuf) {
+fn good_server(test: &str, flags: &[&str]) -> (Ca, Server, Scratch) {
     let dir = scratch(test);
     let ca = Ca::new();
     let (cert, key) = ca.issue(Leaf::Good, &dir);
@@ -270,6 +282,99 @@ async fn wshub_connect_trusts_ca_or_skips_verification_with_a_warning() {
         err.contains("--ca /nonexistent/ca.pem: cannot read"),
         "{err}"
     );
+}
+
+/// A TLS echo server that requires a client certificate issued by `ca`
+/// (rustls' `WebPkiClientVerifier`), on a free port; each connection is
+/// upgraded by the wshub library and echoes one message. Returns its port.
+async fn mutual_tls_echo(ca: &Ca, cert: &Path, key: &Path) -> u16 {
+    use wshub::rustls::server::WebPkiClientVerifier;
+    use wshub::rustls::ServerConfig;
+    let provider = wshub::tls::crypto_provider();
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            wshub::tls::load_certificates(cert).unwrap(),
+            wshub::tls::load_private_key(key).unwrap(),
+        )
+        .unwrap();
+    let acceptor = wshub::tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = wshub::accept(tls).await else {
+                    return;
+                };
+                if let Some(Ok(message)) = ws.next().await {
+                    let _ = ws.send(message).await;
+                }
+                let _ = ws.close(wshub::CloseCode::NormalClosure, "").await;
+            });
+        }
+    });
+    port
+}
+
+/// `wshub connect --cert --key` presents a client certificate (mutual TLS):
+/// a server that requires one echoes with it, and without it the
+/// connection fails with an error that says a certificate was required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wshub_connect_presents_a_client_certificate_to_a_server_that_requires_one() {
+    let dir = scratch("client-cert");
+    let ca = Ca::new();
+    let (cert, key) = ca.issue(Leaf::Good, &dir);
+    let client_dir = dir.join("client");
+    std::fs::create_dir_all(&client_dir).unwrap();
+    let (client_cert, client_key) = ca.issue(Leaf::Good, &client_dir);
+    let ca_file = ca.pem_file(&dir);
+    let port = mutual_tls_echo(&ca, &cert, &key).await;
+    let url = format!("wss://localhost:{port}/");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+
+    let flags = [
+        "--ca".to_owned(),
+        path(&ca_file),
+        "--cert".to_owned(),
+        path(&client_cert),
+        "--key".to_owned(),
+        path(&client_key),
+        url.clone(),
+    ];
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        wshub_connect(&flags, "with a certificate\n")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "with a certificate\n"),
+        "{err}"
+    );
+
+    let flags = ["--ca".to_owned(), path(&ca_file), url];
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        wshub_connect(&flags, "without\n")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert!(err.contains("CertificateRequired"), "{err}");
 }
 
 #[tokio::test]

@@ -298,11 +298,13 @@ pub(crate) fn classify(err: io::Error) -> crate::Error {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system's temporary one, for this test.
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("wshub-tls-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh directory under the system's temporary one, for this test;
+    /// removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("wshub-tls-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     /// A self-signed certificate for `localhost`: (certificate PEM, key PEM).
@@ -330,7 +332,8 @@ mod tests {
 
     #[test]
     fn loads_a_chain_and_key_with_alpn_http_1_1_and_tickets() {
-        let dir = scratch("good");
+        let scratch = scratch("good");
+        let dir = scratch.path();
         let (cert, key) = self_signed();
         std::fs::write(dir.join("cert.pem"), cert).unwrap();
         std::fs::write(dir.join("key.pem"), key).unwrap();
@@ -341,7 +344,8 @@ mod tests {
 
     #[test]
     fn each_error_names_the_file_and_what_is_wrong() {
-        let dir = scratch("bad");
+        let scratch = scratch("bad");
+        let dir = scratch.path();
         let (cert, key) = self_signed();
         let (other_cert, _) = self_signed();
         for (name, text) in [
