@@ -45,6 +45,31 @@ pub struct Config {
     /// client certificate). Default: `None`, the system's roots
     /// ([`wshub::tls::native_roots`]).
     pub tls: Option<std::sync::Arc<wshub::rustls::ClientConfig>>,
+    /// Which TLS sessions a `wss://` connection may resume. Default:
+    /// [`TlsResumption::PerConnection`].
+    pub tls_resumption: TlsResumption,
+}
+
+/// Which TLS sessions a `wss://` connection may resume (RFC 8446 §2.2).
+///
+/// Only [`Mode::Connect`] reconnects, so it is the mode where
+/// `PerConnection` and `Shared` differ; the other modes open each connection
+/// once and, under both, share the run's cache (a connection may resume a
+/// session an earlier one left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TlsResumption {
+    /// Each connect loop keeps its own session cache, as independent clients
+    /// do: a loop's first handshake is full, every later one resumes with a
+    /// ticket from the one before.
+    #[default]
+    PerConnection,
+    /// One session cache for the whole run (rustls' default for one
+    /// `ClientConfig`). rustls keeps at most 8 TLS 1.3 tickets per server, so
+    /// with more handshakes in flight than that, most are full.
+    Shared,
+    /// Never resume: every handshake is a full one.
+    Off,
 }
 
 impl Config {
@@ -60,6 +85,7 @@ impl Config {
             timeout: Duration::from_secs(10),
             progress: true,
             tls: None,
+            tls_resumption: TlsResumption::default(),
         }
     }
 
@@ -100,6 +126,27 @@ impl Config {
                 positive(idle.handshake_concurrency, "handshake_concurrency")?;
                 if idle.hold.is_zero() {
                     return Err(ConfigError::ZeroDuration { field: "hold" });
+                }
+                if let Some(burst) = idle.burst {
+                    positive(burst, "burst")?;
+                    if burst > MAX_ECHO_SIZE {
+                        return Err(ConfigError::TooLarge {
+                            field: "burst",
+                            value: burst as u64,
+                            limit: MAX_ECHO_SIZE as u64,
+                        });
+                    }
+                    for (set, other) in [
+                        (idle.join.is_some(), "join"),
+                        (idle.compression, "compression"),
+                    ] {
+                        if set {
+                            return Err(ConfigError::Conflict {
+                                field: "burst",
+                                other,
+                            });
+                        }
+                    }
                 }
             }
             Mode::Fanout(fanout) => {
@@ -245,6 +292,12 @@ pub struct IdleConfig {
     /// compressed). Measures what an idle compressed connection costs the
     /// server, with whatever context takeover it negotiated. Default: off.
     pub compression: bool,
+    /// Send one binary message of this many bytes on each connection once it
+    /// is open, before it goes quiet (the echo route sends it back): the
+    /// memory then measured is an idle connection's after a burst, so a
+    /// buffer grown for the burst and kept shows. At most
+    /// [`MAX_ECHO_SIZE`]; not with `join` or `compression`. Default: none.
+    pub burst: Option<usize>,
 }
 
 impl Default for IdleConfig {
@@ -256,6 +309,7 @@ impl Default for IdleConfig {
             pid: None,
             join: None,
             compression: false,
+            burst: None,
         }
     }
 }
@@ -319,6 +373,46 @@ mod tests {
         ] {
             Config::new("ws://127.0.0.1:1/", mode).validate().unwrap();
         }
+    }
+
+    #[test]
+    fn a_burst_is_1_byte_to_16_mib_and_goes_with_neither_join_nor_compression() {
+        let idle = |burst, join: Option<&str>, compression| {
+            let idle = IdleConfig {
+                burst: Some(burst),
+                join: join.map(str::to_owned),
+                compression,
+                ..Default::default()
+            };
+            Config::new("ws://a/", Mode::Idle(idle)).validate()
+        };
+        assert_eq!(idle(64 * 1024, None, false), Ok(()));
+        assert_eq!(
+            idle(0, None, false),
+            Err(ConfigError::Zero { field: "burst" })
+        );
+        assert_eq!(
+            idle(MAX_ECHO_SIZE + 1, None, false),
+            Err(ConfigError::TooLarge {
+                field: "burst",
+                value: MAX_ECHO_SIZE as u64 + 1,
+                limit: MAX_ECHO_SIZE as u64
+            })
+        );
+        assert_eq!(
+            idle(1, Some("room"), false),
+            Err(ConfigError::Conflict {
+                field: "burst",
+                other: "join"
+            })
+        );
+        assert_eq!(
+            idle(1, None, true),
+            Err(ConfigError::Conflict {
+                field: "burst",
+                other: "compression"
+            })
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::runner::{
     join_local, join_shards, run_started, spawn_shards, Coordinator, Phase, Shard, Shared,
 };
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
+use crate::target::Target;
 use crate::{ConnectConfig, Error};
 
 #[derive(Debug)]
@@ -91,6 +92,7 @@ async fn handshake_loop(shard: Rc<Shard>, stats: Rc<RefCell<ConnectStats>>, timi
         masking_key(),
     );
     let mut buf = vec![0u8; 4096];
+    let target = shared.target.for_one_client();
     loop {
         let start = Instant::now();
         if start >= timing.end {
@@ -98,7 +100,8 @@ async fn handshake_loop(shard: Rc<Shard>, stats: Rc<RefCell<ConnectStats>>, timi
         }
         let deadline = (start + timeout).min(timing.end);
         let result =
-            tokio::time::timeout_at(deadline.into(), once(shared, timeout, &close, &mut buf)).await;
+            tokio::time::timeout_at(deadline.into(), once(&target, timeout, &close, &mut buf))
+                .await;
         let now = Instant::now();
         match result {
             Ok(Ok(latency)) => {
@@ -123,13 +126,13 @@ async fn handshake_loop(shard: Rc<Shard>, stats: Rc<RefCell<ConnectStats>>, timi
 /// One connection: open, close handshake, wait for the server's FIN.
 /// Returns the opening handshake's latency.
 async fn once(
-    shared: &Shared,
+    target: &Target,
     timeout: Duration,
     close: &[u8],
     buf: &mut [u8],
 ) -> Result<Duration, ConnectionError> {
     let start = Instant::now();
-    let (mut tcp, early) = open(&shared.target, timeout).await?;
+    let (mut tcp, early) = open(target, timeout).await?;
     let latency = start.elapsed();
     tcp.write_all(close).await?;
     tcp.flush().await?;

@@ -48,6 +48,14 @@ pub enum ConfigError {
     /// A room name outside the hub's 1–64 bytes.
     #[error("room names are 1 to 64 bytes")]
     InvalidRoom,
+    /// Two fields that cannot be set together were.
+    #[error("{field} cannot be used with {other}")]
+    Conflict {
+        /// The field, as named in the config struct.
+        field: &'static str,
+        /// The field it cannot go with.
+        other: &'static str,
+    },
 }
 
 /// Why a run could not start or finish. Failures of single connections are

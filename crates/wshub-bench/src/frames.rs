@@ -163,6 +163,14 @@ impl OutBuf {
         }
     }
 
+    /// Frees the buffer once everything is written, where a message made it
+    /// grow past what control frames need.
+    pub(crate) fn release_if_large(&mut self) {
+        if self.is_empty() && self.bytes.capacity() > 4096 {
+            self.bytes = Vec::new();
+        }
+    }
+
     /// Queues a masked frame.
     pub(crate) fn push(&mut self, opcode: Opcode, payload: &[u8]) {
         push_masked(&mut self.bytes, opcode, payload, masking_key());

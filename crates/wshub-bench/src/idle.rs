@@ -45,6 +45,7 @@ pub(crate) fn run(shared: Arc<Shared>, idle: IdleConfig) -> Result<Report, Error
         offer: idle.compression.then(|| {
             wshub_proto::deflate::offer(&wshub_proto::deflate::DeflateConfig::client()).into()
         }),
+        burst: idle.burst.map(burst_payload),
     };
     let handles = {
         let connections = idle.connections;
@@ -80,12 +81,14 @@ pub(crate) fn run(shared: Arc<Shared>, idle: IdleConfig) -> Result<Report, Error
         total.errors.merge(s.errors);
     }
     let open_secs = (all_open - started).as_secs_f64();
-    let kib_per_connection = match (rss_before, rss_open) {
-        (Some(before), Some(open)) if total.opened > 0 => {
-            Some((open as f64 - before as f64) / total.opened as f64)
+    let per_connection = |rss: Option<u64>| match (rss_before, rss) {
+        (Some(before), Some(rss)) if total.opened > 0 => {
+            Some((rss as f64 - before as f64) / total.opened as f64)
         }
         _ => None,
     };
+    let kib_per_connection = per_connection(rss_open);
+    let kib_per_connection_end = per_connection(rss_end);
     let report = IdleReport {
         connections: idle.connections,
         handshake_concurrency: idle.handshake_concurrency,
@@ -100,6 +103,7 @@ pub(crate) fn run(shared: Arc<Shared>, idle: IdleConfig) -> Result<Report, Error
         rss_open_kib: rss_open,
         rss_end_kib: rss_end,
         kib_per_connection,
+        kib_per_connection_end,
         errors: total.errors.count,
         first_error: total.errors.first,
     };
@@ -116,6 +120,23 @@ struct FirstMessage {
     compressed: Option<Arc<[u8]>>,
     /// The `Sec-WebSocket-Extensions` offer.
     offer: Option<Arc<str>>,
+    /// A binary message sent before going quiet.
+    burst: Option<Arc<[u8]>>,
+}
+
+/// `size` bytes that do not repeat within a TLS record or a DEFLATE window,
+/// so no layer can make the burst smaller than it is.
+fn burst_payload(size: usize) -> Arc<[u8]> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..size)
+        .map(|_| {
+            // xorshift32
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
 }
 
 /// The join request, or a 4 KiB JSON-like text, compressed.
@@ -229,6 +250,9 @@ async fn connection(
         (_, Some(join)) => session.control.push(Opcode::Text, join.as_bytes()),
         _ => {}
     }
+    if let Some(burst) = &first.burst {
+        session.control.push(Opcode::Binary, burst);
+    }
     let mut ended = None;
     if !early.is_empty() {
         session.on_read(&early, Instant::now());
@@ -317,6 +341,7 @@ impl Session for IdleSession {
 
     fn wrote(&mut self, n: usize) {
         self.control.advance(n);
+        self.control.release_if_large();
     }
 }
 

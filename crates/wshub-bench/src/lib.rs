@@ -45,8 +45,8 @@ mod stats;
 mod target;
 
 pub use config::{
-    Config, ConnectConfig, EchoConfig, FanoutConfig, IdleConfig, Mode, MAX_ECHO_SIZE,
-    MAX_FANOUT_SIZE, MIN_FANOUT_SIZE,
+    Config, ConnectConfig, EchoConfig, FanoutConfig, IdleConfig, Mode, TlsResumption,
+    MAX_ECHO_SIZE, MAX_FANOUT_SIZE, MIN_FANOUT_SIZE,
 };
 pub use error::{ConfigError, ConnectionError, Error};
 pub use report::{ConnectReport, EchoReport, FanoutReport, IdleReport, Report, Results};
@@ -72,7 +72,7 @@ pub use stats::Latency;
 /// [`Report`], and make [`Report::passed`] false.
 pub fn run(config: &Config) -> Result<Report, Error> {
     config.validate()?;
-    let target = target::Target::resolve(&config.url, config.tls.as_ref())?;
+    let target = target::Target::resolve(&config.url, config.tls.as_ref(), config.tls_resumption)?;
     runner::raise_file_limit(config.connections())?;
     let shared = runner::Shared::new(config.clone(), target);
     match &config.mode {

@@ -166,6 +166,10 @@ pub struct IdleReport {
     pub rss_end_kib: Option<u64>,
     /// `(rss_open − rss_before) / opened`, KiB.
     pub kib_per_connection: Option<f64>,
+    /// `(rss_end − rss_before) / opened`, KiB: what the connections cost
+    /// after the hold, for instance after a keepalive round let a server give
+    /// back buffers a burst grew.
+    pub kib_per_connection_end: Option<f64>,
     /// Errors of any kind (failed opens, drops, unclean closes).
     pub errors: u64,
     /// The first error, described.
@@ -351,9 +355,13 @@ impl fmt::Display for Report {
                         opt_kib(r.rss_open_kib),
                         opt_kib(r.rss_end_kib)
                     )?;
-                    match r.kib_per_connection {
-                        Some(k) => writeln!(f, "  per conn      {k:.2} KiB of server RSS")?,
-                        None => writeln!(f, "  per conn      -")?,
+                    match (r.kib_per_connection, r.kib_per_connection_end) {
+                        (Some(k), Some(end)) => writeln!(
+                            f,
+                            "  per conn      {k:.2} KiB of server RSS all open, {end:.2} KiB at the end"
+                        )?,
+                        (Some(k), None) => writeln!(f, "  per conn      {k:.2} KiB of server RSS")?,
+                        _ => writeln!(f, "  per conn      -")?,
                     }
                 }
                 writeln!(f, "  errors        {}", r.errors)?;

@@ -10,7 +10,7 @@ use wshub_bench::{
     MAX_FANOUT_SIZE, MIN_FANOUT_SIZE,
 };
 
-use crate::args::{BenchArgs, BenchMode, BenchOutputArgs, BenchTimeArgs};
+use crate::args::{BenchArgs, BenchMode, BenchOutputArgs, BenchTimeArgs, TlsResumption};
 use crate::config::parse_size;
 
 pub(crate) fn run(args: BenchArgs) -> Result<i32> {
@@ -68,6 +68,13 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             idle.pid = a.pid;
             idle.join = a.join;
             idle.compression = a.compression;
+            if let Some(burst) = &a.burst {
+                let size = parse_size("--burst", burst)?;
+                if size == 0 || size > MAX_ECHO_SIZE {
+                    bail!("--burst {burst}: give 1 byte to 16MiB, e.g. 64KiB");
+                }
+                idle.burst = Some(size);
+            }
             (a.url, Mode::Idle(idle), None, a.output)
         }
         BenchMode::Fanout(a) => {
@@ -105,6 +112,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
         timeout,
         json,
         tls,
+        tls_resumption,
     } = output;
     at_least_one("--threads", threads)?;
     let timeout = Duration::from(timeout);
@@ -115,6 +123,11 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
     config.threads = threads;
     config.timeout = timeout;
     config.tls = crate::tls::client_config(&tls)?;
+    config.tls_resumption = match tls_resumption {
+        TlsResumption::PerConnection => wshub_bench::TlsResumption::PerConnection,
+        TlsResumption::Shared => wshub_bench::TlsResumption::Shared,
+        TlsResumption::Off => wshub_bench::TlsResumption::Off,
+    };
     if let Some(BenchTimeArgs { duration, warmup }) = time {
         let (duration, warmup) = (Duration::from(duration), Duration::from(warmup));
         if duration.is_zero() {
