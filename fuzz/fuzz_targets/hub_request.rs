@@ -1,11 +1,11 @@
 //! The hub's JSON request decoder (`wshub_hub::protocol::decode_request`) on
-//! arbitrary bytes (a text message's payload): never panics; what it accepts has a valid room (and name) or token,
+//! arbitrary bytes (a text message's payload): never panics; what it accepts has a valid room (and name, and `since` epoch) or token,
 //! and what it rejects carries one of the documented error codes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wshub_hub::protocol::{
-    decode_request, ErrorCode, Op, MAX_NAME_LEN, MAX_ROOM_LEN, MAX_TOKEN_LEN,
+    decode_request, ErrorCode, Op, MAX_EPOCH_LEN, MAX_NAME_LEN, MAX_ROOM_LEN, MAX_TOKEN_LEN,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
             } = &request.op
             {
                 assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
+            }
+            if let Op::Join {
+                since: Some(since), ..
+            } = &request.op
+            {
+                assert!(!since.epoch.is_empty() && since.epoch.len() <= MAX_EPOCH_LEN);
             }
         }
         Err(e) => assert!(matches!(

@@ -143,6 +143,25 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MEMBERS", default_value_t = HubConfig::default().presence_limit)]
     pub(crate) presence_limit: usize,
 
+    /// Messages each room keeps in its history, for clients that reconnect
+    /// and resume with a `join`'s `since` (docs/protocol.md, "History and
+    /// resume"); 0 keeps none.
+    #[arg(long, value_name = "MESSAGES", default_value_t = HubConfig::default().history_size)]
+    pub(crate) history_size: usize,
+
+    /// How long a room keeps a message in its history (at most 365d); a room
+    /// without members is freed once its newest message is this old. 0s keeps
+    /// none.
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(HubConfig::default().history_ttl))]
+    pub(crate) history_ttl: humantime::Duration,
+
+    /// Most messages replayed to one resuming `join`; a client that missed
+    /// more is answered `recovered: false`, gets none, and must reload.
+    #[arg(long, value_name = "MESSAGES",
+        default_value_t = HubConfig::default().history_max_replay)]
+    pub(crate) history_max_replay: usize,
+
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]
@@ -429,6 +448,15 @@ pub(crate) struct ConnectArgs {
 
     /// Reconnect with exponential backoff and jitter when the connection drops
     /// (not after you close it with Ctrl-D or Ctrl-C).
+    ///
+    /// With a wshub hub (/ws) it also resumes the rooms you joined through
+    /// it: it watches the `joined` answers and `message`s passing by and,
+    /// after reconnecting, sends your last `auth` request again and joins
+    /// each room again with `since` (the epoch and offset of the last
+    /// message printed), so the hub replays what you missed. A message
+    /// printed already is not printed again (de-duplicated by offset), and
+    /// when the hub no longer has them all it prints `room ROOM: some
+    /// messages may be missing` on stderr. A room you `leave` is forgotten.
     #[arg(long)]
     pub(crate) reconnect: bool,
 
@@ -503,6 +531,25 @@ pub(crate) struct BenchOutputArgs {
 
     #[command(flatten)]
     pub(crate) tls: ClientTlsArgs,
+
+    /// With wss://: which TLS sessions a handshake may resume. per-connection:
+    /// each `connect` loop resumes its own previous session, as independent
+    /// clients reconnecting do; shared: one cache for the run (at most 8
+    /// tickets, so with many handshakes in flight most are full); off: every
+    /// handshake is full.
+    #[arg(long, value_name = "WHICH", default_value = "per-connection")]
+    pub(crate) tls_resumption: TlsResumption,
+}
+
+/// `wshub bench --tls-resumption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TlsResumption {
+    /// Each connect loop keeps its own session cache.
+    PerConnection,
+    /// One session cache for the whole run.
+    Shared,
+    /// Never resume.
+    Off,
 }
 
 /// How long a measured mode runs.
@@ -597,6 +644,13 @@ pub(crate) struct BenchIdleArgs {
     /// the server's memory per idle compressed connection is measured.
     #[arg(long)]
     pub(crate) compression: bool,
+
+    /// Before going quiet, send one binary message of this size on every
+    /// connection (the echo route sends it back), so the memory measured is
+    /// that of an idle connection after a burst (buffers grown for it and
+    /// not released would show). Up to 16MiB.
+    #[arg(long, value_name = "BYTES", conflicts_with_all = ["compression", "join"])]
+    pub(crate) burst: Option<String>,
 
     #[command(flatten)]
     pub(crate) output: BenchOutputArgs,

@@ -103,6 +103,12 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.auth = auth_config(&args.access)?;
     member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
+    config.history_size = args.history_size;
+    config.history_ttl = args.history_ttl.into();
+    if config.history_ttl > wshub_hub::rooms::MAX_HISTORY_TTL {
+        bail!("--history-ttl must be at most 365d; 0s keeps no history");
+    }
+    config.history_max_replay = args.history_max_replay;
     config.shutdown_timeout = args.shutdown_timeout.into();
     config.drain_spread = args.drain_spread.into();
     config.metrics = match (args.metrics, args.metrics_listen) {

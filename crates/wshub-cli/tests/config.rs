@@ -136,6 +136,78 @@ fn flags_beat_variables_beat_the_file_beats_the_defaults() {
 }
 
 #[test]
+fn the_history_settings_come_from_the_file_variables_and_flags_and_bad_ones_are_named() {
+    let file = config_file(
+        "history",
+        "history-size = 50\nhistory-ttl = \"30s\"\nhistory-max-replay = 20\n",
+    );
+    let path = file.to_str().unwrap();
+    let (settings, origins) = check(
+        &["--config", path, "--history-max-replay", "10"],
+        &[("WSHUB_HISTORY_TTL", "2m")],
+    );
+    for (key, value, from) in [
+        ("history-size", toml::Value::from(50), path),
+        ("history-ttl", "2m".into(), "WSHUB_HISTORY_TTL"),
+        ("history-max-replay", 10.into(), "--history-max-replay"),
+    ] {
+        assert_eq!(settings[key], value, "{key}");
+        assert_eq!(origin(&origins, key), from, "{key}");
+    }
+    // 0 turns history off; it is not an error.
+    let (settings, _) = check(&["--history-size", "0", "--history-ttl", "0s"], &[]);
+    assert_eq!(settings["history-size"].as_integer(), Some(0));
+
+    for (args, env, expected) in [
+        (
+            &["--history-ttl", "400d"][..],
+            &[][..],
+            "--history-ttl must be at most 365d",
+        ),
+        (
+            &[],
+            &[("WSHUB_HISTORY_TTL", "1000d")][..],
+            "environment variable WSHUB_HISTORY_TTL: --history-ttl must be at most 365d",
+        ),
+        (
+            &["--history-size", "lots"],
+            &[],
+            "invalid value 'lots' for '--history-size <MESSAGES>'",
+        ),
+        (
+            &[],
+            &[("WSHUB_HISTORY_MAX_REPLAY", "-1")],
+            "environment variable WSHUB_HISTORY_MAX_REPLAY: invalid value '-1' for '--history-max-replay <MESSAGES>'",
+        ),
+        (
+            &["--history-ttl", "soon"],
+            &[],
+            "invalid value 'soon' for '--history-ttl <DURATION>'",
+        ),
+    ] {
+        let mut argv = vec!["serve", "--check-config"];
+        argv.extend_from_slice(args);
+        let out = run(&argv, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+    let file = config_file("bad-history", "history-size = -3\n");
+    let out = run(
+        &[
+            "serve",
+            "--check-config",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("key history-size"), "{err}");
+}
+
+#[test]
 fn an_unknown_key_is_refused_with_the_file_and_the_closest_key() {
     let file = config_file("unknown", "max_conections = 10\nlisten = \"127.0.0.1:0\"\n");
     let out = run(

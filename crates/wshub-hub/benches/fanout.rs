@@ -26,7 +26,7 @@ fn full_room() -> (Rooms, Vec<Inbox>) {
         // the member (a stored `Notify` permit), which the benchmark ignores.
         let (tx, rx) = rooms.outbox(SendQueue::new(16, usize::MAX));
         rooms
-            .join(ROOM, id, &format!("member-{id}"), true, &tx)
+            .join(ROOM, id, &format!("member-{id}"), true, &tx, None)
             .expect("names are unique");
         inboxes.push(rx);
     }

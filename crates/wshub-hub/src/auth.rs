@@ -36,6 +36,28 @@ pub struct AuthConfig {
     pub timeout: Duration,
 }
 
+/// What a hub that takes tokens checks them with: an [`AuthConfig`] whose
+/// verifier is there.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) require: bool,
+    pub(crate) timeout: Duration,
+}
+
+impl AuthConfig {
+    /// The token settings, if the hub takes tokens.
+    pub(crate) fn tokens(&self) -> Option<Arc<Tokens>> {
+        self.verifier.clone().map(|verifier| {
+            Arc::new(Tokens {
+                verifier,
+                require: self.require,
+                timeout: self.timeout,
+            })
+        })
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {

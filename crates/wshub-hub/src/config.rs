@@ -7,7 +7,7 @@ use std::time::Duration;
 use wshub::{OriginPolicy, ProtocolConfig, WebSocketConfig};
 
 use crate::member::{MemberLimits, RateLimit};
-use crate::rooms::SendQueue;
+use crate::rooms::{HistoryLimits, SendQueue};
 use crate::{AdmissionConfig, AuthConfig, ServerTls};
 
 /// Settings of a hub server. Every field has a documented default that works
@@ -77,6 +77,23 @@ pub struct HubConfig {
     /// members a `joined` answer lists, so a room either shows its members
     /// and their comings and goings or only counts them.
     pub presence_limit: usize,
+    /// Messages each room keeps in its history, for members that reconnect
+    /// to resume from (a `join` with `since`; docs/protocol.md, "History
+    /// and resume"); the oldest is dropped first. A room without members is
+    /// kept while its history lasts, so its offsets go on. Each message is
+    /// the frame the fan-out sent, shared, so a room holds at most this many
+    /// times [`HubConfig::max_hub_message_size`] (plus the envelope) for its
+    /// history. 0 keeps none: resuming then works only for a client that
+    /// missed nothing. Default: 1000.
+    pub history_size: usize,
+    /// How long a room keeps a message in its history; a room without
+    /// members is freed once its last message is this old. Zero keeps none,
+    /// like [`HubConfig::history_size`] 0. Default: 10 minutes.
+    pub history_ttl: Duration,
+    /// Most messages one `join` with `since` is sent from the history: a
+    /// client that missed more is answered `recovered: false`, gets none of
+    /// them, and must reload the room's state another way. Default: 300.
+    pub history_max_replay: usize,
     /// On shutdown, time [`serve`](crate::serve) waits for connections to
     /// be closed (in batches, [`HubConfig::drain_spread`]) and finish their
     /// close handshake before it returns (`wshub serve` then exits,
@@ -166,6 +183,9 @@ impl Default for HubConfig {
             rate_limit_grace: Duration::from_secs(10),
             max_hub_message_size: 64 << 10,
             presence_limit: crate::rooms::DEFAULT_PRESENCE_LIMIT,
+            history_size: HistoryLimits::default().size,
+            history_ttl: HistoryLimits::default().ttl,
+            history_max_replay: HistoryLimits::default().max_replay,
             shutdown_timeout: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
             echo: true,
@@ -188,6 +208,15 @@ impl HubConfig {
             write_buffer_limit: self.websocket.write_buffer_limit,
             max_rooms: self.max_rooms_per_member,
             rate: RateLimit::new(self.message_rate, self.message_burst, self.rate_limit_grace),
+        }
+    }
+
+    /// What each room keeps of its past.
+    pub(crate) fn history(&self) -> HistoryLimits {
+        HistoryLimits {
+            size: self.history_size,
+            ttl: self.history_ttl,
+            max_replay: self.history_max_replay,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The wshub real-time hub: rooms with per-room sequence numbers, fan-out
-//! that encodes each message once, an application heartbeat for browsers
+//! The wshub real-time hub: rooms with per-room offsets and a bounded
+//! history to resume from, fan-out that encodes each message once, an application heartbeat for browsers
 //! (text `ping` → `pong`, beside the protocol Pings), an echo route, and the
 //! embedded chat page.
 //!

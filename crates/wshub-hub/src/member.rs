@@ -11,9 +11,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
-use wshub::{CloseCode, Error, Message, WebSocket};
+use wshub::{CloseCode, Error, Message, PreparedMessage, WebSocket};
 
-use crate::auth::{AuthConfig, Identity, RoomAction};
+use crate::auth::{Identity, RoomAction, Tokens};
 use crate::metrics::{HubClose, OpenConnection};
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Signal};
@@ -153,6 +153,11 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Wake::Incoming(_) => requests_first = false,
                 _ => {}
             }
+            // Messages a `join` recovered, sent right after its answer and
+            // before anything in the send queue (docs/protocol.md, "History
+            // and resume"). Scoped to this turn: no await while it lives,
+            // so an idle member's future has no room for it.
+            let mut replay = Vec::new();
             let reply = match wake {
                 Wake::Shutdown => {
                     member.metrics.hub_closed(HubClose::Shutdown);
@@ -215,7 +220,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         // The bytes, not `as_str`: the protocol core
                         // validated them as UTF-8 already, and `as_str`
                         // would again.
-                        Message::Text(text) => member.answer(text.as_bytes()),
+                        Message::Text(text) => member.answer(text.as_bytes(), &mut replay),
                     },
                     Admit::RateLimited => {
                         member.metrics.rate_limited();
@@ -235,6 +240,12 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             };
             if let Some(reply) = reply {
                 error = ws.feed_message(&Message::text(reply)).err();
+                for frame in &replay {
+                    if error.is_some() {
+                        break;
+                    }
+                    error = ws.feed_prepared(frame).err();
+                }
                 writer.fed(&ws);
             }
         }
@@ -470,14 +481,14 @@ struct Member {
 #[derive(Debug, Default)]
 pub(crate) struct MemberAuth {
     /// The hub's token settings, if it takes tokens.
-    pub(crate) config: Option<Arc<AuthConfig>>,
+    pub(crate) tokens: Option<Arc<Tokens>>,
     /// Who the handshake's token said the client is.
     pub(crate) identity: Option<Identity>,
 }
 
 /// A member's authentication state.
 struct Auth {
-    config: Option<Arc<AuthConfig>>,
+    tokens: Option<Arc<Tokens>>,
     identity: Option<Box<Identity>>,
     /// Until the member has authenticated on a hub that requires it, the
     /// auth timeout; after, its token's expiry, if any. Allocated only
@@ -488,14 +499,14 @@ struct Auth {
 impl Auth {
     fn new(start: MemberAuth) -> Self {
         let mut auth = Self {
-            config: start.config,
+            tokens: start.tokens,
             identity: start.identity.map(Box::new),
             deadline: None,
         };
-        match (&auth.identity, &auth.config) {
+        match (&auth.identity, &auth.tokens) {
             (Some(_), _) => auth.arm_expiry(),
-            (None, Some(config)) if config.require => {
-                auth.deadline = Some(Box::pin(tokio::time::sleep(config.timeout)));
+            (None, Some(tokens)) if tokens.require => {
+                auth.deadline = Some(Box::pin(tokio::time::sleep(tokens.timeout)));
             }
             _ => {}
         }
@@ -515,7 +526,7 @@ impl Auth {
 
     /// Whether requests other than `auth` wait for it.
     fn must_authenticate(&self) -> bool {
-        self.identity.is_none() && self.config.as_ref().is_some_and(|c| c.require)
+        self.identity.is_none() && self.tokens.as_ref().is_some_and(|t| t.require)
     }
 
     fn poll_deadline(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
@@ -546,19 +557,14 @@ impl Member {
     /// Verifies `token` and takes the identity it proves, or says why not
     /// (the `error` code and message).
     fn authenticate(&mut self, token: &str) -> Result<(), (ErrorCode, String)> {
-        let Some(config) = &self.auth.config else {
+        let Some(tokens) = &self.auth.tokens else {
             return Err((
                 ErrorCode::AuthUnavailable,
                 "this hub takes no tokens".to_owned(),
             ));
         };
-        let Some(verifier) = &config.verifier else {
-            return Err((
-                ErrorCode::AuthUnavailable,
-                "this hub takes no tokens".to_owned(),
-            ));
-        };
-        let identity = verifier
+        let identity = tokens
+            .verifier
             .verify(token, std::time::SystemTime::now())
             .map_err(|e| (ErrorCode::Unauthorized, e.to_string()))?;
         match &self.auth.identity {
@@ -586,8 +592,9 @@ impl Member {
     }
 
     /// Carries out one text request (`json`, a text message's bytes, valid
-    /// UTF-8); returns the direct answer, if any.
-    fn answer(&mut self, json: &[u8]) -> Option<String> {
+    /// UTF-8); returns the direct answer, if any, and puts in `replay` the
+    /// room messages a `join` recovered, to be sent right after it.
+    fn answer(&mut self, json: &[u8], replay: &mut Vec<PreparedMessage>) -> Option<String> {
         let arrived = Instant::now();
         self.metrics.hub_request(json.len());
         // The application heartbeat of browser clients that cannot send a
@@ -672,6 +679,7 @@ impl Member {
             Op::Join {
                 room,
                 name: new_name,
+                since,
             } => {
                 if !joined.contains(room) && joined.len() >= *max_rooms {
                     return Some(
@@ -691,7 +699,7 @@ impl Member {
                 // On a hub that takes tokens, names are not chosen: a
                 // token's `sub`, or `anon-<id>` without one, so that no one
                 // can pass for a verified member.
-                let takes_tokens = auth.config.is_some();
+                let takes_tokens = auth.tokens.is_some();
                 let wanted = match new_name {
                     Some(new_name) if !takes_tokens => new_name.as_str(),
                     _ => name.as_str(),
@@ -706,7 +714,9 @@ impl Member {
                         .to_json(),
                     );
                 }
-                let result = match rooms.join(room, conn_id, wanted, !takes_tokens, out) {
+                let joined_room =
+                    rooms.join(room, conn_id, wanted, !takes_tokens, out, since.as_ref());
+                let mut result = match joined_room {
                     Ok(result) => result,
                     Err(NameTaken) => {
                         return Some(
@@ -727,6 +737,7 @@ impl Member {
                 if !joined.contains(room) {
                     joined.push(room.clone());
                 }
+                *replay = std::mem::take(&mut result.replay);
                 let members = result.members.iter().map(String::as_str).collect();
                 Some(
                     ServerMessage::Joined {
@@ -734,8 +745,10 @@ impl Member {
                         name,
                         members,
                         member_count: result.member_count,
-                        seq: result.seq,
+                        offset: result.offset,
+                        seq: result.offset,
                         epoch: &result.epoch,
+                        recovered: result.recovered,
                         id,
                     }
                     .to_json(),

@@ -104,18 +104,19 @@ impl HubClose {
     }
 }
 
-type RouteFamily<M> = Family<[(&'static str, &'static str); 1], M>;
+/// A family with one label of static names (`route`, `reason`, `result`).
+type LabelFamily<M> = Family<[(&'static str, &'static str); 1], M>;
 
 /// One hub's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<[(&'static str, u16); 1], Counter>,
-    open: RouteFamily<Gauge>,
+    open: LabelFamily<Gauge>,
     closed: Family<[(&'static str, String); 2], Counter>,
-    hub_closes: RouteFamily<Counter>,
+    hub_closes: LabelFamily<Counter>,
     rate_limited: Counter,
-    tls_handshakes: RouteFamily<Counter>,
+    tls_handshakes: LabelFamily<Counter>,
     hub_requests: Counter,
     hub_request_bytes: Counter,
     fanout_seconds: Histogram,
@@ -140,7 +141,7 @@ impl Metrics {
              431 and 503 (admission limits) are refusals before it",
             requests.clone(),
         );
-        let open = RouteFamily::<Gauge>::default();
+        let open = LabelFamily::<Gauge>::default();
         registry.register(
             "connections_open",
             "Open WebSocket connections, by route",
@@ -153,7 +154,7 @@ impl Metrics {
              none, the hub's failing code on a protocol error, 1006 without a close handshake)",
             closed.clone(),
         );
-        let hub_closes = RouteFamily::<Counter>::default();
+        let hub_closes = LabelFamily::<Counter>::default();
         registry.register(
             "hub_closes",
             "Connections the hub closed itself, by reason: slow_consumer (1008), rate_limit \
@@ -166,7 +167,7 @@ impl Metrics {
             "Hub requests ignored and answered rate_limited",
             rate_limited.clone(),
         );
-        let tls_handshakes = RouteFamily::<Counter>::default();
+        let tls_handshakes = LabelFamily::<Counter>::default();
         registry.register(
             "tls_handshakes",
             "TLS handshakes on the hub's listener, by result: ok, or failed (an error, a \
@@ -332,7 +333,11 @@ impl Collector for Traffic {
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)
         };
-        gauge("rooms", "Rooms with members", stats.rooms as i64)?;
+        gauge(
+            "rooms",
+            "Rooms held, with members or with history only",
+            stats.rooms as i64,
+        )?;
         gauge(
             "room_members",
             "Room memberships (a connection in three rooms counts three times)",

@@ -10,6 +10,9 @@ pub const MAX_ROOM_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 32;
 /// Longest token an `auth` request may carry, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8 << 10;
+/// Longest epoch a `join`'s `since` may name, in bytes (the hub's own are
+/// about 20).
+pub const MAX_EPOCH_LEN: usize = 64;
 
 /// A request from a client, decoded from one text message.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,8 @@ pub enum Op {
         room: String,
         /// Display name, 1–32 bytes, no control characters.
         name: Option<String>,
+        /// The last message the client has of this room, to resume after.
+        since: Option<Since>,
     },
     /// Leave `room`.
     Leave {
@@ -47,6 +52,17 @@ pub enum Op {
         /// A JWT (docs/protocol.md, "Authentication").
         token: String,
     },
+}
+
+/// Where a client resumes a room: the last message it has, by the room's
+/// `epoch` and its `offset` (docs/protocol.md, "History and resume").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    /// The room's epoch when the client got that message; at most
+    /// [`MAX_EPOCH_LEN`] bytes.
+    pub epoch: String,
+    /// That message's offset (0: the client had none of that epoch).
+    pub offset: u64,
 }
 
 /// Error codes of the `error` answer.
@@ -131,6 +147,8 @@ struct WireRequest {
     message: Option<Value>,
     #[serde(default)]
     token: Option<Value>,
+    #[serde(default)]
+    since: Option<Value>,
 }
 
 /// A field that is present, `null` included (`Option<Value>` alone would
@@ -168,6 +186,7 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
         name,
         message,
         token,
+        since,
     } = wire;
     let op_name = match &op {
         Some(Value::String(op)) => op.as_str(),
@@ -226,7 +245,18 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
                     ))
                 }
             };
-            Op::Join { room, name }
+            let since = match since {
+                None | Some(Value::Null) => None,
+                Some(since) => match decode_since(since) {
+                    Some(since) => Some(since),
+                    None => return Err(err(
+                        ErrorCode::BadRequest,
+                        format!("since must be {{\"epoch\": a string of 1-{MAX_EPOCH_LEN} bytes, \"offset\": a whole number}}"),
+                        id,
+                    )),
+                },
+            };
+            Op::Join { room, name, since }
         }
         "leave" => Op::Leave { room },
         _ => match message {
@@ -241,6 +271,20 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
         },
     };
     Ok(Request { id, op })
+}
+
+/// A `join`'s `since`, `{"epoch": "…", "offset": N}`; `None` if malformed.
+fn decode_since(since: Value) -> Option<Since> {
+    let Value::Object(mut fields) = since else {
+        return None;
+    };
+    let offset = fields.get("offset")?.as_u64()?;
+    match fields.remove("epoch")? {
+        Value::String(epoch) if !epoch.is_empty() && epoch.len() <= MAX_EPOCH_LEN => {
+            Some(Since { epoch, offset })
+        }
+        _ => None,
+    }
 }
 
 /// A message from the hub to a client.
@@ -265,11 +309,20 @@ pub enum ServerMessage<'a> {
         members: Vec<&'a str>,
         /// Number of members, this one included.
         member_count: usize,
-        /// The room's last sequence number (0 before any message).
+        /// The room's last offset (0 before any message); this member's
+        /// live messages start after it.
+        offset: u64,
+        /// `offset` again, under its earlier name.
         seq: u64,
-        /// The room's epoch: `seq` counts within it. A room emptied and
-        /// used again starts a new epoch, its `seq` again from 1.
+        /// The room's epoch: `offset` counts within it. A room freed (no
+        /// members, no history) and used again starts a new epoch, its
+        /// offsets again from 1.
         epoch: &'a str,
+        /// With `since` in the `join`: whether every message after it
+        /// follows (`true`), or none does because the room no longer has
+        /// them all (`false`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
         /// The request's id.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
@@ -299,7 +352,7 @@ pub enum ServerMessage<'a> {
         room: &'a str,
         /// The sender's display name.
         from: &'a str,
-        /// Per-room sequence number, from 1, gap-free.
+        /// `offset`, under its earlier name.
         seq: u64,
         /// Milliseconds since the Unix epoch when the hub accepted it.
         ts: u64,
@@ -310,9 +363,11 @@ pub enum ServerMessage<'a> {
         /// reading `seq` and the start of `message` by position (as `wshub
         /// bench fanout` does) finds them where they were.
         from_id: u64,
-        /// The room's epoch (see [`ServerMessage::Joined`]): `(epoch, seq)`
-        /// identifies a message of a room for the hub's life.
+        /// The room's epoch (see [`ServerMessage::Joined`]): `(epoch,
+        /// offset)` identifies a message of a room for the hub's life.
         epoch: &'a str,
+        /// Per-room offset, from 1, one more per message (gap-free).
+        offset: u64,
     },
     /// Answer to `auth`: who the token says this connection is.
     Authed {
@@ -358,17 +413,17 @@ pub(crate) fn message_json(
     room: &str,
     from: &str,
     from_id: u64,
-    seq: u64,
+    offset: u64,
     epoch: &str,
     ts: u64,
     value: &str,
 ) -> String {
     use std::fmt::Write as _;
     let quoted = |s: &str| serde_json::to_string(s).expect("a str is serialisable");
-    let mut json = String::with_capacity(value.len() + room.len() + from.len() + epoch.len() + 96);
+    let mut json = String::with_capacity(value.len() + room.len() + from.len() + epoch.len() + 128);
     let _ = write!(
         json,
-        r#"{{"type":"message","room":{},"from":{},"seq":{seq},"ts":{ts},"message":{value},"from_id":{from_id},"epoch":{}}}"#,
+        r#"{{"type":"message","room":{},"from":{},"seq":{offset},"ts":{ts},"message":{value},"from_id":{from_id},"epoch":{},"offset":{offset}}}"#,
         quoted(room),
         quoted(from),
         quoted(epoch),
@@ -389,7 +444,23 @@ mod tests {
             r.op,
             Op::Join {
                 room: "lobby".into(),
-                name: Some("alice".into())
+                name: Some("alice".into()),
+                since: None,
+            }
+        );
+        let r = decode_request(
+            br#"{"op":"join","room":"lobby","since":{"epoch":"5f3a9c2e9d41b7a0-1k","offset":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.op,
+            Op::Join {
+                room: "lobby".into(),
+                name: None,
+                since: Some(Since {
+                    epoch: "5f3a9c2e9d41b7a0-1k".into(),
+                    offset: 7
+                }),
             }
         );
         let r =
@@ -437,6 +508,32 @@ mod tests {
             assert_eq!(code(&request), ErrorCode::BadRequest, "{name:?}");
         }
         assert!(decode_request(r#"{"op":"join","room":"a","name":"Zoë 🙂"}"#.as_bytes()).is_ok());
+        // A malformed `since` is a bad request, never a panic or a guess.
+        for since in [
+            json!(7),
+            json!("e-1"),
+            json!([]),
+            json!({}),
+            json!({"epoch":"e-1"}),
+            json!({"offset":3}),
+            json!({"epoch":"e-1","offset":-1}),
+            json!({"epoch":"e-1","offset":1.5}),
+            json!({"epoch":"e-1","offset":"3"}),
+            json!({"epoch":"","offset":3}),
+            json!({"epoch":7,"offset":3}),
+            json!({"epoch":"e".repeat(MAX_EPOCH_LEN + 1),"offset":3}),
+        ] {
+            let request = json!({"op":"join","room":"a","since":since}).to_string();
+            assert_eq!(code(&request), ErrorCode::BadRequest, "{since}");
+        }
+        assert_eq!(
+            code(
+                r#"{"op":"join","room":"a","since":{"epoch":"e-1","offset":18446744073709551616}}"#
+            ),
+            ErrorCode::BadRequest
+        );
+        let null = decode_request(br#"{"op":"join","room":"a","since":null}"#).unwrap();
+        assert!(matches!(null.op, Op::Join { since: None, .. }));
         assert_eq!(
             code(r#"{"op":"publish","room":"a"}"#),
             ErrorCode::BadRequest
@@ -459,7 +556,8 @@ mod tests {
             r.op,
             Op::Join {
                 room: "a".into(),
-                name: None
+                name: None,
+                since: None,
             }
         );
     }
@@ -488,6 +586,7 @@ mod tests {
                 ts: 1,
                 message: &value,
                 epoch: "e\"1",
+                offset: 7,
             }
             .to_json();
             assert_eq!(envelope, whole);
@@ -510,11 +609,12 @@ mod tests {
             seq: 7,
             ts: 1,
             message: &v,
-            epoch: "5f3a9c2e-1",
+            epoch: "5f3a9c2e9d41b7a0-1",
+            offset: 7,
         };
         assert_eq!(
             m.to_json(),
-            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi","from_id":3,"epoch":"5f3a9c2e-1"}"#
+            r#"{"type":"message","room":"lobby","from":"alice","seq":7,"ts":1,"message":"hi","from_id":3,"epoch":"5f3a9c2e9d41b7a0-1","offset":7}"#
         );
         let e = ServerMessage::Error {
             code: ErrorCode::NotJoined,

@@ -1,22 +1,24 @@
 //! Rooms and fan-out: every open member of a room gets each message, in
-//! sequence order, from one shared encoding.
+//! offset order, from one shared encoding; each room keeps a bounded history
+//! of those encodings so that a member who reconnects can resume.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::task::AtomicWaker;
 use serde_json::Value;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use wshub::{Message, PreparedMessage};
 
 use crate::metrics::Sharded;
-use crate::protocol::ServerMessage;
+use crate::protocol::{ServerMessage, Since};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -337,13 +339,19 @@ struct Member {
 struct Room {
     /// Names this life of the room: see [`Joined::epoch`].
     epoch: Box<str>,
-    seq: u64,
+    /// The offset of the room's last message, 0 before the first.
+    offset: u64,
+    /// Its last messages, up to that offset.
+    history: History,
     members: HashMap<u64, Member>,
     /// Every member's display name, unique in the room, and whose it is.
     names: HashMap<String, u64>,
-    /// Its last member left and it is (being) taken out of the map: a join
-    /// that finds it looks the room up again.
+    /// It is (being) taken out of the map, without members or history: a
+    /// join that finds it looks the room up again.
     closed: bool,
+    /// It has an entry in [`Rooms::idle`], to be freed once its history
+    /// expires (one at most, however often its last member leaves).
+    idle: bool,
 }
 
 /// One room behind a lock of its own, so a fan-out to a big room holds up
@@ -358,19 +366,20 @@ impl Room {
     fn new(epoch: Box<str>) -> Self {
         Self {
             epoch,
-            seq: 0,
+            offset: 0,
+            history: History::default(),
             members: HashMap::new(),
             names: HashMap::new(),
             closed: false,
+            idle: false,
         }
     }
 
-    /// Delivers `json` to every member but `except`, encoded once. The
-    /// caller holds this room's lock: the deliveries of one room's messages
-    /// happen in their order.
     /// Queues `json` for every member but `except`, encoded once; counts
-    /// the deliveries in `stats`.
-    fn fan_out(&self, json: String, except: Option<u64>, stats: &FanoutStats) {
+    /// the deliveries in `stats`, and returns the encoding. The caller holds
+    /// this room's lock: the deliveries of one room's messages happen in
+    /// their order.
+    fn fan_out(&self, json: String, except: Option<u64>, stats: &FanoutStats) -> PreparedMessage {
         let frame = PreparedMessage::new(&Message::text(json));
         let mut delivered = 0u64;
         for (id, member) in &self.members {
@@ -381,6 +390,149 @@ impl Room {
         }
         stats.deliveries.add(delivered);
         stats.bytes.add(delivered * frame.frame().len() as u64);
+        frame
+    }
+
+    /// What a member joining with `since` gets, as [`Joined::recovered`]
+    /// and [`Joined::replay`] say. The caller holds this room's lock and
+    /// has made the member a member under it, so the messages replayed end
+    /// at the offset the member's live delivery starts after.
+    fn recover(
+        &mut self,
+        since: &Since,
+        now: Instant,
+        limits: &HistoryLimits,
+    ) -> (bool, Vec<PreparedMessage>) {
+        self.history.expire(now, limits.ttl);
+        if *since.epoch != *self.epoch {
+            return (false, Vec::new());
+        }
+        match self
+            .history
+            .after(since.offset, self.offset, limits.max_replay)
+        {
+            Some(missed) => (true, missed.cloned().collect()),
+            None => (false, Vec::new()),
+        }
+    }
+}
+
+/// How much of each room's past the hub keeps so that members can resume
+/// (docs/protocol.md, "History and resume").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Messages kept per room, the oldest dropped first; 0 keeps none.
+    /// Default: 1000.
+    pub size: usize,
+    /// How long a message is kept; zero keeps none. Default: 10 minutes.
+    pub ttl: Duration,
+    /// Most messages replayed to one `join`: a member that missed more is
+    /// answered `recovered: false`. Default: 300.
+    pub max_replay: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            size: 1000,
+            ttl: Duration::from_secs(600),
+            max_replay: 300,
+        }
+    }
+}
+
+/// Longest [`HistoryLimits::ttl`] a hub keeps to: a year.
+pub const MAX_HISTORY_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl HistoryLimits {
+    /// No history at all: `size` or `ttl` is zero.
+    pub fn is_off(&self) -> bool {
+        self.size == 0 || self.ttl.is_zero()
+    }
+}
+
+/// A room's last messages, oldest first, as their shared encodings (the
+/// frames the fan-out queued, not encoded again), each with the time it
+/// was published. Their offsets are consecutive and end at the room's
+/// last offset, so they are not stored.
+#[derive(Debug, Default)]
+struct History {
+    kept: VecDeque<Kept>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    at: Instant,
+    frame: PreparedMessage,
+}
+
+impl History {
+    /// Appends the room's next message, dropping those older than
+    /// `limits.ttl`; returns the oldest if it is pushed out past
+    /// `limits.size`, for the caller to free once it has let go of the
+    /// room's lock. O(1) amortised; it allocates only while the deque grows
+    /// to its bound.
+    fn append(
+        &mut self,
+        frame: PreparedMessage,
+        now: Instant,
+        limits: &HistoryLimits,
+    ) -> Option<Kept> {
+        if limits.is_off() {
+            return None;
+        }
+        self.drop_older(now, limits.ttl);
+        let out = if self.kept.len() >= limits.size {
+            self.kept.pop_front()
+        } else {
+            None
+        };
+        self.kept.push_back(Kept { at: now, frame });
+        out
+    }
+
+    /// Drops the messages older than `ttl`, and frees the deque once empty
+    /// (a quiet room holds no memory for it).
+    fn expire(&mut self, now: Instant, ttl: Duration) {
+        self.drop_older(now, ttl);
+        if self.kept.is_empty() {
+            self.kept = VecDeque::new();
+        }
+    }
+
+    fn drop_older(&mut self, now: Instant, ttl: Duration) {
+        while self
+            .kept
+            .front()
+            .is_some_and(|k| now.saturating_duration_since(k.at) >= ttl)
+        {
+            self.kept.pop_front();
+        }
+    }
+
+    /// When the newest message expires, the history with it; `None` if
+    /// empty.
+    fn expires_at(&self, ttl: Duration) -> Option<Instant> {
+        self.kept.back().map(|k| k.at + ttl)
+    }
+
+    /// The messages after `offset`, in order, where `last` is the room's
+    /// last offset: `None` unless every one of them is still kept and they
+    /// are at most `max_replay`. This is the resume window of
+    /// docs/protocol.md, in one place: `oldest - 1 <= offset <= last` (with
+    /// nothing kept, `offset == last`) and `last - offset <= max_replay`.
+    fn after(
+        &self,
+        offset: u64,
+        last: u64,
+        max_replay: usize,
+    ) -> Option<impl Iterator<Item = &PreparedMessage>> {
+        let missed = last.checked_sub(offset)?;
+        if missed > self.kept.len() as u64 || missed > max_replay as u64 {
+            return None;
+        }
+        let first = self.kept.len() - missed as usize;
+        Some(self.kept.range(first..).map(|k| &k.frame))
     }
 }
 
@@ -395,14 +547,21 @@ pub struct Joined {
     pub members: Vec<String>,
     /// Number of members, the joiner included.
     pub member_count: usize,
-    /// The room's last sequence number.
-    pub seq: u64,
-    /// The room's epoch: which life of the room `seq` counts in. A room is
-    /// freed when its last member leaves; used again, it starts a new epoch
-    /// with `seq` from 1, so `(epoch, seq)` never names two messages while
-    /// the hub runs. Opaque: this hub's random instance tag and the room's
-    /// creation count, `5f3a9c2e-1k`.
+    /// The room's last offset (0 before its first message): the joiner's
+    /// live delivery starts after it.
+    pub offset: u64,
+    /// The room's epoch: which life of the room `offset` counts in. A room
+    /// is kept while it has members or history; freed, and used again, it
+    /// starts a new epoch with offsets from 1, so `(epoch, offset)` never
+    /// names two messages while the hub runs. Opaque: this hub's random
+    /// instance tag and the room's creation count, `5f3a9c2e9d41b7a0-1k`.
     pub epoch: String,
+    /// Whether the join's `since` was recovered: `None` without one.
+    pub recovered: Option<bool>,
+    /// With `recovered: Some(true)`, every message after `since`'s offset up
+    /// to [`Joined::offset`], in order, to be sent right after the answer
+    /// and before anything queued for the member: empty otherwise.
+    pub replay: Vec<PreparedMessage>,
 }
 
 /// `join` under a display name another member of the room has.
@@ -413,8 +572,12 @@ pub struct NameTaken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotJoined;
 
-/// Every room of one hub. An empty room is dropped, and its sequence starts
-/// again from 1, in a new epoch ([`Joined::epoch`]), when it is next used.
+/// Every room of one hub. A room without members is kept while it has
+/// history ([`HistoryLimits`]), so its offsets go on; once it has neither
+/// it is dropped, and its offsets start again from 1, in a new epoch
+/// ([`Joined::epoch`]), when it is next used. A room whose last member left
+/// is freed when its history expires, at the next join or leave after that
+/// (up to [`SWEEP_BATCH`] such rooms each time).
 ///
 /// Two levels of locks, each a std `Mutex` (no `.await` happens under any,
 /// and a fan-out only queues frames without waiting): the map of rooms,
@@ -429,12 +592,23 @@ pub struct Rooms {
     /// Shared by every member's queue.
     backlog: Arc<Backlog>,
     /// This hub's random tag, the first part of every epoch.
-    instance: u32,
+    instance: u64,
     /// Rooms created so far, the second part.
     created: AtomicU64,
     /// What the fan-outs delivered, for the metrics.
     stats: FanoutStats,
+    history: HistoryLimits,
+    /// Rooms without members but with history, by when it expires (and a
+    /// count, to tell apart rooms expiring at the same instant). A lock of
+    /// its own, never held with another.
+    idle: Mutex<BTreeMap<(Instant, u64), (String, SharedRoom)>>,
+    idled: AtomicU64,
 }
+
+/// Most idle rooms one join or leave looks at (and frees, if their history
+/// expired): each call creates at most one room, so the sweep keeps up,
+/// and no call pays for a crowd of rooms expiring at once.
+pub const SWEEP_BATCH: usize = 16;
 
 /// Fan-out counts, added once per fan-out.
 #[derive(Debug, Default)]
@@ -451,7 +625,7 @@ pub struct RoomStats {
     pub deliveries: u64,
     /// Their bytes, as framed uncompressed.
     pub bytes: u64,
-    /// Rooms with members now.
+    /// Rooms held now: with members, or with history only.
     pub rooms: usize,
     /// Memberships now (a connection in three rooms counts three times).
     pub members: usize,
@@ -471,6 +645,7 @@ impl Rooms {
     /// `presence_limit` members. Above it a join or leave would cost a
     /// message to every member, and a crowd joining at once would cost the
     /// square of its size, so big rooms go quiet about presence.
+    /// History: [`HistoryLimits::default`].
     pub fn new(presence_limit: usize) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
@@ -479,11 +654,25 @@ impl Rooms {
             instance: rand::random(),
             created: AtomicU64::new(0),
             stats: FanoutStats::default(),
+            history: HistoryLimits::default(),
+            idle: Mutex::default(),
+            idled: AtomicU64::new(0),
         }
     }
 
-    /// A new room's epoch: the hub's tag and the room's creation count, in
-    /// base 36.
+    /// These rooms, keeping `history` (its ttl capped at
+    /// [`MAX_HISTORY_TTL`]).
+    pub fn with_history(mut self, history: HistoryLimits) -> Self {
+        self.history = HistoryLimits {
+            ttl: history.ttl.min(MAX_HISTORY_TTL),
+            ..history
+        };
+        self
+    }
+
+    /// A new room's epoch: the hub's random tag (64 bits, so that a
+    /// restarted hub's epochs are not an earlier run's) and the room's
+    /// creation count, in base 36.
     fn new_room(&self) -> SharedRoom {
         let mut n = self.created.fetch_add(1, Ordering::Relaxed) + 1;
         let mut count = Vec::new();
@@ -493,7 +682,7 @@ impl Rooms {
         }
         count.reverse();
         let count = String::from_utf8(count).expect("ASCII digits");
-        let epoch = format!("{:08x}-{count}", self.instance);
+        let epoch = format!("{:016x}-{count}", self.instance);
         Arc::new(Mutex::new(Room::new(epoch.into_boxed_str())))
     }
 
@@ -527,16 +716,73 @@ impl Rooms {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The room called `room`, if it has members.
+    /// The room called `room`, if it is held.
     fn room(&self, room: &str) -> Option<SharedRoom> {
         self.lock().get(room).cloned()
+    }
+
+    /// Takes `shared` (no longer used: `closed` is set) out of the map,
+    /// unless a new room took its place already.
+    fn remove(&self, room: &str, shared: &SharedRoom) {
+        let mut rooms = self.lock();
+        if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, shared)) {
+            rooms.remove(room);
+        }
+    }
+
+    fn lock_idle(&self) -> MutexGuard<'_, BTreeMap<(Instant, u64), (String, SharedRoom)>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Frees `room` at `at` if it has no members then.
+    fn schedule(&self, at: Instant, room: String, shared: SharedRoom) {
+        let n = self.idled.fetch_add(1, Ordering::Relaxed);
+        self.lock_idle().insert((at, n), (room, shared));
+    }
+
+    /// Frees up to [`SWEEP_BATCH`] rooms without members whose history has
+    /// expired by `now`; one that gained members since it was scheduled is
+    /// left alone (it is scheduled again when its last member leaves).
+    fn sweep(&self, now: Instant) {
+        for _ in 0..SWEEP_BATCH {
+            let due = {
+                let mut idle = self.lock_idle();
+                match idle.first_key_value() {
+                    Some((&(at, _), _)) if at <= now => idle.pop_first(),
+                    _ => None,
+                }
+            };
+            let Some((_, (room, shared))) = due else {
+                return;
+            };
+            let mut r = lock_room(&shared);
+            r.idle = false;
+            if r.closed || !r.members.is_empty() {
+                continue;
+            }
+            r.history.expire(now, self.history.ttl);
+            match r.history.expires_at(self.history.ttl) {
+                Some(at) => {
+                    r.idle = true;
+                    drop(r);
+                    self.schedule(at, room, shared);
+                }
+                None => {
+                    r.closed = true;
+                    drop(r);
+                    self.remove(&room, &shared);
+                }
+            }
+        }
     }
 
     /// Adds connection `id` to `room` as `name` and tells the other members.
     /// Joining again only updates the name. With `unique`, no two members
     /// of a room share a name; without it (names that come from verified
     /// tokens, where one user may join from two connections, or that hold
-    /// the connection id) names are not compared.
+    /// the connection id) names are not compared. With `since`, the
+    /// messages the member missed are in [`Joined::replay`] if the room
+    /// still has them all ([`Joined::recovered`]).
     ///
     /// # Errors
     /// [`NameTaken`] if `unique` and another member of the room is called
@@ -548,7 +794,10 @@ impl Rooms {
         name: &str,
         unique: bool,
         outbox: &Outbox,
+        since: Option<&Since>,
     ) -> Result<Joined, NameTaken> {
+        let now = Instant::now();
+        self.sweep(now);
         loop {
             let shared = {
                 let mut rooms = self.lock();
@@ -565,16 +814,14 @@ impl Rooms {
                 // Emptied since the lookup: its last member takes it out of
                 // the map, if it has not yet; a new one takes its place.
                 drop(r);
-                let mut rooms = self.lock();
-                if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
-                    rooms.remove(room);
-                }
+                self.remove(room, &shared);
                 continue;
             }
-            return self.join_open(&mut r, room, id, name, unique, outbox);
+            return self.join_open(&mut r, room, id, name, unique, outbox, since, now);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn join_open(
         &self,
         r: &mut Room,
@@ -583,6 +830,8 @@ impl Rooms {
         name: &str,
         unique: bool,
         outbox: &Outbox,
+        since: Option<&Since>,
+        now: Instant,
     ) -> Result<Joined, NameTaken> {
         if unique && r.names.get(name).is_some_and(|holder| *holder != id) {
             return Err(NameTaken);
@@ -618,16 +867,29 @@ impl Rooms {
             .map(|m| m.name.clone())
             .collect();
         members.sort();
+        // Under the lock that orders the room's fan-out, and with the
+        // member in the room already: the replay ends where its live
+        // delivery starts, with no gap and no overlap.
+        let (recovered, replay) = match since {
+            Some(since) => {
+                let (recovered, replay) = r.recover(since, now, &self.history);
+                (Some(recovered), replay)
+            }
+            None => (None, Vec::new()),
+        };
         Ok(Joined {
             members,
             member_count: r.members.len(),
-            seq: r.seq,
+            offset: r.offset,
             epoch: r.epoch.to_string(),
+            recovered,
+            replay,
         })
     }
 
     /// Removes connection `id` from `room` and tells the other members. The
-    /// last member to leave frees the room.
+    /// last member to leave frees the room, or, if it has history, schedules
+    /// it to be freed when that expires.
     ///
     /// # Errors
     /// [`NotJoined`] if it was not a member.
@@ -637,12 +899,22 @@ impl Rooms {
         let member = r.members.remove(&id).ok_or(NotJoined)?;
         r.names.remove(&member.name);
         if r.members.is_empty() {
-            r.closed = true;
-            drop(r);
-            let mut rooms = self.lock();
-            if rooms.get(room).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
-                rooms.remove(room);
+            let now = Instant::now();
+            r.history.expire(now, self.history.ttl);
+            match r.history.expires_at(self.history.ttl) {
+                None => {
+                    r.closed = true;
+                    drop(r);
+                    self.remove(room, &shared);
+                }
+                Some(at) if !r.idle => {
+                    r.idle = true;
+                    drop(r);
+                    self.schedule(at, room.to_owned(), shared);
+                }
+                Some(_) => drop(r),
             }
+            self.sweep(now);
         } else if r.members.len() < self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -656,7 +928,8 @@ impl Rooms {
     }
 
     /// Delivers `message` from member `id` to every member of `room`, the
-    /// sender included, under the room's next sequence number, encoded once.
+    /// sender included, under the room's next offset, encoded once, and
+    /// keeps that encoding in the room's history. Returns the offset.
     ///
     /// # Errors
     /// [`NotJoined`] if `id` is not a member of `room`.
@@ -667,13 +940,20 @@ impl Rooms {
         let message = crate::protocol::encode_value(message);
         let mut r = lock_room(&shared);
         let from = &r.members.get(&id).ok_or(NotJoined)?.name;
-        // Sequence numbers are taken under the room's lock, so every
-        // member's queue receives a room's messages in sequence order.
-        let seq = r.seq + 1;
-        let json = crate::protocol::message_json(room, from, id, seq, &r.epoch, now_ms(), &message);
-        r.seq = seq;
-        r.fan_out(json, None, &self.stats);
-        Ok(seq)
+        // Offsets are taken under the room's lock, so every member's queue
+        // (and the history) receives a room's messages in offset order.
+        let offset = r.offset + 1;
+        let json =
+            crate::protocol::message_json(room, from, id, offset, &r.epoch, now_ms(), &message);
+        r.offset = offset;
+        let frame = r.fan_out(json, None, &self.stats);
+        if !self.history.is_off() {
+            let pushed_out = r.history.append(frame, Instant::now(), &self.history);
+            // Its last reference, likely: freed outside the lock.
+            drop(r);
+            drop(pushed_out);
+        }
+        Ok(offset)
     }
 
     /// Number of members of `room`.
@@ -681,7 +961,7 @@ impl Rooms {
         self.room(room).map_or(0, |r| lock_room(&r).members.len())
     }
 
-    /// Number of rooms with members.
+    /// Number of rooms held: with members, or with history only.
     pub fn room_count(&self) -> usize {
         self.lock().len()
     }
@@ -718,24 +998,58 @@ mod tests {
         serde_json::from_slice(&bytes[start..]).unwrap()
     }
 
+    /// No history: [`HistoryLimits`] with size 0.
+    fn without_history() -> Rooms {
+        Rooms::default().with_history(HistoryLimits {
+            size: 0,
+            ..HistoryLimits::default()
+        })
+    }
+
+    /// A history of `size` messages kept for `ttl_secs`, replaying up to
+    /// `max_replay`.
+    fn with_history(size: usize, ttl_secs: u64, max_replay: usize) -> Rooms {
+        Rooms::default().with_history(HistoryLimits {
+            size,
+            ttl: Duration::from_secs(ttl_secs),
+            max_replay,
+        })
+    }
+
+    /// The offsets of `frames`, room messages.
+    fn offsets(frames: &[PreparedMessage]) -> Vec<u64> {
+        frames
+            .iter()
+            .map(|f| text(f)["offset"].as_u64().unwrap())
+            .collect()
+    }
+
+    fn since(epoch: &str, offset: u64) -> Since {
+        Since {
+            epoch: epoch.to_owned(),
+            offset,
+        }
+    }
+
     #[test]
     fn a_room_used_again_after_it_emptied_counts_in_a_new_epoch() {
-        let rooms = Rooms::default();
+        let rooms = without_history();
         let (a, mut a_in) = rooms.outbox(frames(8));
-        let first = rooms.join("lobby", 1, "alice", true, &a).unwrap();
-        assert_eq!(first.seq, 0);
+        let first = rooms.join("lobby", 1, "alice", true, &a, None).unwrap();
+        assert_eq!(first.offset, 0);
         assert_eq!(rooms.publish("lobby", 1, &json!("one")), Ok(1));
         assert_eq!(rooms.publish("lobby", 1, &json!("two")), Ok(2));
         let m = text(&a_in.try_recv().unwrap());
         assert_eq!(m["epoch"], first.epoch.as_str(), "messages carry the epoch");
+        assert_eq!((&m["seq"], &m["offset"]), (&json!(1), &json!(1)));
         rooms.leave("lobby", 1).unwrap();
         assert_eq!(rooms.room_count(), 0, "the empty room is freed");
 
-        // Used again: `seq` starts over, so a client that remembered
-        // seq 2 would take the new seq 1 and 2 for messages it had; the
+        // Used again: offsets start over, so a client that remembered
+        // offset 2 would take the new 1 and 2 for messages it had; the
         // epoch tells it they are not.
-        let again = rooms.join("lobby", 1, "alice", true, &a).unwrap();
-        assert_eq!(again.seq, 0);
+        let again = rooms.join("lobby", 1, "alice", true, &a, None).unwrap();
+        assert_eq!(again.offset, 0);
         assert_ne!(again.epoch, first.epoch);
         assert_eq!(rooms.publish("lobby", 1, &json!("three")), Ok(1));
         let m = loop {
@@ -745,15 +1059,200 @@ mod tests {
             }
         };
         assert_eq!(
-            (m["seq"].as_u64(), m["epoch"].as_str()),
+            (m["offset"].as_u64(), m["epoch"].as_str()),
             (Some(1), Some(again.epoch.as_str()))
         );
 
         // Another hub's epochs differ from this one's (a random tag).
         let other = Rooms::default();
         let (b, _b_in) = other.outbox(frames(8));
-        let elsewhere = other.join("lobby", 1, "alice", true, &b).unwrap();
+        let elsewhere = other.join("lobby", 1, "alice", true, &b, None).unwrap();
         assert_ne!(elsewhere.epoch, first.epoch);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_room_with_history_outlives_its_members_until_the_history_expires() {
+        let rooms = with_history(100, 60, 50);
+        let (a, _a_in) = rooms.outbox(frames(64));
+        let first = rooms.join("lobby", 1, "alice", true, &a, None).unwrap();
+        for n in 1..=3 {
+            assert_eq!(rooms.publish("lobby", 1, &json!(n)), Ok(n));
+        }
+        rooms.leave("lobby", 1).unwrap();
+        assert_eq!(rooms.room_count(), 1, "kept for its history");
+        assert_eq!(rooms.member_count("lobby"), 0);
+
+        // Back within the ttl: same epoch, offsets go on, and what was
+        // missed is there.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let back = rooms
+            .join("lobby", 1, "alice", true, &a, Some(&since(&first.epoch, 1)))
+            .unwrap();
+        assert_eq!(
+            (back.epoch.as_str(), back.offset),
+            (first.epoch.as_str(), 3)
+        );
+        assert_eq!(back.recovered, Some(true));
+        assert_eq!(offsets(&back.replay), [2, 3]);
+        assert_eq!(rooms.publish("lobby", 1, &json!(4)), Ok(4));
+        rooms.leave("lobby", 1).unwrap();
+
+        // Its last message, offset 4, was published at 30 s: the room
+        // lasts until 90 s, and is freed by the first join or leave after.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        let (b, _b_in) = rooms.outbox(frames(64));
+        rooms.join("elsewhere", 2, "bob", true, &b, None).unwrap();
+        assert_eq!(rooms.room_count(), 2, "not yet expired");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        rooms.leave("elsewhere", 2).unwrap();
+        assert_eq!(rooms.room_count(), 0, "expired, and freed");
+        assert!(rooms.lock_idle().is_empty(), "nothing left scheduled");
+
+        // Used again: a new life, and the old epoch recovers nothing.
+        let fresh = rooms
+            .join("lobby", 1, "alice", true, &a, Some(&since(&first.epoch, 4)))
+            .unwrap();
+        assert_ne!(fresh.epoch, first.epoch);
+        assert_eq!((fresh.offset, fresh.recovered), (0, Some(false)));
+        assert!(fresh.replay.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_room_rejoined_before_its_sweep_is_not_freed_under_its_members() {
+        let rooms = with_history(100, 60, 50);
+        let (a, _a_in) = rooms.outbox(frames(64));
+        rooms.join("lobby", 1, "alice", true, &a, None).unwrap();
+        rooms.publish("lobby", 1, &json!("x")).unwrap();
+        rooms.leave("lobby", 1).unwrap();
+        let epoch = rooms
+            .join("lobby", 1, "alice", true, &a, None)
+            .unwrap()
+            .epoch;
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let (b, _b_in) = rooms.outbox(frames(64));
+        rooms.join("other", 2, "bob", true, &b, None).unwrap();
+        assert_eq!(rooms.member_count("lobby"), 1, "its member is still in it");
+        assert_eq!(rooms.publish("lobby", 1, &json!("y")), Ok(2));
+        // Its history expired meanwhile; leaving now frees it at once.
+        tokio::time::advance(Duration::from_secs(120)).await;
+        rooms.leave("lobby", 1).unwrap();
+        assert_eq!(rooms.member_count("lobby"), 0);
+        let again = rooms.join("lobby", 1, "alice", true, &a, None).unwrap();
+        assert_ne!(again.epoch, epoch);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_rooms_are_freed_a_bounded_batch_at_a_time() {
+        let rooms = with_history(10, 60, 10);
+        let (a, _a_in) = rooms.outbox(frames(8));
+        for n in 0..100 {
+            let room = format!("r{n}");
+            rooms.join(&room, 1, "a", true, &a, None).unwrap();
+            rooms.publish(&room, 1, &json!(n)).unwrap();
+            rooms.leave(&room, 1).unwrap();
+        }
+        assert_eq!(rooms.room_count(), 100);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        rooms.join("busy", 1, "a", true, &a, None).unwrap();
+        assert_eq!(rooms.room_count(), 101 - SWEEP_BATCH);
+        for _ in 0..10 {
+            rooms.join("busy", 1, "a", true, &a, None).unwrap();
+        }
+        assert_eq!(rooms.room_count(), 1, "only the room with a member");
+    }
+
+    #[test]
+    fn resume_replays_what_was_missed_only_if_all_of_it_is_still_kept() {
+        let rooms = with_history(10, 600, 5);
+        let (a, _a_in) = rooms.outbox(frames(64));
+        let (b, _b_in) = rooms.outbox(frames(64));
+        let epoch = rooms.join("r", 1, "a", true, &a, None).unwrap().epoch;
+        for n in 1..=12 {
+            rooms.publish("r", 1, &json!(n)).unwrap();
+        }
+        // Kept: offsets 3..=12 (size 10); at most 5 replayed.
+        let resume = |offset: u64, epoch: &str| {
+            let joined = rooms
+                .join("r", 2, "b", true, &b, Some(&since(epoch, offset)))
+                .unwrap();
+            rooms.leave("r", 2).unwrap();
+            (joined.recovered, offsets(&joined.replay))
+        };
+        assert_eq!(resume(12, &epoch), (Some(true), vec![]), "missed nothing");
+        assert_eq!(resume(10, &epoch), (Some(true), vec![11, 12]));
+        assert_eq!(resume(7, &epoch), (Some(true), vec![8, 9, 10, 11, 12]));
+        assert_eq!(resume(6, &epoch), (Some(false), vec![]), "over max-replay");
+        assert_eq!(
+            resume(13, &epoch),
+            (Some(false), vec![]),
+            "ahead of the room"
+        );
+        assert_eq!(resume(12, "another-1"), (Some(false), vec![]), "epoch");
+        let without = rooms.join("r", 2, "b", true, &b, None).unwrap();
+        assert_eq!((without.recovered, without.replay.len()), (None, 0));
+        rooms.leave("r", 2).unwrap();
+
+        // Out of the window by size: offset 2 is the oldest gone, so a
+        // client that has it resumes from 3; one that has only 1 does not.
+        let rooms = with_history(10, 600, 100);
+        let (a, _a_in) = rooms.outbox(frames(64));
+        let epoch = rooms.join("r", 1, "a", true, &a, None).unwrap().epoch;
+        for n in 1..=12 {
+            rooms.publish("r", 1, &json!(n)).unwrap();
+        }
+        let (b, _b_in) = rooms.outbox(frames(64));
+        let joined = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 2)));
+        assert_eq!(
+            offsets(&joined.unwrap().replay),
+            (3..=12).collect::<Vec<_>>()
+        );
+        rooms.leave("r", 2).unwrap();
+        let joined = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 1)));
+        assert_eq!(joined.unwrap().recovered, Some(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resume_misses_what_expired() {
+        let rooms = with_history(100, 60, 100);
+        let (a, _a_in) = rooms.outbox(frames(64));
+        let epoch = rooms.join("r", 1, "a", true, &a, None).unwrap().epoch;
+        rooms.publish("r", 1, &json!(1)).unwrap();
+        tokio::time::advance(Duration::from_secs(40)).await;
+        rooms.publish("r", 1, &json!(2)).unwrap();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        // Offset 1 (70 s old) is gone, 2 (30 s) is kept.
+        let (b, _b_in) = rooms.outbox(frames(64));
+        let old = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 0)));
+        assert_eq!(old.unwrap().recovered, Some(false));
+        let recent = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 1)));
+        assert_eq!(offsets(&recent.unwrap().replay), [2]);
+    }
+
+    #[test]
+    fn without_history_only_a_client_that_missed_nothing_recovers() {
+        let rooms = without_history();
+        let (a, _a_in) = rooms.outbox(frames(64));
+        let (b, _b_in) = rooms.outbox(frames(64));
+        let epoch = rooms.join("r", 1, "a", true, &a, None).unwrap().epoch;
+        rooms.publish("r", 1, &json!(1)).unwrap();
+        let up_to_date = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 1)));
+        assert_eq!(up_to_date.unwrap().recovered, Some(true));
+        rooms.leave("r", 2).unwrap();
+        let behind = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 0)));
+        assert_eq!(behind.unwrap().recovered, Some(false));
+    }
+
+    #[test]
+    fn history_keeps_the_frame_the_members_got_not_a_copy() {
+        let rooms = Rooms::default();
+        let (a, mut a_in) = rooms.outbox(frames(8));
+        let epoch = rooms.join("r", 1, "a", true, &a, None).unwrap().epoch;
+        rooms.publish("r", 1, &json!("hi")).unwrap();
+        let live = a_in.try_recv().unwrap();
+        let (b, _b_in) = rooms.outbox(frames(8));
+        let joined = rooms.join("r", 2, "b", true, &b, Some(&since(&epoch, 0)));
+        let replayed = &joined.unwrap().replay[0];
+        assert_eq!(live.frame().as_ptr(), replayed.frame().as_ptr());
     }
 
     #[test]
@@ -761,8 +1260,8 @@ mod tests {
         let rooms = Rooms::default();
         let (a, mut a_in) = rooms.outbox(frames(8));
         let (b, mut b_in) = rooms.outbox(frames(8));
-        rooms.join("lobby", 1, "alice", true, &a).unwrap();
-        let joined = rooms.join("lobby", 2, "bob", true, &b).unwrap();
+        rooms.join("lobby", 1, "alice", true, &a, None).unwrap();
+        let joined = rooms.join("lobby", 2, "bob", true, &b, None).unwrap();
         assert_eq!(joined.members, ["alice", "bob"]);
         let presence = text(&a_in.try_recv().unwrap());
         assert_eq!(presence["type"], "presence");
@@ -787,7 +1286,7 @@ mod tests {
         let rooms = Rooms::default();
         let (a, _a_in) = rooms.outbox(frames(8));
         assert_eq!(rooms.publish("x", 1, &json!(1)), Err(NotJoined));
-        rooms.join("x", 1, "a", true, &a).unwrap();
+        rooms.join("x", 1, "a", true, &a, None).unwrap();
         assert_eq!(rooms.publish("x", 2, &json!(1)), Err(NotJoined));
         assert_eq!(rooms.leave("x", 2), Err(NotJoined));
         assert_eq!(rooms.leave("x", 1), Ok(()));
@@ -801,7 +1300,7 @@ mod tests {
         for id in 0..150u64 {
             let (o, i) = rooms.outbox(frames(256));
             let joined = rooms
-                .join("big", id, &format!("m{id:03}"), true, &o)
+                .join("big", id, &format!("m{id:03}"), true, &o, None)
                 .unwrap();
             assert_eq!(joined.member_count, id as usize + 1);
             assert!(joined.members.len() <= MAX_LISTED_MEMBERS);
@@ -821,11 +1320,13 @@ mod tests {
         let mut inboxes = Vec::new();
         for id in 0..10_000u64 {
             let (o, i) = rooms.outbox(frames(4));
-            rooms.join("big", id, &format!("m{id}"), true, &o).unwrap();
+            rooms
+                .join("big", id, &format!("m{id}"), true, &o, None)
+                .unwrap();
             inboxes.push(i);
         }
         let (o, _small_in) = rooms.outbox(frames(64));
-        rooms.join("small", 10_000, "a", true, &o).unwrap();
+        rooms.join("small", 10_000, "a", true, &o, None).unwrap();
         // As if a fan-out to the 10,000 were under way, for as long as it
         // takes: the big room's lock is held.
         let big = rooms.room("big").unwrap();
@@ -844,12 +1345,12 @@ mod tests {
 
     #[test]
     fn the_last_member_to_leave_frees_the_room_even_under_churn() {
-        let rooms = Rooms::default();
+        let rooms = without_history();
         let (o, _i) = rooms.outbox(frames(64));
         for room in 0..10_000 {
             let room = format!("room-{room}");
-            rooms.join(&room, 1, "a", true, &o).unwrap();
-            rooms.join(&room, 2, "b", true, &o).unwrap();
+            rooms.join(&room, 1, "a", true, &o, None).unwrap();
+            rooms.join(&room, 2, "b", true, &o, None).unwrap();
             rooms.leave(&room, 1).unwrap();
             rooms.leave(&room, 2).unwrap();
         }
@@ -865,7 +1366,9 @@ mod tests {
                 std::thread::spawn(move || {
                     for n in 0..2_500u64 {
                         let room = format!("shared-{}", n % 8);
-                        rooms.join(&room, t, &format!("x{t}"), true, &o).unwrap();
+                        rooms
+                            .join(&room, t, &format!("x{t}"), true, &o, None)
+                            .unwrap();
                         assert_eq!(rooms.publish(&room, t, &json!(n)).map(|_| ()), Ok(()));
                         rooms.leave(&room, t).unwrap();
                     }
@@ -883,8 +1386,8 @@ mod tests {
         let rooms = Rooms::default();
         let (slow, slow_in) = rooms.outbox(frames(2));
         let (fast, mut fast_in) = rooms.outbox(frames(64));
-        rooms.join("r", 1, "slow", true, &slow).unwrap();
-        rooms.join("r", 2, "fast", true, &fast).unwrap();
+        rooms.join("r", 1, "slow", true, &slow, None).unwrap();
+        rooms.join("r", 2, "fast", true, &fast, None).unwrap();
         for _ in 0..10 {
             rooms.publish("r", 2, &json!("m")).unwrap();
         }

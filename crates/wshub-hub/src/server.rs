@@ -18,7 +18,7 @@ use wshub::server::{read_handshake, Request, Response};
 use wshub::{Accept, Error, TcpTransport, WebSocket, WebSocketConfig};
 
 use crate::admission::{Admission, Admitted};
-use crate::auth::{AuthConfig, Identity};
+use crate::auth::{Identity, Tokens};
 use crate::drain::Drain;
 use crate::log_budget::LogBudget;
 use crate::member::MemberAuth;
@@ -37,7 +37,7 @@ pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
 /// does not cover them in every browser), and no framing.
 const PAGE_CSP: &str = "default-src 'self'; \
     style-src 'sha256-+Y2TXW1nYbzirjy7uutvEv52ZNyrcYdVKC4WJ/+vhMo='; \
-    script-src 'sha256-fu8VkOpB1niZ6KddGqpzrHcbyyHXeii0m5qPRnd8zRs='; \
+    script-src 'sha256-eNSnLkgPi9oEuSdVldyFbhF0NTz+pPlKLHfRS3FAQdg='; \
     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// What every connection's task of one server shares.
@@ -50,14 +50,14 @@ struct ServerState {
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
     /// [`HubConfig::auth`], when the hub takes tokens.
-    auth: Option<Arc<AuthConfig>>,
+    tokens: Option<Arc<Tokens>>,
     /// Lines about connections refused before their session:
     /// [`REFUSAL_LINES_PER_SECOND`].
     refusal_log: Mutex<LogBudget>,
 }
 
 /// At most this many `info` lines a second about connections refused before
-/// their session (bad request, 408, 503, refused upgrade); each line after a
+/// their session (bad request, 401, 403, 408, 503, refused upgrade); each line after a
 /// gap says how many were left out (`suppressed`).
 const REFUSAL_LINES_PER_SECOND: u32 = 20;
 
@@ -116,7 +116,7 @@ pub async fn serve(
     config: HubConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let rooms = Arc::new(Rooms::new(config.presence_limit));
+    let rooms = Arc::new(Rooms::new(config.presence_limit).with_history(config.history()));
     let metrics = Arc::new(Metrics::new());
     metrics.watch_rooms(&rooms);
     let state = Arc::new(ServerState {
@@ -124,11 +124,7 @@ pub async fn serve(
         admission: Arc::new(Admission::new(&config.admission)),
         drain: Arc::new(Drain::new(config.drain_batches)),
         metrics,
-        auth: config
-            .auth
-            .verifier
-            .is_some()
-            .then(|| Arc::new(config.auth.clone())),
+        tokens: config.auth.tokens(),
         config,
         next_conn_id: AtomicU64::new(1),
         refusal_log: Mutex::new(LogBudget::new(REFUSAL_LINES_PER_SECOND)),
@@ -349,7 +345,7 @@ fn start_session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             shutdown,
             OpenConnection::new(state.metrics.clone()),
             MemberAuth {
-                config: state.auth.clone(),
+                tokens: state.tokens.clone(),
                 identity,
             },
         )),
@@ -559,18 +555,16 @@ fn handshake_identity(
     route: &WebSocketRoute,
     state: &ServerState,
 ) -> Result<Option<Identity>, String> {
-    let Some(auth) = &state.auth else {
-        return Ok(None);
-    };
-    let Some(verifier) = &auth.verifier else {
+    let Some(tokens) = &state.tokens else {
         return Ok(None);
     };
     match crate::auth::handshake_token(request) {
-        Some(token) => verifier
+        Some(token) => tokens
+            .verifier
             .verify(&token, std::time::SystemTime::now())
             .map(Some)
             .map_err(|e| e.to_string()),
-        None if auth.require && matches!(route, WebSocketRoute::Echo) => {
+        None if tokens.require && matches!(route, WebSocketRoute::Echo) => {
             Err("this hub requires a token: ?token=<JWT> or Authorization: Bearer <JWT>".to_owned())
         }
         None => Ok(None),
