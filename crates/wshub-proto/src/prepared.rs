@@ -28,7 +28,6 @@ pub struct PreparedMessage {
     #[cfg(feature = "deflate")]
     pub(crate) opcode: Opcode,
     /// Bytes of frame header before the payload (at most 10).
-    #[cfg(feature = "deflate")]
     header_len: u8,
     #[cfg(feature = "deflate")]
     deflated: Arc<DeflatedFrames>,
@@ -75,7 +74,6 @@ impl PreparedMessage {
         let payload = message.as_bytes();
         let frame = crate::frame::encode_unmasked_frame(opcode, payload);
         Self {
-            #[cfg(feature = "deflate")]
             header_len: (frame.len() - payload.len()) as u8,
             frame,
             #[cfg(feature = "deflate")]
@@ -90,9 +88,9 @@ impl PreparedMessage {
         &self.frame
     }
 
-    /// The payload, without the frame header.
-    #[cfg(feature = "deflate")]
-    pub(crate) fn payload(&self) -> &[u8] {
+    /// The payload, without the frame header: the message's bytes (for a
+    /// text message, its UTF-8).
+    pub fn payload(&self) -> &[u8] {
         &self.frame[usize::from(self.header_len)..]
     }
 

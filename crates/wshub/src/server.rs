@@ -329,6 +329,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         answer_and_close(&mut self.io, response).await
     }
 
+    /// Reads the request's body for a plain HTTP route (a `POST` to an API,
+    /// say): exactly `Content-Length` bytes (RFC 9112 §6.3), of which some
+    /// may have come with the head. A request with `Expect: 100-continue`
+    /// (curl sends it for bodies over 1 KiB) is answered `100 Continue`
+    /// first. The connection is still to be answered with
+    /// [`Handshake::respond`] afterwards.
+    ///
+    /// `limit` is the largest body taken, in bytes; `timeout` bounds the
+    /// whole read.
+    ///
+    /// # Errors
+    /// A [`BodyError`], whose [`BodyError::status`] is the answer to give
+    /// (nothing has been answered yet).
+    pub async fn read_body(&mut self, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+        if self.request.header("transfer-encoding").is_some() {
+            return Err(BodyError::LengthRequired);
+        }
+        let len = match self.request.header("content-length") {
+            None => return Err(BodyError::LengthRequired),
+            Some(value) => value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| BodyError::BadLength)?,
+        };
+        if len > limit as u64 {
+            return Err(BodyError::TooLarge { limit });
+        }
+        let len = len as usize;
+        let mut body = std::mem::take(&mut self.early);
+        if body.len() > len {
+            // Bytes past the body (a pipelined request) are not read.
+            body.truncate(len);
+        }
+        if body.len() == len {
+            return Ok(Bytes::from(body));
+        }
+        let expects_continue = self
+            .request
+            .header("expect")
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"));
+        let io = &mut self.io;
+        let read = async {
+            if expects_continue {
+                io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                io.flush().await?;
+            }
+            body.reserve_exact(len - body.len());
+            let mut chunk = vec![0u8; (len - body.len()).min(16 << 10)];
+            while body.len() < len {
+                let want = (len - body.len()).min(chunk.len());
+                let n = io.read(&mut chunk[..want]).await?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            Ok(body)
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(body)) => Ok(Bytes::from(body)),
+            Ok(Err(e)) => Err(BodyError::Io(e)),
+            Err(_) => Err(BodyError::Timeout),
+        }
+    }
+
     /// Checks the request against RFC 6455 §4.2.1.
     ///
     /// # Errors
@@ -398,6 +463,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Upgrade<S> {
     /// As [`Handshake::respond`].
     pub async fn respond(mut self, response: &Response) -> Result<(), Error> {
         answer_and_close(&mut self.io, response).await
+    }
+}
+
+/// Why [`Handshake::read_body`] could not read a request's body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// No `Content-Length`, or a `Transfer-Encoding` (chunked bodies are
+    /// not read): 411.
+    #[error("a body needs Content-Length (chunked bodies are not read)")]
+    LengthRequired,
+    /// `Content-Length` is not a whole number: 400.
+    #[error("Content-Length is not a whole number")]
+    BadLength,
+    /// `Content-Length` is over the limit: 413. Nothing of it was read.
+    #[error("the body is over {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive within the timeout: 408.
+    #[error("the body was not received in time")]
+    Timeout,
+    /// The transport failed or closed before the body ended: nothing can be
+    /// answered.
+    #[error("reading the body: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl BodyError {
+    /// The HTTP status to answer with, `None` for [`BodyError::Io`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::LengthRequired => Some(411),
+            Self::BadLength => Some(400),
+            Self::TooLarge { .. } => Some(413),
+            Self::Timeout => Some(408),
+            Self::Io(_) => None,
+        }
     }
 }
 
