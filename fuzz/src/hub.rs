@@ -77,8 +77,15 @@ use wshub_proto::{Config, Connection, Event, Role};
 const HUB_CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 4001, 4002];
 
 /// `type` of every message the hub sends (docs/protocol.md, "Hub → client").
-const SERVER_TYPES: [&str; 7] = [
-    "welcome", "joined", "left", "presence", "message", "error", "authed",
+const SERVER_TYPES: [&str; 8] = [
+    "welcome",
+    "joined",
+    "left",
+    "presence",
+    "message",
+    "error",
+    "authed",
+    "published",
 ];
 
 /// `code` of an `error` (docs/protocol.md).
@@ -104,7 +111,7 @@ const SLOTS: usize = 4;
 const MAX_SENT: usize = 1 << 20;
 
 /// Requests and other text payloads.
-const DICT: [&[u8]; 21] = [
+const DICT: [&[u8]; 22] = [
     br#"{"op":"join","room":"r1","name":"a"}"#,
     br#"{"op":"join","room":"r1","name":"b"}"#,
     br#"{"op":"join","room":"r1"}"#,
@@ -126,6 +133,7 @@ const DICT: [&[u8]; 21] = [
     "caf\u{e9} \u{1f600}".as_bytes(),
     b"caf\xc3",
     br#"{"op":"auth","token":"e30.e30.c2ln","id":9}"#,
+    br#"{"op":"publish","room":"r1","message":"once","key":"k1","id":2}"#,
 ];
 
 /// Close codes a client sends, the invalid ones included.

@@ -162,6 +162,13 @@ pub(crate) struct ServeArgs {
         default_value_t = HubConfig::default().history_max_replay)]
     pub(crate) history_max_replay: usize,
 
+    /// Most bytes of messages each room keeps in its history (as sent,
+    /// uncompressed; KiB/MiB suffixes), the oldest dropped first; the
+    /// newest is kept whatever its size.
+    #[arg(long, value_name = "BYTES",
+        default_value_t = flag_size(HubConfig::default().history_bytes))]
+    pub(crate) history_bytes: String,
+
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]
@@ -291,6 +298,14 @@ pub(crate) struct AccessArgs {
     /// get 403; clients that send no Origin pass.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Vec<String>,
+
+    /// Turn on the HTTP API for backends (POST /api/publish, GET
+    /// /api/rooms/ROOM, GET /api/rooms/ROOM/history; docs/protocol.md,
+    /// "HTTP API"), taking the key in this file (at least 16 bytes of
+    /// printable ASCII, e.g. from `openssl rand -hex 32`; a final newline is
+    /// ignored) as `Authorization: Bearer <key>`. Without it, /api/ is 404.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) api_key_file: Option<PathBuf>,
 
     /// Take JWTs signed with HS256 by the secret in this file (at least 32
     /// bytes; a final newline is ignored). Tokens come as ?token=,

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use wshub::{
     CloseCode, DeflateConfig, DeflateConfigError, OriginPolicy, ProtocolConfig, WebSocketConfig,
 };
-use wshub_hub::{AdmissionConfig, AuthConfig, HubConfig, MetricsEndpoint, TokenVerifier};
+use wshub_hub::{AdmissionConfig, ApiKey, AuthConfig, HubConfig, MetricsEndpoint, TokenVerifier};
 
 use crate::args::{
     AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
@@ -101,6 +101,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.send_queue = args.send_queue;
     config.origin = origin_policy(&args.access)?;
     config.auth = auth_config(&args.access)?;
+    config.api_key = api_key(&args.access)?;
     member_limits(&args.member_limits, &mut config)?;
     config.presence_limit = args.presence_limit;
     config.history_size = args.history_size;
@@ -109,6 +110,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
         bail!("--history-ttl must be at most 365d; 0s keeps no history");
     }
     config.history_max_replay = args.history_max_replay;
+    config.history_bytes = parse_size("--history-bytes", &args.history_bytes)?;
     config.shutdown_timeout = args.shutdown_timeout.into();
     config.drain_spread = args.drain_spread.into();
     config.metrics = match (args.metrics, args.metrics_listen) {
@@ -190,6 +192,21 @@ fn auth_config(args: &AccessArgs) -> Result<AuthConfig> {
         bail!("--auth-timeout must be more than 0, e.g. 10s");
     }
     Ok(config)
+}
+
+/// The HTTP API's key from `--api-key-file`, read and checked now.
+fn api_key(args: &AccessArgs) -> Result<Option<ApiKey>> {
+    let Some(path) = &args.api_key_file else {
+        return Ok(None);
+    };
+    let flag = "--api-key-file";
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag} {}: cannot read it as UTF-8 text", path.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    ApiKey::new(secret)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
 }
 
 /// The `/ws` member limits from their flags.

@@ -38,11 +38,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A config file with `text`, in the temporary directory, named after `test`.
-fn config_file(test: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("wshub-{}-{test}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
+/// A config file with `text`, in the temporary directory, named after
+/// `test`; removed when dropped.
+fn config_file(test: &str, text: &str) -> tempfile::TempPath {
+    let file = tempfile::Builder::new()
+        .prefix(&format!("wshub-{test}-"))
+        .suffix(".toml")
+        .tempfile()
+        .unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file.into_temp_path()
 }
 
 /// `--check-config`'s output when valid: the settings as TOML, and each
@@ -262,6 +267,44 @@ fn a_bad_value_in_the_file_names_the_file_the_key_and_the_fix() {
         from_file.trim_end(),
         format!("error: {path}, key ping-interval: {flag_error}")
     );
+}
+
+#[test]
+fn an_api_key_file_is_read_at_start_and_a_weak_key_is_refused_with_the_rule() {
+    let short = config_file("short-key", "0123456789\n");
+    let out = run(
+        &[
+            "serve",
+            "--check-config",
+            "--api-key-file",
+            short.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let expected = format!(
+        "--api-key-file {}: an API key needs at least 16 bytes",
+        short.display()
+    );
+    assert!(err.contains(&expected), "{expected:?} not in {err}");
+
+    let missing = run(
+        &[
+            "serve",
+            "--check-config",
+            "--api-key-file",
+            "/nonexistent/api.key",
+        ],
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("--api-key-file /nonexistent/api.key: cannot read it"));
+
+    let good = config_file("good-key", "0123456789abcdef0123456789abcdef\n");
+    let path = good.to_str().unwrap();
+    let (settings, _) = check(&[], &[("WSHUB_API_KEY_FILE", path)]);
+    assert_eq!(settings["api-key-file"].as_str(), Some(path));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use wshub::{OriginPolicy, ProtocolConfig, WebSocketConfig};
 
 use crate::member::{MemberLimits, RateLimit};
 use crate::rooms::{HistoryLimits, SendQueue};
-use crate::{AdmissionConfig, AuthConfig, ServerTls};
+use crate::{AdmissionConfig, ApiKey, AuthConfig, ServerTls};
 
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
@@ -94,6 +94,14 @@ pub struct HubConfig {
     /// client that missed more is answered `recovered: false`, gets none of
     /// them, and must reload the room's state another way. Default: 300.
     pub history_max_replay: usize,
+    /// Most bytes of messages each room keeps in its history (frames as
+    /// sent, uncompressed), the oldest dropped first, beside
+    /// [`HubConfig::history_size`]; the newest message is kept whatever its
+    /// size. Bounds a room's history memory when messages are big: 1000
+    /// messages of 64 KiB would be 64 MiB. The number of rooms is not
+    /// bounded here (each member joins at most
+    /// [`HubConfig::max_rooms_per_member`]). Default: 4 MiB.
+    pub history_bytes: usize,
     /// On shutdown, time [`serve`](crate::serve) waits for connections to
     /// be closed (in batches, [`HubConfig::drain_spread`]) and finish their
     /// close handshake before it returns (`wshub serve` then exits,
@@ -147,6 +155,11 @@ pub struct HubConfig {
     /// with `wshub bench idle`, 5,000 connections). Default: `None`, plain
     /// `http://` and `ws://`.
     pub tls: Option<ServerTls>,
+    /// The HTTP API's key (docs/protocol.md, "HTTP API"): with `Some`,
+    /// `/api/publish` and `/api/rooms/…` answer requests that carry it as
+    /// `Authorization: Bearer <key>` (401 otherwise). Default: `None`, the
+    /// API off (404).
+    pub api_key: Option<ApiKey>,
 }
 
 /// Where [`HubConfig::metrics`] serves `/metrics`.
@@ -186,6 +199,7 @@ impl Default for HubConfig {
             history_size: HistoryLimits::default().size,
             history_ttl: HistoryLimits::default().ttl,
             history_max_replay: HistoryLimits::default().max_replay,
+            history_bytes: HistoryLimits::default().bytes,
             shutdown_timeout: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
             echo: true,
@@ -195,6 +209,7 @@ impl Default for HubConfig {
             drain_batches: 10,
             auth: AuthConfig::default(),
             tls: None,
+            api_key: None,
         }
     }
 }
@@ -217,6 +232,7 @@ impl HubConfig {
             size: self.history_size,
             ttl: self.history_ttl,
             max_replay: self.history_max_replay,
+            bytes: self.history_bytes,
         }
     }
 

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod api;
 mod auth;
 mod config;
 mod drain;
@@ -24,6 +25,7 @@ mod echo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod hub;
 mod log_budget;
 mod member;
 mod metrics;
@@ -38,7 +40,9 @@ pub use admission::{
     max_connections_for, AdmissionConfig, IpNetwork, IpNetworkError, DEFAULT_HANDSHAKES_PER_IP,
     DEFAULT_MAX_CONNECTIONS_PER_IP, HANDSHAKE_BURST_SECONDS,
 };
+pub use api::{ApiKey, ApiKeyError, MIN_API_KEY_LEN};
 pub use auth::{AuthConfig, Identity, KeyError, RoomAction, TokenError, TokenVerifier};
 pub use config::{HubConfig, MetricsEndpoint};
+pub use hub::{Hub, PublishError, PublishOptions};
 pub use server::serve;
 pub use tls::ServerTls;

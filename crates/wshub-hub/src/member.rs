@@ -16,7 +16,7 @@ use wshub::{CloseCode, Error, Message, PreparedMessage, WebSocket};
 use crate::auth::{Identity, RoomAction, Tokens};
 use crate::metrics::{HubClose, OpenConnection};
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
-use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Signal};
+use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Sender, Signal};
 use crate::session::{finish, log_end};
 
 /// What a member's session is allowed, from [`HubConfig`](crate::HubConfig).
@@ -761,15 +761,28 @@ impl Member {
                 }
                 Err(_) => Some(not_joined(room)),
             },
-            Op::Publish { room, message } => {
+            Op::Publish { room, message, key } => {
                 if let Some(refusal) = forbidden(RoomAction::Publish, room) {
                     return Some(refusal);
                 }
-                match rooms.publish(room, conn_id, message) {
-                    // The sender gets its own message through the room, like everyone.
-                    Ok(_) => {
-                        metrics.fanned_out(arrived.elapsed());
-                        None
+                let sender = Sender::Member(conn_id);
+                match rooms.publish_with(room, sender, message, key.as_deref()) {
+                    // The sender gets its own message through the room, like
+                    // everyone; a request with an `id` is also answered.
+                    Ok(published) => {
+                        if !published.duplicate {
+                            metrics.fanned_out(arrived.elapsed());
+                        }
+                        id.map(|id| {
+                            ServerMessage::Published {
+                                room,
+                                epoch: &published.epoch,
+                                offset: published.offset,
+                                duplicate: published.duplicate,
+                                id,
+                            }
+                            .to_json()
+                        })
                     }
                     Err(_) => Some(not_joined(room)),
                 }

@@ -13,6 +13,8 @@ pub const MAX_TOKEN_LEN: usize = 8 << 10;
 /// Longest epoch a `join`'s `since` may name, in bytes (the hub's own are
 /// about 20).
 pub const MAX_EPOCH_LEN: usize = 64;
+/// Longest idempotency key a publish may carry, in bytes.
+pub const MAX_KEY_LEN: usize = 64;
 
 /// A request from a client, decoded from one text message.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +48,9 @@ pub enum Op {
         room: String,
         /// Any JSON value.
         message: Value,
+        /// Idempotency key, 1–[`MAX_KEY_LEN`] bytes: a publish whose key a
+        /// message in the room's history has is not published again.
+        key: Option<String>,
     },
     /// Authenticate, or refresh the token before it expires.
     Auth {
@@ -110,12 +115,31 @@ fn valid_label(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
 }
 
+/// A room name: 1–[`MAX_ROOM_LEN`] bytes without control characters.
+pub(crate) fn valid_room(s: &str) -> bool {
+    valid_label(s, MAX_ROOM_LEN)
+}
+
+/// What [`valid_room`] asks, for error messages.
+pub(crate) const ROOM_RULE: &str = "room must be a string of 1-64 bytes without control characters";
+
+/// An idempotency key: 1–[`MAX_KEY_LEN`] bytes without control characters.
+pub(crate) fn valid_key(s: &str) -> bool {
+    valid_label(s, MAX_KEY_LEN)
+}
+
+/// What [`valid_key`] asks, for error messages.
+pub(crate) const KEY_RULE: &str = "key must be a string of 1-64 bytes without control characters";
+
+/// What [`valid_name`] asks, for error messages.
+pub(crate) const NAME_RULE: &str = "name must be a string of 1-32 bytes without control, bidirectional-override or zero-width characters";
+
 /// A display name: a label without the characters that make one name look
 /// like another or reorder the text around it: bidirectional embeddings,
 /// overrides and isolates (U+202A–U+202E, U+2066–U+2069), the implicit
 /// direction marks (U+200E, U+200F, U+061C) and the zero-width characters
 /// (U+200B–U+200D, U+2060, U+FEFF).
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     valid_label(s, MAX_NAME_LEN)
         && !s.chars().any(|c| {
             matches!(
@@ -149,6 +173,8 @@ struct WireRequest {
     token: Option<Value>,
     #[serde(default)]
     since: Option<Value>,
+    #[serde(default)]
+    key: Option<Value>,
 }
 
 /// A field that is present, `null` included (`Option<Value>` alone would
@@ -187,6 +213,7 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
         message,
         token,
         since,
+        key,
     } = wire;
     let op_name = match &op {
         Some(Value::String(op)) => op.as_str(),
@@ -221,29 +248,15 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
         };
     }
     let room = match room {
-        Some(Value::String(room)) if valid_label(&room, MAX_ROOM_LEN) => room,
-        _ => {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!(
-                    "room must be a string of 1-{MAX_ROOM_LEN} bytes without control characters"
-                ),
-                id,
-            ))
-        }
+        Some(Value::String(room)) if valid_room(&room) => room,
+        _ => return Err(err(ErrorCode::BadRequest, ROOM_RULE.into(), id)),
     };
     let op = match op_name {
         "join" => {
             let name = match name {
                 None | Some(Value::Null) => None,
                 Some(Value::String(name)) if valid_name(&name) => Some(name),
-                Some(_) => {
-                    return Err(err(
-                        ErrorCode::BadRequest,
-                        format!("name must be a string of 1-{MAX_NAME_LEN} bytes without control, bidirectional-override or zero-width characters"),
-                        id,
-                    ))
-                }
+                Some(_) => return Err(err(ErrorCode::BadRequest, NAME_RULE.into(), id)),
             };
             let since = match since {
                 None | Some(Value::Null) => None,
@@ -259,16 +272,21 @@ pub fn decode_request(json: &[u8]) -> Result<Request, DecodeError> {
             Op::Join { room, name, since }
         }
         "leave" => Op::Leave { room },
-        _ => match message {
-            Some(message) => Op::Publish { room, message },
-            None => {
+        _ => {
+            let Some(message) = message else {
                 return Err(err(
                     ErrorCode::BadRequest,
                     "missing field \"message\"".into(),
                     id,
-                ))
-            }
-        },
+                ));
+            };
+            let key = match key {
+                None | Some(Value::Null) => None,
+                Some(Value::String(key)) if valid_key(&key) => Some(key),
+                Some(_) => return Err(err(ErrorCode::BadRequest, KEY_RULE.into(), id)),
+            };
+            Op::Publish { room, message, key }
+        }
     };
     Ok(Request { id, op })
 }
@@ -368,6 +386,20 @@ pub enum ServerMessage<'a> {
         epoch: &'a str,
         /// Per-room offset, from 1, one more per message (gap-free).
         offset: u64,
+    },
+    /// Answer to a `publish` that carried an `id`: where the message is.
+    Published {
+        /// The room.
+        room: &'a str,
+        /// The room's epoch.
+        epoch: &'a str,
+        /// The message's offset.
+        offset: u64,
+        /// The publish's `key` was that of a message in the room's history:
+        /// nothing was published again, and `offset` is that message's.
+        duplicate: bool,
+        /// The request's id.
+        id: &'a Value,
     },
     /// Answer to `auth`: who the token says this connection is.
     Authed {
@@ -469,9 +501,28 @@ mod tests {
             r.op,
             Op::Publish {
                 room: "lobby".into(),
-                message: json!({"x":[1,2]})
+                message: json!({"x":[1,2]}),
+                key: None,
             }
         );
+        let r = decode_request(br#"{"op":"publish","room":"a","message":1,"key":"k-1"}"#).unwrap();
+        assert_eq!(
+            r.op,
+            Op::Publish {
+                room: "a".into(),
+                message: json!(1),
+                key: Some("k-1".into()),
+            }
+        );
+        for key in [r#""""#, "7", &format!("{:?}", "k".repeat(MAX_KEY_LEN + 1))] {
+            let json = format!(r#"{{"op":"publish","room":"a","message":1,"key":{key},"id":3}}"#);
+            let e = decode_request(json.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (ErrorCode::BadRequest, KEY_RULE)
+            );
+            assert_eq!(e.id, Some(json!(3)));
+        }
         assert_eq!(
             decode_request(br#"{"op":"leave","room":"a"}"#).unwrap().op,
             Op::Leave { room: "a".into() }
@@ -541,6 +592,13 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_in_error_messages_name_the_limits() {
+        assert!(ROOM_RULE.contains(&format!("1-{MAX_ROOM_LEN} bytes")));
+        assert!(NAME_RULE.contains(&format!("1-{MAX_NAME_LEN} bytes")));
+        assert!(KEY_RULE.contains(&format!("1-{MAX_KEY_LEN} bytes")));
+    }
+
+    #[test]
     fn a_null_id_is_echoed_and_a_null_message_published() {
         let r = decode_request(br#"{"op":"publish","room":"a","message":null,"id":null}"#).unwrap();
         assert_eq!(r.id, Some(Value::Null));
@@ -548,7 +606,8 @@ mod tests {
             r.op,
             Op::Publish {
                 room: "a".into(),
-                message: Value::Null
+                message: Value::Null,
+                key: None,
             }
         );
         let r = decode_request(br#" {"op":"join","room":"a","name":null,"extra":[1]}"#).unwrap();

@@ -338,7 +338,7 @@ struct Member {
 #[derive(Debug)]
 struct Room {
     /// Names this life of the room: see [`Joined::epoch`].
-    epoch: Box<str>,
+    epoch: Arc<str>,
     /// The offset of the room's last message, 0 before the first.
     offset: u64,
     /// Its last messages, up to that offset.
@@ -363,7 +363,7 @@ fn lock_room(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
 }
 
 impl Room {
-    fn new(epoch: Box<str>) -> Self {
+    fn new(epoch: Arc<str>) -> Self {
         Self {
             epoch,
             offset: 0,
@@ -429,6 +429,10 @@ pub struct HistoryLimits {
     /// Most messages replayed to one `join`: a member that missed more is
     /// answered `recovered: false`. Default: 300.
     pub max_replay: usize,
+    /// Most bytes of messages kept per room (each counted as its frame, as
+    /// sent uncompressed), the oldest dropped first; at least the newest
+    /// message is kept whatever its size; 0 keeps none. Default: 4 MiB.
+    pub bytes: usize,
 }
 
 impl Default for HistoryLimits {
@@ -437,6 +441,7 @@ impl Default for HistoryLimits {
             size: 1000,
             ttl: Duration::from_secs(600),
             max_replay: 300,
+            bytes: 4 << 20,
         }
     }
 }
@@ -445,19 +450,56 @@ impl Default for HistoryLimits {
 pub const MAX_HISTORY_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl HistoryLimits {
-    /// No history at all: `size` or `ttl` is zero.
+    /// No history at all: `size`, `ttl` or `bytes` is zero.
     pub fn is_off(&self) -> bool {
-        self.size == 0 || self.ttl.is_zero()
+        self.size == 0 || self.ttl.is_zero() || self.bytes == 0
     }
 }
 
 /// A room's last messages, oldest first, as their shared encodings (the
 /// frames the fan-out queued, not encoded again), each with the time it
-/// was published. Their offsets are consecutive and end at the room's
-/// last offset, so they are not stored.
+/// was published. Their offsets are consecutive from `first` and end at
+/// the room's last offset, so they are not stored one by one.
 #[derive(Debug, Default)]
 struct History {
     kept: VecDeque<Kept>,
+    /// The offset of `kept`'s first message (meaningless while empty).
+    first: u64,
+    /// The bytes of `kept`'s frames.
+    bytes: usize,
+    /// The idempotency keys of the kept messages that had one.
+    keys: IdempotencyKeys,
+}
+
+/// The idempotency keys of a room's kept messages (docs/protocol.md,
+/// "Publishing"): a publish whose key one of them has is a duplicate. A key
+/// is forgotten with its message, so keys are de-duplicated within the
+/// history window, and cost nothing for publishes without one.
+#[derive(Debug, Default)]
+struct IdempotencyKeys {
+    /// Offset by key.
+    offsets: HashMap<Box<str>, u64>,
+    /// The same keys in offset order, to forget them oldest first.
+    order: VecDeque<(u64, Box<str>)>,
+}
+
+impl IdempotencyKeys {
+    fn insert(&mut self, key: &str, offset: u64) {
+        self.offsets.insert(key.into(), offset);
+        self.order.push_back((offset, key.into()));
+    }
+
+    /// Forgets the keys of messages before offset `first`.
+    fn forget_before(&mut self, first: u64) {
+        while self.order.front().is_some_and(|(o, _)| *o < first) {
+            if let Some((_, key)) = self.order.pop_front() {
+                self.offsets.remove(&key);
+            }
+        }
+        if self.order.is_empty() && self.offsets.capacity() > 0 {
+            *self = Self::default();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -472,9 +514,13 @@ impl History {
     /// `limits.size`, for the caller to free once it has let go of the
     /// room's lock. O(1) amortised; it allocates only while the deque grows
     /// to its bound.
+    /// `offset` is the message's, one more than the last one's; `key` its
+    /// idempotency key, if it has one.
     fn append(
         &mut self,
         frame: PreparedMessage,
+        offset: u64,
+        key: Option<&str>,
         now: Instant,
         limits: &HistoryLimits,
     ) -> Option<Kept> {
@@ -483,12 +529,38 @@ impl History {
         }
         self.drop_older(now, limits.ttl);
         let out = if self.kept.len() >= limits.size {
-            self.kept.pop_front()
+            self.pop_oldest()
         } else {
             None
         };
+        if self.kept.is_empty() {
+            self.first = offset;
+        }
+        self.bytes += frame.frame().len();
         self.kept.push_back(Kept { at: now, frame });
+        // Over the byte budget: rare (big messages), so these are freed
+        // under the room's lock.
+        while self.bytes > limits.bytes && self.kept.len() > 1 {
+            self.pop_oldest();
+        }
+        if let Some(key) = key {
+            self.keys.insert(key, offset);
+        }
+        self.keys.forget_before(self.first);
         out
+    }
+
+    /// Takes the oldest message out, keeping `first` and `bytes` true.
+    fn pop_oldest(&mut self) -> Option<Kept> {
+        let kept = self.kept.pop_front()?;
+        self.first += 1;
+        self.bytes -= kept.frame.frame().len();
+        Some(kept)
+    }
+
+    /// The offset of the kept message whose idempotency key is `key`.
+    fn offset_of(&self, key: &str) -> Option<u64> {
+        self.keys.offsets.get(key).copied()
     }
 
     /// Drops the messages older than `ttl`, and frees the deque once empty
@@ -501,12 +573,16 @@ impl History {
     }
 
     fn drop_older(&mut self, now: Instant, ttl: Duration) {
+        let before = self.first;
         while self
             .kept
             .front()
             .is_some_and(|k| now.saturating_duration_since(k.at) >= ttl)
         {
-            self.kept.pop_front();
+            self.pop_oldest();
+        }
+        if self.first != before {
+            self.keys.forget_before(self.first);
         }
     }
 
@@ -514,6 +590,12 @@ impl History {
     /// empty.
     fn expires_at(&self, ttl: Duration) -> Option<Instant> {
         self.kept.back().map(|k| k.at + ttl)
+    }
+
+    /// The last `n` messages kept (all, if fewer), oldest first.
+    fn last(&self, n: usize) -> impl Iterator<Item = &PreparedMessage> {
+        let first = self.kept.len().saturating_sub(n);
+        self.kept.range(first..).map(|k| &k.frame)
     }
 
     /// The messages after `offset`, in order, where `last` is the room's
@@ -562,6 +644,74 @@ pub struct Joined {
     /// to [`Joined::offset`], in order, to be sent right after the answer
     /// and before anything queued for the member: empty otherwise.
     pub replay: Vec<PreparedMessage>,
+}
+
+/// Up to [`MAX_LISTED_MEMBERS`] of a room's member names, sorted: a bounded
+/// list, so that a join into a big room does not cost O(n log n).
+fn listed_members(r: &Room) -> Vec<String> {
+    let mut members: Vec<String> = r
+        .members
+        .values()
+        .take(MAX_LISTED_MEMBERS)
+        .map(|m| m.name.clone())
+        .collect();
+    members.sort();
+    members
+}
+
+/// Who publishes a message ([`Rooms::publish_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender<'a> {
+    /// A member of the room, by connection id: its `message`s carry its
+    /// display name and `from_id`.
+    Member(u64),
+    /// A backend, through the HTTP API or a [`Hub`](crate::Hub) handle,
+    /// under a display name of its choice; `from_id` is 0, which no
+    /// connection has.
+    Api {
+        /// The `from` of its messages.
+        name: &'a str,
+    },
+}
+
+/// Where a publish landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The room's epoch.
+    pub epoch: Arc<str>,
+    /// The message's offset in it.
+    pub offset: u64,
+    /// The publish carried an idempotency key that a message in the room's
+    /// history has: nothing was published, and `offset` is that message's.
+    pub duplicate: bool,
+}
+
+/// What [`Rooms::info`] tells of a room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Up to [`MAX_LISTED_MEMBERS`] member names, sorted.
+    pub members: Vec<String>,
+    /// Number of members.
+    pub member_count: usize,
+    /// The room's epoch; `None` if the hub holds no such room (no members,
+    /// no history).
+    pub epoch: Option<String>,
+    /// The room's last offset, 0 before its first message.
+    pub offset: u64,
+}
+
+/// What [`Rooms::history`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The room's epoch; `None` if the hub holds no such room.
+    pub epoch: Option<String>,
+    /// The room's last offset.
+    pub offset: u64,
+    /// With `since`: whether every message after it is in `messages`.
+    pub recovered: Option<bool>,
+    /// The messages, oldest first, each the `message` frame members got
+    /// ([`PreparedMessage::payload`] is its JSON text).
+    pub messages: Vec<PreparedMessage>,
 }
 
 /// `join` under a display name another member of the room has.
@@ -683,7 +833,7 @@ impl Rooms {
         count.reverse();
         let count = String::from_utf8(count).expect("ASCII digits");
         let epoch = format!("{:016x}-{count}", self.instance);
-        Arc::new(Mutex::new(Room::new(epoch.into_boxed_str())))
+        Arc::new(Mutex::new(Room::new(epoch.into())))
     }
 
     /// A member's send queue, bounded by `limits`, counted in this hub's
@@ -738,6 +888,31 @@ impl Rooms {
     fn schedule(&self, at: Instant, room: String, shared: SharedRoom) {
         let n = self.idled.fetch_add(1, Ordering::Relaxed);
         self.lock_idle().insert((at, n), (room, shared));
+    }
+
+    /// `room`, locked in `r`, has no members: it is freed now if it has no
+    /// history, else scheduled to be freed when its history expires (once).
+    fn settle_empty(
+        &self,
+        room: &str,
+        shared: &SharedRoom,
+        mut r: MutexGuard<'_, Room>,
+        now: Instant,
+    ) {
+        r.history.expire(now, self.history.ttl);
+        match r.history.expires_at(self.history.ttl) {
+            None => {
+                r.closed = true;
+                drop(r);
+                self.remove(room, shared);
+            }
+            Some(at) if !r.idle => {
+                r.idle = true;
+                drop(r);
+                self.schedule(at, room.to_owned(), shared.clone());
+            }
+            Some(_) => drop(r),
+        }
     }
 
     /// Frees up to [`SWEEP_BATCH`] rooms without members whose history has
@@ -798,6 +973,17 @@ impl Rooms {
     ) -> Result<Joined, NameTaken> {
         let now = Instant::now();
         self.sweep(now);
+        self.in_open_room(room, |_, mut r| {
+            self.join_open(&mut r, room, id, name, unique, outbox, since, now)
+        })
+    }
+
+    /// Calls `f` with `room`, created if it is not held, and locked.
+    fn in_open_room<R>(
+        &self,
+        room: &str,
+        f: impl FnOnce(&SharedRoom, MutexGuard<'_, Room>) -> R,
+    ) -> R {
         loop {
             let shared = {
                 let mut rooms = self.lock();
@@ -809,7 +995,7 @@ impl Rooms {
                         .clone(),
                 }
             };
-            let mut r = lock_room(&shared);
+            let r = lock_room(&shared);
             if r.closed {
                 // Emptied since the lookup: its last member takes it out of
                 // the map, if it has not yet; a new one takes its place.
@@ -817,7 +1003,7 @@ impl Rooms {
                 self.remove(room, &shared);
                 continue;
             }
-            return self.join_open(&mut r, room, id, name, unique, outbox, since, now);
+            return f(&shared, r);
         }
     }
 
@@ -859,14 +1045,7 @@ impl Rooms {
             };
             r.fan_out(notice.to_json(), Some(id), &self.stats);
         }
-        // A bounded list: a join into a big room must not cost O(n log n).
-        let mut members: Vec<String> = r
-            .members
-            .values()
-            .take(MAX_LISTED_MEMBERS)
-            .map(|m| m.name.clone())
-            .collect();
-        members.sort();
+        let members = listed_members(r);
         // Under the lock that orders the room's fan-out, and with the
         // member in the room already: the replay ends where its live
         // delivery starts, with no gap and no overlap.
@@ -900,20 +1079,7 @@ impl Rooms {
         r.names.remove(&member.name);
         if r.members.is_empty() {
             let now = Instant::now();
-            r.history.expire(now, self.history.ttl);
-            match r.history.expires_at(self.history.ttl) {
-                None => {
-                    r.closed = true;
-                    drop(r);
-                    self.remove(room, &shared);
-                }
-                Some(at) if !r.idle => {
-                    r.idle = true;
-                    drop(r);
-                    self.schedule(at, room.to_owned(), shared);
-                }
-                Some(_) => drop(r),
-            }
+            self.settle_empty(room, &shared, r, now);
             self.sweep(now);
         } else if r.members.len() < self.presence_limit {
             let notice = ServerMessage::Presence {
@@ -934,26 +1100,154 @@ impl Rooms {
     /// # Errors
     /// [`NotJoined`] if `id` is not a member of `room`.
     pub fn publish(&self, room: &str, id: u64, message: &Value) -> Result<u64, NotJoined> {
-        let shared = self.room(room).ok_or(NotJoined)?;
+        self.publish_with(room, Sender::Member(id), message, None)
+            .map(|published| published.offset)
+    }
+
+    /// Delivers `message` from `sender` to every member of `room` under the
+    /// room's next offset, encoded once, and keeps that encoding in the
+    /// room's history. A [`Sender::Api`] needs no membership: a room with
+    /// no members is created for it (and kept while its history lasts, so
+    /// the message waits there for members who resume).
+    ///
+    /// With an idempotency `key` that a message still in the room's history
+    /// has, nothing is published: the answer is that message's offset, with
+    /// [`Published::duplicate`]. Keys are kept only with their messages, so
+    /// with the history off they de-duplicate nothing.
+    ///
+    /// # Errors
+    /// [`NotJoined`] if a [`Sender::Member`] is not a member of `room`.
+    pub fn publish_with(
+        &self,
+        room: &str,
+        sender: Sender<'_>,
+        message: &Value,
+        key: Option<&str>,
+    ) -> Result<Published, NotJoined> {
         // The client's value, of any size, is encoded before the room is
         // locked; under the lock only the envelope is written around it.
         let message = crate::protocol::encode_value(message);
-        let mut r = lock_room(&shared);
-        let from = &r.members.get(&id).ok_or(NotJoined)?.name;
+        match sender {
+            Sender::Member(_) => {
+                let shared = self.room(room).ok_or(NotJoined)?;
+                self.publish_locked(lock_room(&shared), room, sender, &message, key)
+            }
+            Sender::Api { .. } => self.in_open_room(room, |shared, r| {
+                let published = self.publish_locked(r, room, sender, &message, key);
+                let r = lock_room(shared);
+                if r.members.is_empty() && !r.closed {
+                    self.settle_empty(room, shared, r, Instant::now());
+                }
+                published
+            }),
+        }
+    }
+
+    /// [`Rooms::publish_with`] under the room's lock, which it lets go of.
+    fn publish_locked(
+        &self,
+        mut r: MutexGuard<'_, Room>,
+        room: &str,
+        sender: Sender<'_>,
+        message: &str,
+        key: Option<&str>,
+    ) -> Result<Published, NotJoined> {
+        let now = Instant::now();
+        if let Some(key) = key {
+            // Only members learn whether a key was used.
+            if let Sender::Member(id) = sender {
+                if !r.members.contains_key(&id) {
+                    return Err(NotJoined);
+                }
+            }
+            // Keys go with their messages: one that expired is no duplicate.
+            r.history.drop_older(now, self.history.ttl);
+            if let Some(offset) = r.history.offset_of(key) {
+                return Ok(Published {
+                    epoch: r.epoch.clone(),
+                    offset,
+                    duplicate: true,
+                });
+            }
+        }
+        let (from, from_id) = match sender {
+            Sender::Member(id) => (r.members.get(&id).ok_or(NotJoined)?.name.as_str(), id),
+            Sender::Api { name } => (name, 0),
+        };
         // Offsets are taken under the room's lock, so every member's queue
         // (and the history) receives a room's messages in offset order.
         let offset = r.offset + 1;
         let json =
-            crate::protocol::message_json(room, from, id, offset, &r.epoch, now_ms(), &message);
+            crate::protocol::message_json(room, from, from_id, offset, &r.epoch, now_ms(), message);
         r.offset = offset;
         let frame = r.fan_out(json, None, &self.stats);
+        let epoch = r.epoch.clone();
         if !self.history.is_off() {
-            let pushed_out = r.history.append(frame, Instant::now(), &self.history);
+            let pushed_out = r.history.append(frame, offset, key, now, &self.history);
             // Its last reference, likely: freed outside the lock.
             drop(r);
             drop(pushed_out);
         }
-        Ok(offset)
+        Ok(Published {
+            epoch,
+            offset,
+            duplicate: false,
+        })
+    }
+
+    /// Who is in `room` and where its offsets are.
+    pub fn info(&self, room: &str) -> RoomInfo {
+        let Some(shared) = self.room(room) else {
+            return RoomInfo::default();
+        };
+        let r = lock_room(&shared);
+        if r.closed {
+            return RoomInfo::default();
+        }
+        RoomInfo {
+            members: listed_members(&r),
+            member_count: r.members.len(),
+            epoch: Some(r.epoch.to_string()),
+            offset: r.offset,
+        }
+    }
+
+    /// What `room`'s history holds: with `since`, every message after it,
+    /// on the rule of a resuming `join` ([`Joined::recovered`]: all of
+    /// them, up to [`HistoryLimits::max_replay`], or none); without, its
+    /// last `limit` messages (at most [`HistoryLimits::max_replay`]).
+    pub fn history(&self, room: &str, since: Option<&Since>, limit: usize) -> HistoryPage {
+        let Some(shared) = self.room(room) else {
+            return HistoryPage {
+                recovered: since.map(|_| false),
+                ..HistoryPage::default()
+            };
+        };
+        let mut r = lock_room(&shared);
+        if r.closed {
+            return HistoryPage {
+                recovered: since.map(|_| false),
+                ..HistoryPage::default()
+            };
+        }
+        let now = Instant::now();
+        let (recovered, messages) = match since {
+            Some(since) => {
+                let (recovered, messages) = r.recover(since, now, &self.history);
+                (Some(recovered), messages)
+            }
+            None => {
+                r.history.expire(now, self.history.ttl);
+                let n = limit.min(self.history.max_replay);
+                (None, r.history.last(n).cloned().collect())
+            }
+        };
+        HistoryPage {
+            epoch: Some(r.epoch.to_string()),
+            offset: r.offset,
+            recovered,
+            messages,
+        }
     }
 
     /// Number of members of `room`.
@@ -1013,6 +1307,7 @@ mod tests {
             size,
             ttl: Duration::from_secs(ttl_secs),
             max_replay,
+            ..HistoryLimits::default()
         })
     }
 
@@ -1029,6 +1324,134 @@ mod tests {
             epoch: epoch.to_owned(),
             offset,
         }
+    }
+
+    /// `text(frame)` now reads the frame through the public accessor.
+    #[test]
+    fn payload_is_the_message_json() {
+        let frame = PreparedMessage::new(&Message::text("x".repeat(300)));
+        assert_eq!(frame.payload(), "x".repeat(300).as_bytes());
+    }
+
+    const API: Sender<'static> = Sender::Api { name: "api" };
+
+    #[test]
+    fn an_idempotency_key_is_forgotten_with_its_message() {
+        let rooms = with_history(3, 600, 3);
+        let first = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        assert_eq!((first.offset, first.duplicate), (1, false));
+        let again = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        assert_eq!(
+            (again.offset, again.duplicate, &again.epoch),
+            (1, true, &first.epoch)
+        );
+        // Two more fill the history of 3; the keyed message is still there.
+        for n in 2..=3 {
+            rooms.publish_with("r", API, &json!(n), None).unwrap();
+        }
+        let kept = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        assert!(kept.duplicate);
+        // A fourth pushes it out: its key goes with it.
+        rooms.publish_with("r", API, &json!(4), None).unwrap();
+        let fresh = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        assert_eq!((fresh.offset, fresh.duplicate), (5, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_expire_with_their_messages_and_without_history_nothing_is_deduplicated() {
+        let rooms = with_history(10, 60, 10);
+        rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let later = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        assert!(!later.duplicate, "the keyed message expired");
+
+        let rooms = without_history();
+        let a = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        let b = rooms.publish_with("r", API, &json!(1), Some("k")).unwrap();
+        assert!(!a.duplicate && !b.duplicate);
+        // Nobody to deliver to and nothing to keep: no room is held.
+        assert_eq!(rooms.room_count(), 0);
+        assert_ne!(a.epoch, b.epoch);
+    }
+
+    #[test]
+    fn an_api_publish_to_a_room_without_members_keeps_it_for_its_history() {
+        let rooms = with_history(10, 600, 10);
+        let published = rooms.publish_with("news", API, &json!("x"), None).unwrap();
+        assert_eq!(rooms.room_count(), 1);
+        let info = rooms.info("news");
+        assert_eq!(
+            (info.member_count, info.offset, info.epoch.as_deref()),
+            (0, 1, Some(&*published.epoch))
+        );
+        let page = rooms.history("news", None, 10);
+        assert_eq!(offsets(&page.messages), vec![1]);
+        assert_eq!(text(&page.messages[0])["from_id"], 0);
+        // A member's publish still needs membership.
+        assert_eq!(rooms.publish("news", 1, &json!("y")), Err(NotJoined));
+        assert_eq!(rooms.info("elsewhere"), RoomInfo::default());
+    }
+
+    #[test]
+    fn a_room_keeps_at_most_its_byte_budget_and_always_the_newest_message() {
+        let rooms = Rooms::default().with_history(HistoryLimits {
+            bytes: 1000,
+            ..HistoryLimits::default()
+        });
+        // Each message is a frame of a few hundred bytes.
+        let message = json!("x".repeat(200));
+        for _ in 1..=10 {
+            rooms.publish_with("r", API, &message, None).unwrap();
+        }
+        let kept = rooms.history("r", None, 100).messages;
+        let bytes: usize = kept.iter().map(|m| m.frame().len()).sum();
+        assert!(bytes <= 1000, "{bytes} bytes kept");
+        assert_eq!(
+            offsets(&kept),
+            (11 - kept.len() as u64..=10).collect::<Vec<_>>()
+        );
+        assert!(kept.len() >= 2, "{} kept", kept.len());
+        // One message over the budget alone is still kept.
+        rooms
+            .publish_with("r", API, &json!("y".repeat(5000)), None)
+            .unwrap();
+        assert_eq!(offsets(&rooms.history("r", None, 100).messages), vec![11]);
+        // A resume from before the kept window is not recovered.
+        let epoch = rooms.info("r").epoch.unwrap();
+        let page = rooms.history("r", Some(&since(&epoch, 9)), 100);
+        assert_eq!(page.recovered, Some(false));
+        let page = rooms.history("r", Some(&since(&epoch, 10)), 100);
+        assert_eq!(
+            (page.recovered, offsets(&page.messages)),
+            (Some(true), vec![11])
+        );
+    }
+
+    #[test]
+    fn history_without_since_is_the_last_messages_up_to_max_replay() {
+        let rooms = with_history(10, 600, 3);
+        for n in 1..=6 {
+            rooms.publish_with("r", API, &json!(n), None).unwrap();
+        }
+        assert_eq!(offsets(&rooms.history("r", None, 2).messages), vec![5, 6]);
+        assert_eq!(
+            offsets(&rooms.history("r", None, 100).messages),
+            vec![4, 5, 6]
+        );
+        let epoch = rooms.info("r").epoch.unwrap();
+        let page = rooms.history("r", Some(&since(&epoch, 4)), 100);
+        assert_eq!(
+            (page.recovered, offsets(&page.messages)),
+            (Some(true), vec![5, 6])
+        );
+        let page = rooms.history("r", Some(&since(&epoch, 2)), 100);
+        assert_eq!(
+            (page.recovered, page.messages.len()),
+            (Some(false), 0),
+            "over max-replay"
+        );
+        let page = rooms.history("gone", Some(&since(&epoch, 2)), 100);
+        assert_eq!((page.recovered, page.epoch), (Some(false), None));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::member::MemberAuth;
 use crate::metrics::{Metrics, OpenConnection};
 use crate::rooms::Rooms;
 use crate::session::Session;
-use crate::{echo, member, ops, tls, HubConfig, MetricsEndpoint, ServerTls};
+use crate::{echo, member, ops, tls, Hub, HubConfig, MetricsEndpoint, ServerTls};
 
 /// The chat page, embedded at build time.
 pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
@@ -42,7 +42,9 @@ const PAGE_CSP: &str = "default-src 'self'; \
 
 /// What every connection's task of one server shares.
 struct ServerState {
-    config: HubConfig,
+    config: Arc<HubConfig>,
+    /// The hub served, for the HTTP API.
+    hub: Hub,
     rooms: Arc<Rooms>,
     next_conn_id: AtomicU64,
     /// Which connections are told to close, when.
@@ -84,6 +86,7 @@ impl ServerState {
 /// | `GET /readyz` | `200 ready`; `503 draining` once shutdown has begun |
 /// | `GET /metrics` | Prometheus text, with [`MetricsEndpoint::Main`] (else 404) |
 /// | `GET /ws` | the JSON hub (`docs/protocol.md`) |
+/// | `/api/…` | the HTTP API (docs/protocol.md, "HTTP API"), with [`HubConfig::api_key`] (else 404) |
 /// | `GET /echo` | echoes every message (404 with [`HubConfig::echo`] off) |
 /// | `/ws` or `/echo` from a page whose `Origin` [`HubConfig::origin`] refuses | 403 |
 /// | plain HTTP to `/ws` or `/echo` | 426 with a one-line explanation |
@@ -116,14 +119,22 @@ pub async fn serve(
     config: HubConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let rooms = Arc::new(Rooms::new(config.presence_limit).with_history(config.history()));
-    let metrics = Arc::new(Metrics::new());
-    metrics.watch_rooms(&rooms);
+    Hub::new(config).serve(listener, shutdown).await
+}
+
+/// [`Hub::serve`]: [`serve`] with the hub's own rooms and settings.
+pub(crate) async fn serve_hub(
+    hub: &Hub,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let config = hub.config.clone();
     let state = Arc::new(ServerState {
-        rooms,
+        hub: hub.clone(),
+        rooms: hub.rooms.clone(),
         admission: Arc::new(Admission::new(&config.admission)),
         drain: Arc::new(Drain::new(config.drain_batches)),
-        metrics,
+        metrics: hub.metrics.clone(),
         tokens: config.auth.tokens(),
         config,
         next_conn_id: AtomicU64::new(1),
@@ -474,6 +485,16 @@ where
     if let Some(answer) = ops::answer(handshake.request(), metrics, &state.drain) {
         respond(handshake, &answer, peer, state).await;
         return None;
+    }
+    if let Some(key) = &state.config.api_key {
+        if crate::api::is_api(handshake.request()) {
+            let mut handshake = handshake;
+            let answer = crate::api::answer(&mut handshake, &state.hub, key).await;
+            if let Some(answer) = answer {
+                respond(handshake, &answer, peer, state).await;
+            }
+            return None;
+        }
     }
     let route = match route(handshake.request(), state.config.echo) {
         Ok(route) => route,
