@@ -726,8 +726,10 @@ pub struct NotJoined;
 /// history ([`HistoryLimits`]), so its offsets go on; once it has neither
 /// it is dropped, and its offsets start again from 1, in a new epoch
 /// ([`Joined::epoch`]), when it is next used. A room whose last member left
-/// is freed when its history expires, at the next join or leave after that
-/// (up to [`SWEEP_BATCH`] such rooms each time).
+/// is freed when its history expires: at the next join or leave after that
+/// (up to [`SWEEP_BATCH`] such rooms each time), or by
+/// [`Rooms::sweep_idle_rooms`] within [`SWEEP_INTERVAL`], which a served
+/// hub runs.
 ///
 /// Two levels of locks, each a std `Mutex` (no `.await` happens under any,
 /// and a fan-out only queues frames without waiting): the map of rooms,
@@ -759,6 +761,9 @@ pub struct Rooms {
 /// expired): each call creates at most one room, so the sweep keeps up,
 /// and no call pays for a crowd of rooms expiring at once.
 pub const SWEEP_BATCH: usize = 16;
+
+/// How often [`Rooms::sweep_idle_rooms`] looks for expired rooms.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Fan-out counts, added once per fan-out.
 #[derive(Debug, Default)]
@@ -915,11 +920,29 @@ impl Rooms {
         }
     }
 
+    /// Frees the rooms without members whose history has expired, every
+    /// [`SWEEP_INTERVAL`], [`SWEEP_BATCH`] at a time: without it, such a
+    /// room would wait for the next join or leave anywhere in the hub. Runs
+    /// until the task is dropped.
+    pub async fn sweep_idle_rooms(&self) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // A batch at a time, yielding between batches: a crowd of rooms
+            // expiring together does not hold a worker.
+            while self.sweep(Instant::now()) == SWEEP_BATCH {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
     /// Frees up to [`SWEEP_BATCH`] rooms without members whose history has
     /// expired by `now`; one that gained members since it was scheduled is
     /// left alone (it is scheduled again when its last member leaves).
-    fn sweep(&self, now: Instant) {
-        for _ in 0..SWEEP_BATCH {
+    /// Returns how many due rooms it looked at.
+    fn sweep(&self, now: Instant) -> usize {
+        for looked in 0..SWEEP_BATCH {
             let due = {
                 let mut idle = self.lock_idle();
                 match idle.first_key_value() {
@@ -928,7 +951,7 @@ impl Rooms {
                 }
             };
             let Some((_, (room, shared))) = due else {
-                return;
+                return looked;
             };
             let mut r = lock_room(&shared);
             r.idle = false;
@@ -949,6 +972,7 @@ impl Rooms {
                 }
             }
         }
+        SWEEP_BATCH
     }
 
     /// Adds connection `id` to `room` as `name` and tells the other members.

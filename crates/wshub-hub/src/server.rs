@@ -140,6 +140,10 @@ pub(crate) async fn serve_hub(
         next_conn_id: AtomicU64::new(1),
         refusal_log: Mutex::new(LogBudget::new(REFUSAL_LINES_PER_SECOND)),
     });
+    let sweeper = tokio::spawn({
+        let rooms = hub.rooms.clone();
+        async move { rooms.sweep_idle_rooms().await }
+    });
     let ops_listener = match state.config.metrics {
         MetricsEndpoint::Listen(addr) => {
             let listener = TcpListener::bind(addr).await?;
@@ -210,6 +214,7 @@ pub(crate) async fn serve_hub(
             "shutdown timeout: returning while connections still close"
         );
     }
+    sweeper.abort();
     if let Some(ops) = ops_listener {
         ops.abort();
     }

@@ -347,3 +347,30 @@ async fn a_websocket_publish_with_an_id_is_answered_and_a_key_deduplicates() {
     };
     assert_eq!((&m["message"], &m["offset"]), (&json!("n"), &json!(2)));
 }
+
+/// A room kept only for its history is freed once that expires, with no
+/// join or leave to trigger it: the served hub sweeps every second.
+#[tokio::test(start_paused = true)]
+async fn an_expired_room_is_freed_by_the_sweep_without_other_traffic() {
+    let mut config = HubConfig::default();
+    config.history_ttl = std::time::Duration::from_secs(5);
+    let hub = Hub::new(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.serve(listener, std::future::pending()).await }
+    });
+    let first = hub
+        .publish("quiet", &json!("x"), &PublishOptions::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        hub.room("quiet").epoch.as_deref(),
+        Some(&*first.epoch),
+        "kept"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(hub.room("quiet").epoch, None, "freed once expired");
+    server.abort();
+}
