@@ -6,8 +6,9 @@
 # Steps: formatting and lints, unit/property/integration/doc tests, the sans-IO
 # check, builds without default features, fuzz targets build and run, Autobahn TestSuite in both roles (via kosoku),
 # interop with Node `ws` and Python `websockets`, and the chat page in a real
-# Chromium. Needs cargo, python3, node/npm, and chromium (tests/browser/setup.sh
-# installs it with apt when missing).
+# Chromium. Needs cargo, python3, node/npm, redis-server (the Redis engine's
+# tests start their own), and chromium (tests/browser/setup.sh installs it with
+# apt when missing).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

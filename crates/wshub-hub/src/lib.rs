@@ -22,6 +22,7 @@ mod auth;
 mod config;
 mod drain;
 mod echo;
+mod engine;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
