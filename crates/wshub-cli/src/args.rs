@@ -65,6 +65,15 @@ pub(crate) enum Command {
     Bench(BenchArgs),
 }
 
+/// `wshub serve --engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Engine {
+    /// Rooms in this process's memory.
+    Memory,
+    /// Rooms in Redis, shared by every node on it.
+    Redis,
+}
+
 /// The shape of log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
@@ -168,6 +177,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES",
         default_value_t = flag_size(HubConfig::default().history_bytes))]
     pub(crate) history_bytes: String,
+
+    /// Where rooms' offsets and history live: memory (this process only) or
+    /// redis (shared by every hub node on the same Redis, so they serve the
+    /// same rooms; docs/design/redis-engine.md).
+    #[arg(long, value_enum, default_value = "memory")]
+    pub(crate) engine: Engine,
+
+    /// The Redis server of --engine redis: redis://host:port, or
+    /// redis://:password@host:port/db. Redis 7 or later (sharded Pub/Sub).
+    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
+    pub(crate) redis_url: String,
 
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",

@@ -7,10 +7,13 @@ use anyhow::{bail, Context, Result};
 use wshub::{
     CloseCode, DeflateConfig, DeflateConfigError, OriginPolicy, ProtocolConfig, WebSocketConfig,
 };
-use wshub_hub::{AdmissionConfig, ApiKey, AuthConfig, HubConfig, MetricsEndpoint, TokenVerifier};
+use wshub_hub::{
+    AdmissionConfig, ApiKey, AuthConfig, HubConfig, MetricsEndpoint, RedisConfig, TokenVerifier,
+};
 
 use crate::args::{
-    AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, MemberLimitArgs, Runtime, ServeArgs,
+    AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, Engine, MemberLimitArgs, Runtime,
+    ServeArgs,
 };
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
@@ -111,6 +114,11 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     }
     config.history_max_replay = args.history_max_replay;
     config.history_bytes = parse_size("--history-bytes", &args.history_bytes)?;
+    if args.engine == Engine::Redis {
+        let redis =
+            RedisConfig::new(&args.redis_url).map_err(|e| anyhow::anyhow!("--redis-url {e}"))?;
+        config.redis = Some(redis);
+    }
     config.shutdown_timeout = args.shutdown_timeout.into();
     config.drain_spread = args.drain_spread.into();
     config.metrics = match (args.metrics, args.metrics_listen) {

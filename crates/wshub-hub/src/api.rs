@@ -166,9 +166,9 @@ pub(crate) async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         return Some(error(405, "method_not_allowed", "use GET").header("Allow", "GET"));
     }
     Some(if history {
-        room_history(hub, &room, query.as_deref())
+        room_history(hub, &room, query.as_deref()).await
     } else {
-        room_info(hub, &room)
+        room_info(hub, &room).await
     })
 }
 
@@ -235,18 +235,23 @@ async fn publish<S: AsyncRead + AsyncWrite + Unpin>(
                     "duplicate": published.duplicate,
                 }),
             ),
-            Err(
-                e @ (PublishError::InvalidRoom
-                | PublishError::InvalidFrom
-                | PublishError::InvalidKey),
-            ) => error(400, "bad_request", e),
+            Err(e @ PublishError::Unavailable(_)) => unavailable(e),
+            Err(e) => error(400, "bad_request", e),
         },
     )
 }
 
+/// 503: the engine could not answer; nothing was done.
+fn unavailable(e: PublishError) -> Response {
+    error(503, "unavailable", e).header("Retry-After", "1")
+}
+
 /// `GET /api/rooms/{room}`.
-fn room_info(hub: &Hub, room: &str) -> Response {
-    let info = hub.room(room);
+async fn room_info(hub: &Hub, room: &str) -> Response {
+    let info = match hub.room(room).await {
+        Ok(info) => info,
+        Err(e) => return unavailable(e),
+    };
     json_answer(
         200,
         &json!({
@@ -260,7 +265,7 @@ fn room_info(hub: &Hub, room: &str) -> Response {
 }
 
 /// `GET /api/rooms/{room}/history?epoch=E&offset=N&limit=L`.
-fn room_history(hub: &Hub, room: &str, query: Option<&str>) -> Response {
+async fn room_history(hub: &Hub, room: &str, query: Option<&str>) -> Response {
     let (mut epoch, mut offset, mut limit) = (None, None, None);
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*name {
@@ -296,7 +301,10 @@ fn room_history(hub: &Hub, room: &str, query: Option<&str>) -> Response {
         }
     };
     let limit = limit.unwrap_or(hub.config.history_max_replay);
-    let page = hub.history(room, since.as_ref(), limit);
+    let page = match hub.history(room, since.as_ref(), limit).await {
+        Ok(page) => page,
+        Err(e) => return unavailable(e),
+    };
     let messages: Vec<Value> = page
         .messages
         .iter()

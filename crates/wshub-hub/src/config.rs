@@ -8,7 +8,7 @@ use wshub::{OriginPolicy, ProtocolConfig, WebSocketConfig};
 
 use crate::member::{MemberLimits, RateLimit};
 use crate::rooms::{HistoryLimits, SendQueue};
-use crate::{AdmissionConfig, ApiKey, AuthConfig, ServerTls};
+use crate::{AdmissionConfig, ApiKey, AuthConfig, RedisConfig, ServerTls};
 
 /// Settings of a hub server. Every field has a documented default that works
 /// with no other server installed.
@@ -160,6 +160,12 @@ pub struct HubConfig {
     /// `Authorization: Bearer <key>` (401 otherwise). Default: `None`, the
     /// API off (404).
     pub api_key: Option<ApiKey>,
+    /// The Redis engine (docs/design/redis-engine.md): with `Some`, rooms'
+    /// offsets and history are kept in Redis, and every hub node on the
+    /// same Redis serves the same rooms (a message published on one
+    /// reaches the members on all, in the same order, under the same
+    /// offsets). Default: `None`, the in-memory engine of one process.
+    pub redis: Option<RedisConfig>,
 }
 
 /// Where [`HubConfig::metrics`] serves `/metrics`.
@@ -210,6 +216,7 @@ impl Default for HubConfig {
             auth: AuthConfig::default(),
             tls: None,
             api_key: None,
+            redis: None,
         }
     }
 }

@@ -34,6 +34,7 @@ pub fn member_session<S: AsyncRead + AsyncWrite + Unpin>(
         shutdown,
         open,
         auth,
+        None,
     )
 }
 

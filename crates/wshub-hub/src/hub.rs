@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+use crate::engine::RedisEngine;
 use crate::metrics::Metrics;
 use crate::protocol::{self, Since};
 use crate::rooms::{HistoryPage, Published, RoomInfo, Rooms, Sender};
@@ -37,6 +38,8 @@ pub struct Hub {
     pub(crate) rooms: Arc<Rooms>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) config: Arc<HubConfig>,
+    /// With [`HubConfig::redis`].
+    pub(crate) engine: Option<Arc<RedisEngine>>,
 }
 
 /// How [`Hub::publish`] publishes; [`PublishOptions::new`] is a message
@@ -84,19 +87,38 @@ pub enum PublishError {
     /// control characters.
     #[error("idempotency_key: {}", protocol::KEY_RULE)]
     InvalidKey,
+    /// The Redis engine could not record the message (Redis unreachable,
+    /// or not answering within 2 s): nothing was published; try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Hub {
     /// A hub with `config`, serving nothing yet: rooms can be published to
     /// and read before [`Hub::serve`] runs.
+    ///
+    /// With [`HubConfig::redis`], it starts the node's Redis subscriber on
+    /// the current tokio runtime (so it must be called within one); it
+    /// connects in the background and again after every loss, and until it
+    /// is connected joins and publishes are answered `unavailable`.
     pub fn new(config: HubConfig) -> Self {
-        let rooms = Arc::new(Rooms::new(config.presence_limit).with_history(config.history()));
+        let rooms = Rooms::new(config.presence_limit).with_history(config.history());
+        let (rooms, engine) = match &config.redis {
+            None => (Arc::new(rooms), None),
+            Some(redis) => {
+                let (engine, subscriber) =
+                    RedisEngine::start(redis, rooms).expect("RedisConfig::new checked the URL");
+                tokio::spawn(subscriber);
+                (engine.rooms.clone(), Some(engine))
+            }
+        };
         let metrics = Arc::new(Metrics::new());
         metrics.watch_rooms(&rooms);
         Self {
             rooms,
             metrics,
             config: Arc::new(config),
+            engine,
         }
     }
 
@@ -131,6 +153,12 @@ impl Hub {
         if key.is_some_and(|k| !protocol::valid_key(k)) {
             return Err(PublishError::InvalidKey);
         }
+        if let Some(engine) = &self.engine {
+            return engine
+                .publish(room, from, 0, message, key)
+                .await
+                .map_err(|e| PublishError::Unavailable(e.to_string()));
+        }
         let started = std::time::Instant::now();
         let sender = Sender::Api { name: from };
         let published = self
@@ -144,17 +172,50 @@ impl Hub {
     }
 
     /// Who is in `room` and where its offsets are (a room the hub does not
-    /// hold has no members, offset 0 and no epoch).
-    pub fn room(&self, room: &str) -> RoomInfo {
-        self.rooms.info(room)
+    /// hold has no members, offset 0 and no epoch). With the Redis engine,
+    /// the members are this node's, and the epoch and offset Redis's.
+    ///
+    /// # Errors
+    /// [`PublishError::Unavailable`] if the Redis engine cannot answer.
+    pub async fn room(&self, room: &str) -> Result<RoomInfo, PublishError> {
+        let mut info = self.rooms.info(room);
+        if let Some(engine) = &self.engine {
+            let head = engine
+                .head(room)
+                .await
+                .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+            info.epoch = Some(head.epoch);
+            info.offset = head.last;
+        }
+        Ok(info)
     }
 
     /// What `room`'s history holds: with `since`, every message after it,
     /// or none with `recovered: Some(false)` (the rule of a resuming
     /// `join`, docs/protocol.md "History and resume"); without, its last
     /// `limit` messages, at most [`HubConfig::history_max_replay`].
-    pub fn history(&self, room: &str, since: Option<&Since>, limit: usize) -> HistoryPage {
-        self.rooms.history(room, since, limit)
+    ///
+    /// # Errors
+    /// [`PublishError::Unavailable`] if the Redis engine cannot answer.
+    pub async fn history(
+        &self,
+        room: &str,
+        since: Option<&Since>,
+        limit: usize,
+    ) -> Result<HistoryPage, PublishError> {
+        match &self.engine {
+            None => Ok(self.rooms.history(room, since, limit)),
+            Some(engine) => engine
+                .history(room, since, limit.min(self.config.history_max_replay))
+                .await
+                .map_err(|e| PublishError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Whether this hub can take joins and publishes: with the Redis
+    /// engine, whether its subscriber is connected.
+    pub fn is_ready(&self) -> bool {
+        self.engine.as_ref().map_or(true, |e| e.is_up())
     }
 
     /// Serves this hub on `listener` until `shutdown` completes: see

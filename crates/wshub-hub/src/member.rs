@@ -16,7 +16,11 @@ use wshub::{CloseCode, Error, Message, PreparedMessage, WebSocket};
 use crate::auth::{Identity, RoomAction, Tokens};
 use crate::metrics::{HubClose, OpenConnection};
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
-use crate::rooms::{NameTaken, Outbox, Rooms, SendQueue, Sender, Signal};
+use serde_json::Value;
+
+use crate::engine::{EngineError, RedisEngine};
+use crate::protocol::Since;
+use crate::rooms::{JoinRefused, Joined, NameTaken, Outbox, Rooms, SendQueue, Sender, Signal};
 use crate::session::{finish, log_end};
 
 /// What a member's session is allowed, from [`HubConfig`](crate::HubConfig).
@@ -57,8 +61,9 @@ impl Default for MemberLimits {
 /// queue's limit are still seen, and the client is still read (so the
 /// keepalive runs) until [`MemberLimits::write_buffer_limit`] bytes are
 /// queued on the socket.
-// Written out by hand on purpose: see above.
-#[allow(clippy::manual_async_fn)]
+// Written out by hand on purpose: see above. Its arguments are what a
+// session is made of; bundling them would only add a type.
+#[allow(clippy::manual_async_fn, clippy::too_many_arguments)]
 pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     conn_id: u64,
@@ -67,6 +72,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut shutdown: watch::Receiver<bool>,
     open: OpenConnection<true>,
     auth: MemberAuth,
+    engine: Option<Arc<RedisEngine>>,
 ) -> impl Future<Output = ()> {
     // Built before the `async move` block and captured by it: the arguments
     // moved into a `Member` inside the block would keep their own slots in
@@ -85,6 +91,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         out,
         metrics: open,
         auth,
+        engine,
     };
     let mut rate = limits.rate;
     let mut writer = Writer::new(limits.write_timeout);
@@ -156,97 +163,108 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // Messages a `join` recovered, sent right after its answer and
             // before anything in the send queue (docs/protocol.md, "History
             // and resume"). Scoped to this turn: no await while it lives,
-            // so an idle member's future has no room for it.
-            let mut replay = Vec::new();
-            let reply = match wake {
-                Wake::Shutdown => {
-                    member.metrics.hub_closed(HubClose::Shutdown);
-                    closing = Some((CloseCode::GoingAway, "server shutting down"));
-                    break;
-                }
-                Wake::AuthDeadline => {
-                    let (why, close) = if member.auth.identity.is_some() {
-                        (HubClose::TokenExpired, (TOKEN_EXPIRED, "token expired"))
-                    } else {
-                        (
-                            HubClose::AuthRequired,
-                            (AUTH_REQUIRED, "authentication required"),
-                        )
-                    };
-                    member.metrics.hub_closed(why);
-                    tracing::info!(
-                        conn_id = member.conn_id,
-                        close_code = close.0.as_u16(),
-                        reason = close.1,
-                        "closing"
-                    );
-                    closing = Some(close);
-                    break;
-                }
-                Wake::Kicked => {
-                    member.metrics.hub_closed(HubClose::SlowConsumer);
-                    closing = Some(slow_consumer(member.conn_id, "send queue full"));
-                    break;
-                }
-                Wake::WriteTimeout => {
-                    member.metrics.hub_closed(HubClose::SlowConsumer);
-                    closing = Some(slow_consumer(member.conn_id, "write timed out"));
-                    break;
-                }
-                Wake::Written(result) => {
-                    error = result.err();
-                    None
-                }
-                Wake::Frames => {
-                    error = inbox.drain(|frame| ws.feed_prepared(frame)).err();
-                    writer.fed(&ws);
-                    None
-                }
-                Wake::Incoming(None) => break,
-                Wake::Incoming(Some(Err(e))) => {
-                    error = Some(e);
-                    None
-                }
-                Wake::Incoming(Some(Ok(message))) => match rate.admit(Instant::now()) {
-                    Admit::Yes => match message {
-                        Message::Binary(_) => {
-                            let reply_json = ServerMessage::Error {
-                                code: ErrorCode::BinaryUnsupported,
-                                message: "the hub protocol is JSON in text messages",
-                                id: None,
-                            };
-                            Some(reply_json.to_json())
-                        }
-                        // The bytes, not `as_str`: the protocol core
-                        // validated them as UTF-8 already, and `as_str`
-                        // would again.
-                        Message::Text(text) => member.answer(text.as_bytes(), &mut replay),
-                    },
-                    Admit::RateLimited => {
-                        member.metrics.rate_limited();
-                        Some(rate.refusal())
+            // so an idle member's future has no room for it; nor for a
+            // request deferred to the Redis engine, boxed.
+            let deferred = {
+                let mut replay = Vec::new();
+                let mut deferred = None;
+                let reply = match wake {
+                    Wake::Shutdown => {
+                        member.metrics.hub_closed(HubClose::Shutdown);
+                        closing = Some((CloseCode::GoingAway, "server shutting down"));
+                        break;
                     }
-                    Admit::Abuse => {
-                        member.metrics.hub_closed(HubClose::RateLimit);
+                    Wake::AuthDeadline => {
+                        let (why, close) = if member.auth.identity.is_some() {
+                            (HubClose::TokenExpired, (TOKEN_EXPIRED, "token expired"))
+                        } else {
+                            (
+                                HubClose::AuthRequired,
+                                (AUTH_REQUIRED, "authentication required"),
+                            )
+                        };
+                        member.metrics.hub_closed(why);
                         tracing::info!(
                             conn_id = member.conn_id,
-                            close_code = 1008,
-                            "over the message rate for too long, disconnecting"
+                            close_code = close.0.as_u16(),
+                            reason = close.1,
+                            "closing"
                         );
-                        closing = Some((CloseCode::PolicyViolation, "message rate exceeded"));
+                        closing = Some(close);
                         break;
                     }
-                },
-            };
-            if let Some(reply) = reply {
-                error = ws.feed_message(&Message::text(reply)).err();
-                for frame in &replay {
-                    if error.is_some() {
+                    Wake::Kicked => {
+                        member.metrics.hub_closed(HubClose::SlowConsumer);
+                        closing = Some(slow_consumer(member.conn_id, "send queue full"));
                         break;
                     }
-                    error = ws.feed_prepared(frame).err();
+                    Wake::WriteTimeout => {
+                        member.metrics.hub_closed(HubClose::SlowConsumer);
+                        closing = Some(slow_consumer(member.conn_id, "write timed out"));
+                        break;
+                    }
+                    Wake::Written(result) => {
+                        error = result.err();
+                        None
+                    }
+                    Wake::Frames => {
+                        error = inbox.drain(|frame| ws.feed_prepared(frame)).err();
+                        writer.fed(&ws);
+                        None
+                    }
+                    Wake::Incoming(None) => break,
+                    Wake::Incoming(Some(Err(e))) => {
+                        error = Some(e);
+                        None
+                    }
+                    Wake::Incoming(Some(Ok(message))) => match rate.admit(Instant::now()) {
+                        Admit::Yes => match message {
+                            Message::Binary(_) => {
+                                let reply_json = ServerMessage::Error {
+                                    code: ErrorCode::BinaryUnsupported,
+                                    message: "the hub protocol is JSON in text messages",
+                                    id: None,
+                                };
+                                Some(reply_json.to_json())
+                            }
+                            // The bytes, not `as_str`: the protocol core
+                            // validated them as UTF-8 already, and `as_str`
+                            // would again.
+                            Message::Text(text) => {
+                                member.answer(text.as_bytes(), &mut replay, &mut deferred)
+                            }
+                        },
+                        Admit::RateLimited => {
+                            member.metrics.rate_limited();
+                            Some(rate.refusal())
+                        }
+                        Admit::Abuse => {
+                            member.metrics.hub_closed(HubClose::RateLimit);
+                            tracing::info!(
+                                conn_id = member.conn_id,
+                                close_code = 1008,
+                                "over the message rate for too long, disconnecting"
+                            );
+                            closing = Some((CloseCode::PolicyViolation, "message rate exceeded"));
+                            break;
+                        }
+                    },
+                };
+                if let Some(reply) = reply {
+                    error = feed_answer(&mut ws, reply, &replay).err();
+                    writer.fed(&ws);
                 }
-                writer.fed(&ws);
+                deferred.map(Box::new)
+            };
+            // A join or publish through the Redis engine: awaited here, in
+            // an allocation of its own, so an idle member's future has no
+            // room for it.
+            if let Some(op) = deferred {
+                let (reply, replay) = Box::pin(member.answer_engine(*op)).await;
+                if let Some(reply) = reply {
+                    error = feed_answer(&mut ws, reply, &replay).err();
+                    writer.fed(&ws);
+                }
             }
         }
         // Out of its rooms first: nothing more is queued for it, and its
@@ -262,6 +280,19 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         let code = log_end(member.conn_id, "/ws", &ws, error.as_ref());
         member.metrics.ended(code);
     }
+}
+
+/// Queues a direct answer and the messages a join recovered after it.
+fn feed_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    reply: String,
+    replay: &[PreparedMessage],
+) -> Result<(), Error> {
+    ws.feed_message(&Message::text(reply))?;
+    for frame in replay {
+        ws.feed_prepared(frame)?;
+    }
+    Ok(())
 }
 
 /// Close code of a connection that must authenticate and did not within
@@ -475,6 +506,8 @@ struct Member {
     out: Outbox,
     metrics: OpenConnection<true>,
     auth: Auth,
+    /// The Redis engine, when the hub runs on one.
+    engine: Option<Arc<RedisEngine>>,
 }
 
 /// What a member's session is told of authentication when it starts.
@@ -594,7 +627,15 @@ impl Member {
     /// Carries out one text request (`json`, a text message's bytes, valid
     /// UTF-8); returns the direct answer, if any, and puts in `replay` the
     /// room messages a `join` recovered, to be sent right after it.
-    fn answer(&mut self, json: &[u8], replay: &mut Vec<PreparedMessage>) -> Option<String> {
+    ///
+    /// With the Redis engine, a `join` or `publish` that passed its checks
+    /// is put in `deferred` instead, for [`Member::answer_engine`].
+    fn answer(
+        &mut self,
+        json: &[u8],
+        replay: &mut Vec<PreparedMessage>,
+        deferred: &mut Option<EngineOp>,
+    ) -> Option<String> {
         let arrived = Instant::now();
         self.metrics.hub_request(json.len());
         // The application heartbeat of browser clients that cannot send a
@@ -659,6 +700,7 @@ impl Member {
             out,
             metrics,
             auth,
+            engine,
         } = self;
         let identity = auth.identity.as_deref();
         let forbidden = |action: RoomAction, room: &str| {
@@ -714,45 +756,26 @@ impl Member {
                         .to_json(),
                     );
                 }
-                let joined_room =
-                    rooms.join(room, conn_id, wanted, !takes_tokens, out, since.as_ref());
-                let mut result = match joined_room {
-                    Ok(result) => result,
-                    Err(NameTaken) => {
-                        return Some(
-                            ServerMessage::Error {
-                                code: ErrorCode::NameTaken,
-                                message: &format!(
-                                    "another member of room {room:?} is called {wanted:?}; pick another name"
-                                ),
-                                id,
-                            }
-                            .to_json(),
-                        )
-                    }
+                let new_name = new_name.as_ref().filter(|_| !takes_tokens);
+                if engine.is_some() {
+                    *deferred = Some(EngineOp::Join {
+                        room: room.clone(),
+                        wanted: wanted.to_owned(),
+                        new_name: new_name.cloned(),
+                        unique: !takes_tokens,
+                        since: since.clone(),
+                        id: id.cloned(),
+                    });
+                    return None;
+                }
+                let result = rooms.join(room, conn_id, wanted, !takes_tokens, out, since.as_ref());
+                let answered = JoinAnswer {
+                    room,
+                    wanted: wanted.to_owned(),
+                    new_name,
+                    id,
                 };
-                if let Some(n) = new_name.as_ref().filter(|_| !takes_tokens) {
-                    name.clone_from(n);
-                }
-                if !joined.contains(room) {
-                    joined.push(room.clone());
-                }
-                *replay = std::mem::take(&mut result.replay);
-                let members = result.members.iter().map(String::as_str).collect();
-                Some(
-                    ServerMessage::Joined {
-                        room,
-                        name,
-                        members,
-                        member_count: result.member_count,
-                        offset: result.offset,
-                        seq: result.offset,
-                        epoch: &result.epoch,
-                        recovered: result.recovered,
-                        id,
-                    }
-                    .to_json(),
-                )
+                Some(answered.into_reply(result, name, joined, replay))
             }
             Op::Leave { room } => match rooms.leave(room, conn_id) {
                 Ok(()) => {
@@ -764,6 +787,18 @@ impl Member {
             Op::Publish { room, message, key } => {
                 if let Some(refusal) = forbidden(RoomAction::Publish, room) {
                     return Some(refusal);
+                }
+                if engine.is_some() {
+                    if !joined.contains(room) {
+                        return Some(not_joined(room));
+                    }
+                    *deferred = Some(EngineOp::Publish {
+                        room: room.clone(),
+                        message: message.clone(),
+                        key: key.clone(),
+                        id: id.cloned(),
+                    });
+                    return None;
                 }
                 let sender = Sender::Member(conn_id);
                 match rooms.publish_with(room, sender, message, key.as_deref()) {
@@ -793,6 +828,194 @@ impl Member {
     }
 }
 
+/// A `join` or `publish` that passed its checks, for the Redis engine.
+#[derive(Debug)]
+pub(crate) enum EngineOp {
+    Join {
+        room: String,
+        wanted: String,
+        new_name: Option<String>,
+        unique: bool,
+        since: Option<Since>,
+        id: Option<Value>,
+    },
+    Publish {
+        room: String,
+        message: Value,
+        key: Option<String>,
+        id: Option<Value>,
+    },
+}
+
+/// How many times a join follows its room again when the room was let go
+/// of between the follow and the join (its last member here left).
+const JOIN_ATTEMPTS: usize = 3;
+
+impl Member {
+    /// Carries out `op` through the Redis engine; the direct answer, and
+    /// in `replay` what a resuming join recovered.
+    async fn answer_engine(&mut self, op: EngineOp) -> (Option<String>, Vec<PreparedMessage>) {
+        let mut replay = Vec::new();
+        let reply = self.answer_engine_into(op, &mut replay).await;
+        (reply, replay)
+    }
+
+    async fn answer_engine_into(
+        &mut self,
+        op: EngineOp,
+        replay: &mut Vec<PreparedMessage>,
+    ) -> Option<String> {
+        let engine = self.engine.clone().expect("deferred only with an engine");
+        let unavailable = |e: EngineError, id: Option<&Value>| {
+            ServerMessage::Error {
+                code: ErrorCode::Unavailable,
+                message: &e.to_string(),
+                id,
+            }
+            .to_json()
+        };
+        match op {
+            EngineOp::Join {
+                room,
+                wanted,
+                new_name,
+                unique,
+                since,
+                id,
+            } => {
+                for _ in 0..JOIN_ATTEMPTS {
+                    if let Err(e) = engine.follow(&room).await {
+                        return Some(unavailable(e, id.as_ref()));
+                    }
+                    let read = match &since {
+                        Some(since) => {
+                            let max = self.rooms.history_limits().max_replay + 1;
+                            match engine.read(&room, since.offset, max).await {
+                                Ok(read) => Some(read),
+                                Err(e) => return Some(unavailable(e, id.as_ref())),
+                            }
+                        }
+                        None => None,
+                    };
+                    let since = since.as_ref().zip(read.as_ref());
+                    let result = self.rooms.join_remote(
+                        &room,
+                        self.conn_id,
+                        &wanted,
+                        unique,
+                        &self.out,
+                        since,
+                    );
+                    let result = match result {
+                        Err(JoinRefused::NotSynced) => continue,
+                        Err(JoinRefused::NameTaken) => Err(NameTaken),
+                        Ok(joined) => Ok(joined),
+                    };
+                    let answered = JoinAnswer {
+                        room: &room,
+                        wanted: wanted.clone(),
+                        new_name: new_name.as_ref(),
+                        id: id.as_ref(),
+                    };
+                    return Some(answered.into_reply(
+                        result,
+                        &mut self.name,
+                        &mut self.joined,
+                        replay,
+                    ));
+                }
+                let e = EngineError("the room was let go of while joining; try again".into());
+                Some(unavailable(e, id.as_ref()))
+            }
+            EngineOp::Publish {
+                room,
+                message,
+                key,
+                id,
+            } => {
+                let published = engine
+                    .publish(&room, &self.name, self.conn_id, &message, key.as_deref())
+                    .await;
+                match published {
+                    Ok(published) => id.as_ref().map(|id| {
+                        ServerMessage::Published {
+                            room: &room,
+                            epoch: &published.epoch,
+                            offset: published.offset,
+                            duplicate: published.duplicate,
+                            id,
+                        }
+                        .to_json()
+                    }),
+                    Err(e) => Some(unavailable(e, id.as_ref())),
+                }
+            }
+        }
+    }
+}
+
+/// A join carried out, to be answered.
+struct JoinAnswer<'a> {
+    room: &'a String,
+    /// The name joined under (owned: it may be the member's current one,
+    /// which the answer replaces).
+    wanted: String,
+    new_name: Option<&'a String>,
+    id: Option<&'a Value>,
+}
+
+impl JoinAnswer<'_> {
+    /// The `joined` answer (the member takes its new name and the room),
+    /// or the `error` for a name taken; the replay goes to `replay`.
+    fn into_reply(
+        self,
+        result: Result<Joined, NameTaken>,
+        name: &mut String,
+        joined: &mut Vec<String>,
+        replay: &mut Vec<PreparedMessage>,
+    ) -> String {
+        let Self {
+            room,
+            wanted,
+            new_name,
+            id,
+        } = self;
+        let mut result = match result {
+            Ok(result) => result,
+            Err(NameTaken) => {
+                return ServerMessage::Error {
+                    code: ErrorCode::NameTaken,
+                    message: &format!(
+                        "another member of room {room:?} is called {wanted:?}; pick another name"
+                    ),
+                    id,
+                }
+                .to_json()
+            }
+        };
+        if let Some(n) = new_name {
+            name.clone_from(n);
+        }
+        if !joined.contains(room) {
+            joined.push(room.clone());
+        }
+        *replay = std::mem::take(&mut result.replay);
+        let members = result.members.iter().map(String::as_str).collect();
+        ServerMessage::Joined {
+            room,
+            name,
+            members,
+            member_count: result.member_count,
+            offset: result.offset,
+            seq: result.offset,
+            epoch: &result.epoch,
+            recovered: result.recovered,
+            id,
+        }
+        .to_json()
+    }
+}
+
 /// Whether `name` has the form of the hub's names for connections that gave
 /// none, `anon-<digits>`.
 fn is_anonymous(name: &str) -> bool {
@@ -819,7 +1042,16 @@ mod tests {
         let open = OpenConnection::new(Arc::new(crate::metrics::Metrics::new()));
         let limits = config.member_limits();
         let auth = MemberAuth::default();
-        let mut session = Box::pin(run(ws, 7, rooms.clone(), limits, shutdown, open, auth));
+        let mut session = Box::pin(run(
+            ws,
+            7,
+            rooms.clone(),
+            limits,
+            shutdown,
+            open,
+            auth,
+            None,
+        ));
         let mut client = WebSocket::from_raw(client_io, Role::Client, Default::default(), &[]);
         for room in ["lobby", "games"] {
             let join = format!(r#"{{"op":"join","room":"{room}","name":"ada"}}"#);

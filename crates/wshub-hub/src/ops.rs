@@ -12,6 +12,7 @@ use wshub::WebSocketConfig;
 
 use crate::drain::Drain;
 use crate::metrics::Metrics;
+use crate::Hub;
 
 /// `Content-Type` of the OpenMetrics text format, which `prometheus-client`
 /// writes (Prometheus scrapes it natively).
@@ -19,10 +20,13 @@ const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 /// The answer to an operations request, or `None` if `request` is not one.
 /// `/metrics` is one only with `metrics`.
+/// `/readyz` is 503 while draining, or while `hub` is not ready (its Redis
+/// engine disconnected).
 pub(crate) fn answer(
     request: &Request,
     metrics: Option<&Metrics>,
     drain: &Drain,
+    hub: &Hub,
 ) -> Option<Response> {
     let text =
         |status, body: &'static str| Response::text(status, Bytes::from_static(body.as_bytes()));
@@ -37,6 +41,7 @@ pub(crate) fn answer(
     let answer = match (path, metrics) {
         ("/healthz", _) => text(200, "ok\n"),
         ("/readyz", _) if drain.is_draining() => text(503, "draining\n"),
+        ("/readyz", _) if !hub.is_ready() => text(503, "redis unavailable\n"),
         ("/readyz", _) => text(200, "ready\n"),
         (_, Some(metrics)) => Response::new(200, METRICS_TYPE, metrics.encode()),
         (_, None) => return None,
@@ -51,6 +56,7 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     drain: Arc<Drain>,
     config: WebSocketConfig,
+    hub: Hub,
 ) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics, healthz and readyz listening");
@@ -66,13 +72,16 @@ pub(crate) async fn serve(
             }
         };
         let (metrics, drain, config) = (metrics.clone(), drain.clone(), config.clone());
+        let hub = hub.clone();
         tokio::spawn(async move {
             let Ok(handshake) = read_handshake(tcp, &config).await else {
                 return;
             };
-            let answer = answer(handshake.request(), Some(&metrics), &drain).unwrap_or_else(|| {
-                Response::text(404, Bytes::from_static(b"not found\n")).secured(Response::TEXT_CSP)
-            });
+            let answer =
+                answer(handshake.request(), Some(&metrics), &drain, &hub).unwrap_or_else(|| {
+                    Response::text(404, Bytes::from_static(b"not found\n"))
+                        .secured(Response::TEXT_CSP)
+                });
             let _ = handshake.respond(&answer).await;
         });
     }
@@ -90,7 +99,8 @@ mod tests {
     #[tokio::test]
     async fn readyz_turns_503_when_the_drain_begins_and_healthz_stays_200() {
         let drain = Drain::new(1);
-        let status = |path| answer(&request("GET", path), None, &drain).map(|a| a.status);
+        let hub = crate::Hub::new(crate::HubConfig::default());
+        let status = |path| answer(&request("GET", path), None, &drain, &hub).map(|a| a.status);
         assert_eq!(status("/healthz"), Some(200));
         assert_eq!(status("/readyz"), Some(200));
         drain.run(std::time::Duration::ZERO).await;
@@ -101,15 +111,16 @@ mod tests {
     #[test]
     fn metrics_is_served_only_where_configured() {
         let drain = Drain::new(1);
+        let hub = crate::Hub::new(crate::HubConfig::default());
         let metrics = Metrics::new();
-        assert!(answer(&request("GET", "/metrics"), None, &drain).is_none());
-        let served = answer(&request("GET", "/metrics"), Some(&metrics), &drain).unwrap();
+        assert!(answer(&request("GET", "/metrics"), None, &drain, &hub).is_none());
+        let served = answer(&request("GET", "/metrics"), Some(&metrics), &drain, &hub).unwrap();
         assert_eq!((served.status, &*served.content_type), (200, METRICS_TYPE));
         let body = String::from_utf8(served.body.to_vec()).unwrap();
         assert!(body.contains("\nwshub_rate_limited_total 0\n"), "{body}");
         assert!(body.ends_with("# EOF\n"), "{body}");
-        let post = answer(&request("POST", "/metrics"), Some(&metrics), &drain).unwrap();
+        let post = answer(&request("POST", "/metrics"), Some(&metrics), &drain, &hub).unwrap();
         assert_eq!(post.status, 405);
-        assert!(answer(&request("GET", "/ws"), Some(&metrics), &drain).is_none());
+        assert!(answer(&request("GET", "/ws"), Some(&metrics), &drain, &hub).is_none());
     }
 }

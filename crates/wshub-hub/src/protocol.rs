@@ -98,6 +98,9 @@ pub enum ErrorCode {
     Forbidden,
     /// `auth` on a hub that takes no tokens.
     AuthUnavailable,
+    /// A `join` or `publish` the hub's engine (Redis) could not carry out
+    /// now; nothing was done, try again.
+    Unavailable,
 }
 
 /// Why a text message could not be decoded into a [`Request`].
@@ -468,8 +471,6 @@ pub(crate) fn message_json(
 /// them): the frame is `prefix + offset + middle + "epoch" + ,"offset":
 /// + offset + }`, the same bytes as [`message_json`] for epochs that need
 /// no JSON escaping (the hub's own: hex digits, base-36 digits and `-`).
-// Called by the Redis engine's log, which the hub does not run yet.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn message_parts(
     room: &str,
     from: &str,

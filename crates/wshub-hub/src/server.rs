@@ -152,6 +152,7 @@ pub(crate) async fn serve_hub(
                 state.metrics.clone(),
                 state.drain.clone(),
                 state.config.websocket.clone(),
+                state.hub.clone(),
             )))
         }
         _ => None,
@@ -364,6 +365,7 @@ fn start_session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 tokens: state.tokens.clone(),
                 identity,
             },
+            state.hub.engine.clone(),
         )),
         WebSocketRoute::Echo => Box::pin(echo::run(
             ws,
@@ -487,7 +489,7 @@ where
         }
     };
     let metrics = (state.config.metrics == MetricsEndpoint::Main).then_some(&*state.metrics);
-    if let Some(answer) = ops::answer(handshake.request(), metrics, &state.drain) {
+    if let Some(answer) = ops::answer(handshake.request(), metrics, &state.drain, &state.hub) {
         respond(handshake, &answer, peer, state).await;
         return None;
     }
@@ -706,6 +708,7 @@ mod tests {
             stop_rx,
             OpenConnection::new(metrics),
             member::MemberAuth::default(),
+            None,
         );
         let hub_size = std::mem::size_of_val(&hub);
         assert!(

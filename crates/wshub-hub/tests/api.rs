@@ -307,8 +307,11 @@ async fn rust_code_publishes_through_the_hub_handle() {
         (&m["from"], &m["message"]),
         (&json!("backend"), &json!("from rust"))
     );
-    assert_eq!(hub.room("lobby").member_count, 1);
-    assert_eq!(hub.history("lobby", None, 10).messages.len(), 1);
+    assert_eq!(hub.room("lobby").await.unwrap().member_count, 1);
+    assert_eq!(
+        hub.history("lobby", None, 10).await.unwrap().messages.len(),
+        1
+    );
 
     let bad = hub.publish("", &json!(1), &PublishOptions::new()).await;
     assert_eq!(bad.unwrap_err(), PublishError::InvalidRoom);
@@ -366,11 +369,15 @@ async fn an_expired_room_is_freed_by_the_sweep_without_other_traffic() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(
-        hub.room("quiet").epoch.as_deref(),
+        hub.room("quiet").await.unwrap().epoch.as_deref(),
         Some(&*first.epoch),
         "kept"
     );
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    assert_eq!(hub.room("quiet").epoch, None, "freed once expired");
+    assert_eq!(
+        hub.room("quiet").await.unwrap().epoch,
+        None,
+        "freed once expired"
+    );
     server.abort();
 }

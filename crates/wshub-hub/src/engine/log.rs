@@ -65,12 +65,23 @@ impl std::fmt::Debug for RedisLog {
 impl RedisLog {
     /// Connects to `url` (`redis://[:password@]host:port[/db]`); the
     /// connection is re-established by itself after a failure.
+    #[cfg(test)]
     pub(crate) async fn connect(url: &str, history: HistoryLimits) -> Result<Self, LogError> {
-        let client = redis::Client::open(url)?;
+        let log = Self::lazy(redis::Client::open(url)?, history)?;
+        // The first command connects.
+        let _: () = redis::cmd("PING")
+            .query_async(&mut log.conn.clone())
+            .await?;
+        Ok(log)
+    }
+
+    /// The log on `client`'s server, connecting at its first command (and
+    /// again after a failure).
+    pub(crate) fn lazy(client: redis::Client, history: HistoryLimits) -> Result<Self, LogError> {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_connection_timeout(Some(COMMAND_TIMEOUT));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             conn,
             publish: Script::new(concat!(
@@ -165,57 +176,7 @@ mod tests {
     use crate::protocol::{encode_value, message_json, message_parts};
     use serde_json::{json, Value};
 
-    /// A `redis-server` on a free port without persistence, killed when
-    /// dropped.
-    struct Server {
-        child: std::process::Child,
-        port: u16,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Server {
-        async fn start() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--dir"])
-                .arg(dir.path())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server runs (apt-get install redis-server)");
-            let server = Self {
-                child,
-                port,
-                _dir: dir,
-            };
-            for _ in 0..100 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return server;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("redis-server did not listen on {port}");
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    use wshub_testkit::RedisServer as Server;
 
     fn limits(size: usize) -> HistoryLimits {
         HistoryLimits {
@@ -238,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn offsets_come_from_redis_in_order_and_the_frames_are_the_hubs() {
-        let server = Server::start().await;
+        let server = Server::start();
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         // A second node on the same Redis shares the room's numbering.
         let other = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
@@ -272,7 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idempotency_key_publishes_once() {
-        let server = Server::start().await;
+        let server = Server::start();
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         let first = publish(&log, "r", json!("x"), Some("k")).await;
         let again = publish(&log, "r", json!("x"), Some("k")).await;
@@ -284,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_room_whose_keys_were_lost_starts_a_new_epoch_from_offset_1() {
-        let server = Server::start().await;
+        let server = Server::start();
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         for n in 1..=3 {
             publish(&log, "r", json!(n), None).await;
@@ -310,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_stream_is_trimmed_near_the_history_size() {
-        let server = Server::start().await;
+        let server = Server::start();
         let log = RedisLog::connect(&server.url(), limits(10)).await.unwrap();
         for n in 1..=1000 {
             publish(&log, "r", json!(n), None).await;
@@ -323,7 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_script_publishes_on_the_rooms_shard_channel() {
-        let server = Server::start().await;
+        let server = Server::start();
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
         let client = redis::Client::open(format!("{}/?protocol=resp3", server.url())).unwrap();
@@ -361,11 +322,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_publish_while_redis_is_down_fails_within_the_timeout() {
-        let mut server = Server::start().await;
+        let mut server = Server::start();
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         publish(&log, "r", json!(1), None).await;
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
+        server.kill9();
         let (prefix, middle) = parts("r", &json!(2));
         let started = std::time::Instant::now();
         let failed = log.publish("r", &prefix, &middle, None, "e1").await;

@@ -17,8 +17,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use wshub::{Message, PreparedMessage};
 
+use crate::engine::log::LogRead;
 use crate::metrics::Sharded;
 use crate::protocol::{ServerMessage, Since};
+
+mod remote;
+pub(crate) use remote::{Delivery, Remote};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -352,6 +356,10 @@ struct Room {
     /// It has an entry in [`Rooms::idle`], to be freed once its history
     /// expires (one at most, however often its last member leaves).
     idle: bool,
+    /// With a [`Remote`] engine: `epoch` and `offset` have been set from
+    /// the engine's (they are this hub's own until then, and the room takes
+    /// no members).
+    synced: bool,
 }
 
 /// One room behind a lock of its own, so a fan-out to a big room holds up
@@ -372,6 +380,7 @@ impl Room {
             names: HashMap::new(),
             closed: false,
             idle: false,
+            synced: false,
         }
     }
 
@@ -718,6 +727,16 @@ pub struct HistoryPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameTaken;
 
+/// Why [`Rooms::join_remote`] did not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinRefused {
+    /// As [`NameTaken`].
+    NameTaken,
+    /// The engine no longer follows the room (its last member here left in
+    /// between): sync it again, then join.
+    NotSynced,
+}
+
 /// `publish` or `leave` for a room the connection is not in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotJoined;
@@ -755,6 +774,9 @@ pub struct Rooms {
     /// its own, never held with another.
     idle: Mutex<BTreeMap<(Instant, u64), (String, SharedRoom)>>,
     idled: AtomicU64,
+    /// The engine that gives offsets, when it is not this hub
+    /// ([`Rooms::with_remote`]).
+    remote: Option<Arc<Remote>>,
 }
 
 /// Most idle rooms one join or leave looks at (and frees, if their history
@@ -812,6 +834,7 @@ impl Rooms {
             history: HistoryLimits::default(),
             idle: Mutex::default(),
             idled: AtomicU64::new(0),
+            remote: None,
         }
     }
 
@@ -829,6 +852,11 @@ impl Rooms {
     /// restarted hub's epochs are not an earlier run's) and the room's
     /// creation count, in base 36.
     fn new_room(&self) -> SharedRoom {
+        Arc::new(Mutex::new(Room::new(self.next_epoch().into())))
+    }
+
+    /// A new epoch, unique to this hub's run (see [`Rooms::new_room`]).
+    pub(crate) fn next_epoch(&self) -> String {
         let mut n = self.created.fetch_add(1, Ordering::Relaxed) + 1;
         let mut count = Vec::new();
         while n > 0 {
@@ -837,8 +865,7 @@ impl Rooms {
         }
         count.reverse();
         let count = String::from_utf8(count).expect("ASCII digits");
-        let epoch = format!("{:016x}-{count}", self.instance);
-        Arc::new(Mutex::new(Room::new(epoch.into())))
+        format!("{:016x}-{count}", self.instance)
     }
 
     /// A member's send queue, bounded by `limits`, counted in this hub's
@@ -860,6 +887,11 @@ impl Rooms {
                 spare: VecDeque::new(),
             },
         )
+    }
+
+    /// What each room keeps of its past.
+    pub(crate) fn history_limits(&self) -> &HistoryLimits {
+        &self.history
     }
 
     /// How far behind this hub's members are.
@@ -904,6 +936,14 @@ impl Rooms {
         mut r: MutexGuard<'_, Room>,
         now: Instant,
     ) {
+        if let Some(remote) = &self.remote {
+            // The engine keeps the history: nothing to keep here.
+            r.closed = true;
+            drop(r);
+            self.remove(room, shared);
+            remote.release(room);
+            return;
+        }
         r.history.expire(now, self.history.ttl);
         match r.history.expires_at(self.history.ttl) {
             None => {
@@ -998,6 +1038,7 @@ impl Rooms {
         let now = Instant::now();
         self.sweep(now);
         self.in_open_room(room, |_, mut r| {
+            let since = since.map(|since| (since, None));
             self.join_open(&mut r, room, id, name, unique, outbox, since, now)
         })
     }
@@ -1040,7 +1081,7 @@ impl Rooms {
         name: &str,
         unique: bool,
         outbox: &Outbox,
-        since: Option<&Since>,
+        since: Option<(&Since, Option<&LogRead>)>,
         now: Instant,
     ) -> Result<Joined, NameTaken> {
         if unique && r.names.get(name).is_some_and(|holder| *holder != id) {
@@ -1074,8 +1115,12 @@ impl Rooms {
         // member in the room already: the replay ends where its live
         // delivery starts, with no gap and no overlap.
         let (recovered, replay) = match since {
-            Some(since) => {
+            Some((since, None)) => {
                 let (recovered, replay) = r.recover(since, now, &self.history);
+                (Some(recovered), replay)
+            }
+            Some((since, Some(read))) => {
+                let (recovered, replay) = r.recover_remote(since, read, &self.history);
                 (Some(recovered), replay)
             }
             None => (None, Vec::new()),

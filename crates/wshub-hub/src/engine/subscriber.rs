@@ -1,0 +1,255 @@
+//! The node's one subscriber (docs/design/redis-engine.md, "One subscriber
+//! per node"): a RESP3 connection with a push channel on which it follows
+//! rooms (`SSUBSCRIBE` on their shard channels) and reads, in order, the
+//! subscription confirmations and the messages. It alone delivers a room's
+//! messages to the local rooms, so their order is the channel's; a gap (a
+//! message past the next offset) is filled from the room's log first.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, PushInfo, PushKind};
+use serde::Deserialize;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::oneshot;
+
+use super::keys::RoomKeys;
+use super::log::COMMAND_TIMEOUT;
+use super::{Control, EngineError, RedisEngine};
+use crate::rooms::Delivery;
+
+/// Wait between attempts to reconnect.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// Most messages one gap repair reads.
+const MAX_REPAIR: usize = 10_000;
+
+/// Joins waiting for a room to be followed, by its channel.
+type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
+
+/// Runs the subscriber until the engine is dropped: connects (again after
+/// every loss), follows every room the rooms need, delivers.
+pub(super) async fn run(
+    engine: Arc<RedisEngine>,
+    client: redis::Client,
+    mut control: UnboundedReceiver<Control>,
+    mut released: UnboundedReceiver<String>,
+) {
+    let mut waiting = Waiting::new();
+    let mut logged_down = false;
+    loop {
+        let (push_tx, mut pushes) = unbounded_channel::<PushInfo>();
+        let config = AsyncConnectionConfig::new()
+            .set_push_sender(push_tx)
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_connection_timeout(Some(COMMAND_TIMEOUT));
+        let mut conn = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                if !logged_down {
+                    tracing::warn!(error = %e, "Redis engine: subscriber cannot connect; retrying");
+                    logged_down = true;
+                }
+                fail_all(&mut waiting, &e.to_string());
+                // Joins asked meanwhile fail at once rather than wait.
+                while let Ok(Control::Follow(_, reply)) = control.try_recv() {
+                    let _ = reply.send(Err(EngineError(e.to_string())));
+                }
+                tokio::time::sleep(RECONNECT_DELAY).await;
+                continue;
+            }
+        };
+        if logged_down {
+            tracing::info!("Redis engine: subscriber connected again");
+            logged_down = false;
+        }
+        engine.up.store(true, Ordering::Relaxed);
+        // Follow again what was followed: each confirmation re-reads the
+        // room's head and repairs what was missed while away.
+        let mut ok = true;
+        for room in engine.remote.followed_rooms() {
+            if ssubscribe(&mut conn, &RoomKeys::new(&room).channel)
+                .await
+                .is_err()
+            {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            loop {
+                tokio::select! {
+                    push = pushes.recv() => match push {
+                        None => break,
+                        Some(push) => {
+                            if !on_push(&engine, push, &mut waiting).await {
+                                break;
+                            }
+                        }
+                    },
+                    request = control.recv() => match request {
+                        None => return,
+                        Some(Control::Follow(room, reply)) => {
+                            if engine.remote.follows(&room) {
+                                let _ = reply.send(Ok(()));
+                                continue;
+                            }
+                            let channel = RoomKeys::new(&room).channel;
+                            let first = !waiting.contains_key(&channel);
+                            waiting.entry(channel.clone()).or_default().push(reply);
+                            if first && ssubscribe(&mut conn, &channel).await.is_err() {
+                                break;
+                            }
+                        }
+                    },
+                    room = released.recv() => match room {
+                        None => return,
+                        Some(room) => {
+                            if engine.remote.unfollow(&room, &engine.rooms) {
+                                let channel = RoomKeys::new(&room).channel;
+                                let unsubscribed: redis::RedisResult<()> = redis::cmd("SUNSUBSCRIBE")
+                                    .arg(&channel)
+                                    .exec_async(&mut conn)
+                                    .await;
+                                if unsubscribed.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        engine.up.store(false, Ordering::Relaxed);
+        tracing::warn!("Redis engine: subscriber connection lost; reconnecting");
+        fail_all(&mut waiting, "the subscriber connection was lost");
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+async fn ssubscribe(conn: &mut MultiplexedConnection, channel: &str) -> redis::RedisResult<()> {
+    redis::cmd("SSUBSCRIBE").arg(channel).exec_async(conn).await
+}
+
+fn fail_all(waiting: &mut Waiting, why: &str) {
+    for (_, replies) in waiting.drain() {
+        for reply in replies {
+            let _ = reply.send(Err(EngineError(why.to_owned())));
+        }
+    }
+}
+
+/// Handles one push; `false` when the connection is gone.
+async fn on_push(engine: &RedisEngine, push: PushInfo, waiting: &mut Waiting) -> bool {
+    match push.kind {
+        PushKind::Disconnection => false,
+        PushKind::SSubscribe => {
+            let Some(channel) = push
+                .data
+                .first()
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            else {
+                return true;
+            };
+            let Some(room) = RoomKeys::room_of(&channel) else {
+                return true;
+            };
+            // Every message pushed after this confirmation is read after
+            // this head: one published before it is at or below `last`.
+            let result = match engine.head(&room).await {
+                Ok(head) => {
+                    if engine.rooms.delivered(&room).is_some() {
+                        repair(engine, &room, &head.epoch, head.last + 1).await;
+                    }
+                    engine.remote.followed(&room, &head.epoch, head.last);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            let failed = result.is_err();
+            for reply in waiting.remove(&channel).unwrap_or_default() {
+                let _ = reply.send(result.clone());
+            }
+            !failed
+        }
+        PushKind::SMessage => {
+            let Ok((channel, frame)) =
+                redis::from_redis_value::<(String, String)>(redis::Value::Array(push.data))
+            else {
+                return true;
+            };
+            if let Some(room) = RoomKeys::room_of(&channel) {
+                deliver(engine, &room, frame).await;
+            }
+            true
+        }
+        _ => true,
+    }
+}
+
+/// Where a frame is in its room.
+#[derive(Deserialize)]
+struct Place {
+    epoch: String,
+    offset: u64,
+}
+
+/// Delivers `frame` to `room`'s local members, after the messages missing
+/// before it.
+async fn deliver(engine: &RedisEngine, room: &str, frame: String) {
+    let Ok(place) = serde_json::from_str::<Place>(&frame) else {
+        tracing::warn!(
+            room,
+            "Redis engine: a message without epoch and offset, dropped"
+        );
+        return;
+    };
+    let rooms = &engine.rooms;
+    if let Delivery::Gap { .. } =
+        rooms.deliver(room, &place.epoch, place.offset, frame.clone(), false)
+    {
+        repair(engine, room, &place.epoch, place.offset).await;
+        rooms.deliver(room, &place.epoch, place.offset, frame, true);
+    }
+}
+
+/// Delivers `room`'s messages of `epoch` from its delivered offset up to
+/// (not including) `upto`, read from its log; those the log no longer has
+/// are lost, and logged.
+async fn repair(engine: &RedisEngine, room: &str, epoch: &str, upto: u64) {
+    let Some((here, delivered)) = engine.rooms.delivered(room) else {
+        return;
+    };
+    let after = if here == epoch { delivered } else { 0 };
+    if upto <= after + 1 {
+        return;
+    }
+    let wanted = ((upto - after - 1) as usize).min(MAX_REPAIR);
+    match engine.read(room, after, wanted).await {
+        Ok(read) if read.epoch == epoch => {
+            if read.first > after + 1 || read.frames.is_empty() {
+                tracing::warn!(
+                    room,
+                    after,
+                    first = read.first,
+                    "Redis engine: messages no longer in the log are lost to this node's members"
+                );
+            }
+            for (i, frame) in read.frames.into_iter().enumerate() {
+                let offset = read.first + i as u64;
+                if offset >= upto {
+                    break;
+                }
+                engine.rooms.deliver(room, epoch, offset, frame, true);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(room, error = %e, "Redis engine: cannot repair a gap"),
+    }
+}

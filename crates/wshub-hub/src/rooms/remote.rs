@@ -1,0 +1,236 @@
+//! Rooms whose offsets another engine gives (the Redis engine;
+//! docs/design/redis-engine.md): a room takes members once the engine
+//! follows it, and its messages arrive through [`Rooms::deliver`], in the
+//! engine's order, each fanned out here to the local members.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::UnboundedSender;
+use wshub::{Message, PreparedMessage};
+
+use super::{lock_room, History, HistoryLimits, JoinRefused, Joined, Outbox, Room, Rooms};
+use crate::engine::log::LogRead;
+use crate::protocol::Since;
+
+/// What the engine follows, shared by it and the rooms.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    /// Rooms the engine follows (subscribed to), with the epoch and last
+    /// offset it read when it started to: where a new local room starts.
+    /// Lock order: a room's lock, then this; this, then the rooms' map.
+    follows: Mutex<HashMap<String, (Arc<str>, u64)>>,
+    /// Rooms whose last local member left: the engine may stop following
+    /// them.
+    released: UnboundedSender<String>,
+}
+
+impl Remote {
+    pub(crate) fn new(released: UnboundedSender<String>) -> Self {
+        Self {
+            follows: Mutex::default(),
+            released,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<str>, u64)>> {
+        self.follows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the engine follows `room`.
+    pub(crate) fn follows(&self, room: &str) -> bool {
+        self.lock().contains_key(room)
+    }
+
+    /// The engine follows `room` from `epoch` and `last`.
+    pub(crate) fn followed(&self, room: &str, epoch: &str, last: u64) {
+        self.lock().insert(room.to_owned(), (epoch.into(), last));
+    }
+
+    /// Every room followed.
+    pub(crate) fn followed_rooms(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Stops following `room` unless `rooms` holds it again; returns whether
+    /// it stopped. Under the lock a join checks, so a join either sees the
+    /// room followed and is seen here as holding it, or sees it not
+    /// followed and follows it again.
+    pub(crate) fn unfollow(&self, room: &str, rooms: &Rooms) -> bool {
+        let mut follows = self.lock();
+        if rooms.lock().contains_key(room) {
+            return false;
+        }
+        follows.remove(room).is_some()
+    }
+
+    fn base(&self, room: &str) -> Option<(Arc<str>, u64)> {
+        self.lock().get(room).cloned()
+    }
+
+    pub(super) fn release(&self, room: &str) {
+        let _ = self.released.send(room.to_owned());
+    }
+}
+
+/// What [`Rooms::deliver`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Fanned out to the room's local members.
+    Delivered,
+    /// At or below the room's offset: already delivered, dropped.
+    Duplicate,
+    /// Above the next offset: the messages after `after` are missing and
+    /// must be delivered first.
+    Gap { after: u64 },
+    /// No local member is in the room.
+    NotHere,
+}
+
+impl Rooms {
+    /// These rooms, with offsets given by the engine behind `remote`.
+    pub(crate) fn with_remote(mut self, remote: Arc<Remote>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Joins as [`Rooms::join`], in a room the engine follows, whose
+    /// epoch and offsets are the engine's; with `since`, the replay is
+    /// built from `read` (the engine's log after `since`) and this node's
+    /// recent deliveries.
+    ///
+    /// # Errors
+    /// [`JoinRefused::NotSynced`] if the engine does not follow the room
+    /// (follow it, then join again); [`JoinRefused::NameTaken`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn join_remote(
+        &self,
+        room: &str,
+        id: u64,
+        name: &str,
+        unique: bool,
+        outbox: &Outbox,
+        since: Option<(&Since, &LogRead)>,
+    ) -> Result<Joined, JoinRefused> {
+        let remote = self.remote.as_ref().expect("rooms with a remote engine");
+        let now = tokio::time::Instant::now();
+        self.in_open_room(room, |shared, mut r| {
+            if !r.synced || !remote.follows(room) {
+                match remote.base(room) {
+                    Some((epoch, last)) if !r.synced => {
+                        r.epoch = epoch;
+                        r.offset = last;
+                        r.synced = true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        if r.members.is_empty() {
+                            r.closed = true;
+                            drop(r);
+                            self.remove(room, shared);
+                        }
+                        return Err(JoinRefused::NotSynced);
+                    }
+                }
+            }
+            let since = since.map(|(since, read)| (since, Some(read)));
+            self.join_open(&mut r, room, id, name, unique, outbox, since, now)
+                .map_err(|_| JoinRefused::NameTaken)
+        })
+    }
+
+    /// Delivers the engine's message `frame` (of `epoch`, at `offset`) to
+    /// the local members of `room`, in order: a message at or below the
+    /// room's offset is a duplicate; one past the next is a gap unless
+    /// `skip_gap` (the missing ones are lost: the engine no longer has
+    /// them). A new `epoch` is a new life of the room: its offsets start
+    /// again.
+    pub(crate) fn deliver(
+        &self,
+        room: &str,
+        epoch: &str,
+        offset: u64,
+        frame: String,
+        skip_gap: bool,
+    ) -> Delivery {
+        let Some(shared) = self.room(room) else {
+            return Delivery::NotHere;
+        };
+        let mut r = lock_room(&shared);
+        if r.closed || !r.synced {
+            return Delivery::NotHere;
+        }
+        if *r.epoch != *epoch {
+            r.epoch = epoch.into();
+            r.offset = 0;
+            r.history = History::default();
+        }
+        if offset <= r.offset {
+            return Delivery::Duplicate;
+        }
+        if offset > r.offset + 1 {
+            if !skip_gap {
+                return Delivery::Gap { after: r.offset };
+            }
+            // The recent deliveries are no longer consecutive.
+            r.history = History::default();
+        }
+        r.offset = offset;
+        let frame = r.fan_out(frame, None, &self.stats);
+        if !self.history.is_off() {
+            let now = tokio::time::Instant::now();
+            let pushed_out = r.history.append(frame, offset, None, now, &self.history);
+            drop(r);
+            drop(pushed_out);
+        }
+        Delivery::Delivered
+    }
+
+    /// Where `room` is here: its epoch and delivered offset, if a local
+    /// member is in it.
+    pub(crate) fn delivered(&self, room: &str) -> Option<(String, u64)> {
+        let shared = self.room(room)?;
+        let r = lock_room(&shared);
+        (!r.closed && r.synced).then(|| (r.epoch.to_string(), r.offset))
+    }
+}
+
+impl Room {
+    /// [`Room::recover`] for a room of a remote engine: the messages after
+    /// `since` up to the room's offset, from `read` (the engine's log from
+    /// `since`'s next offset) and, past what the read reached, from the
+    /// room's recent deliveries; all of them or none.
+    pub(super) fn recover_remote(
+        &mut self,
+        since: &Since,
+        read: &LogRead,
+        limits: &HistoryLimits,
+    ) -> (bool, Vec<PreparedMessage>) {
+        let delivered = self.offset;
+        let none = (false, Vec::new());
+        if *since.epoch != *self.epoch || read.epoch != *self.epoch || since.offset > delivered {
+            return none;
+        }
+        let missed = delivered - since.offset;
+        if missed > limits.max_replay as u64 {
+            return none;
+        }
+        if !read.frames.is_empty() && read.first != since.offset + 1 {
+            // The log was trimmed past `since`.
+            return none;
+        }
+        let read_end = since.offset + read.frames.len() as u64;
+        let from_read = read_end.min(delivered) - since.offset;
+        let mut replay: Vec<PreparedMessage> = read.frames[..from_read as usize]
+            .iter()
+            .map(|frame| PreparedMessage::new(&Message::text(frame.clone())))
+            .collect();
+        if delivered > read_end {
+            match self.history.after(read_end, delivered, usize::MAX) {
+                Some(rest) => replay.extend(rest.cloned()),
+                None => return none,
+            }
+        }
+        (true, replay)
+    }
+}

@@ -1,0 +1,257 @@
+//! Several hub nodes on one Redis acting as one hub (issue 14 §3;
+//! docs/design/redis-engine.md): a real `redis-server` started here, three
+//! `Hub`s in this process, each with its own Redis connections, as three
+//! `wshub serve --engine redis` would be.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::time::timeout;
+use wshub_hub::{Hub, HubConfig, PublishError, PublishOptions, RedisConfig};
+use wshub_testkit::RedisServer;
+
+/// A node on `redis`, served on a free port; its handle and address.
+async fn node(redis: &RedisServer) -> (Hub, common::Hub) {
+    let mut config = HubConfig::default();
+    config.message_rate = 1_000_000;
+    config.message_burst = 1_000_000;
+    config.redis = Some(RedisConfig::new(redis.url()).unwrap());
+    let hub = Hub::new(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.serve(listener, std::future::pending()).await }
+    });
+    (
+        hub,
+        common::Hub {
+            addr,
+            stop: None,
+            task,
+        },
+    )
+}
+
+/// The next room `message` of `ws`, skipping presence and answers.
+async fn next_message(ws: &mut Ws) -> Value {
+    next_of_type(ws, "message").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_three_nodes_get_every_message_in_order_once() {
+    let redis = RedisServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&redis).await);
+    }
+    // Two subscribers per node, and one publisher on the first.
+    let mut subscribers = Vec::new();
+    for (i, (_, served)) in nodes.iter().enumerate() {
+        for j in 0..2 {
+            let (mut ws, _) = member(served).await;
+            let joined = join(&mut ws, "lobby", &format!("s{i}{j}")).await;
+            assert_eq!(joined["type"], "joined", "{joined}");
+            subscribers.push(ws);
+        }
+    }
+    let (mut publisher, _) = member(&nodes[0].1).await;
+    join(&mut publisher, "lobby", "pub").await;
+    const MESSAGES: u64 = 200;
+    for n in 1..=MESSAGES {
+        if n % 2 == 0 {
+            // Every other one through the second node's Hub handle (the
+            // HTTP API's path).
+            let published = nodes[1]
+                .0
+                .publish("lobby", &json!(n), &PublishOptions::new())
+                .await
+                .unwrap();
+            assert!(!published.duplicate);
+        } else {
+            let request = json!({"op":"publish","room":"lobby","message":n,"id":n});
+            send(&mut publisher, request).await;
+            let answer = next_of_type(&mut publisher, "published").await;
+            assert_eq!(answer["id"], n, "{answer}");
+        }
+    }
+    let epoch = {
+        let first = next_message(&mut subscribers[0]).await;
+        assert_eq!(
+            (&first["offset"], &first["message"]),
+            (&json!(1), &json!(1))
+        );
+        first["epoch"].as_str().unwrap().to_owned()
+    };
+    for (k, ws) in subscribers.iter_mut().enumerate() {
+        let start = if k == 0 { 2 } else { 1 };
+        for n in start..=MESSAGES {
+            let m = timeout(WAIT, next_message(ws)).await.expect("in time");
+            assert_eq!(
+                (&m["offset"], &m["message"], m["epoch"].as_str()),
+                (&json!(n), &json!(n), Some(epoch.as_str())),
+                "subscriber {k}"
+            );
+        }
+    }
+    // Nothing more, and no duplicate, arrived meanwhile.
+    for ws in &mut subscribers {
+        send(
+            ws,
+            json!({"op":"publish","room":"lobby","message":"end","id":"end"}),
+        )
+        .await;
+    }
+    for ws in &mut subscribers {
+        let m = next_message(ws).await;
+        assert_eq!(
+            m["offset"],
+            MESSAGES + 1,
+            "no duplicate before the next: {m}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_with_nothing_lost_or_repeated() {
+    let redis = RedisServer::start();
+    let (a_hub, a) = node(&redis).await;
+    let (_, b) = node(&redis).await;
+    let (mut ws, _) = member(&a).await;
+    join(&mut ws, "r", "me").await;
+    for n in 1..=5 {
+        a_hub
+            .publish("r", &json!(n), &PublishOptions::new())
+            .await
+            .unwrap();
+    }
+    let mut last = Value::Null;
+    for _ in 1..=5 {
+        last = next_message(&mut ws).await;
+    }
+    drop(ws);
+    // While away: published on the node it left.
+    for n in 6..=9 {
+        a_hub
+            .publish("r", &json!(n), &PublishOptions::new())
+            .await
+            .unwrap();
+    }
+    let (mut back, _) = member(&b).await;
+    let since = json!({"epoch": last["epoch"], "offset": last["offset"]});
+    send(&mut back, json!({"op":"join","room":"r","since":since})).await;
+    let joined = next_of_type(&mut back, "joined").await;
+    assert_eq!(
+        (&joined["recovered"], &joined["offset"]),
+        (&json!(true), &json!(9)),
+        "{joined}"
+    );
+    for n in 6..=9 {
+        let m = next_message(&mut back).await;
+        assert_eq!((&m["offset"], &m["message"]), (&json!(n), &json!(n)));
+    }
+    a_hub
+        .publish("r", &json!(10), &PublishOptions::new())
+        .await
+        .unwrap();
+    let m = next_message(&mut back).await;
+    assert_eq!(m["offset"], 10, "live after the replay, no repeat: {m}");
+
+    // Another epoch recovers nothing, and says so.
+    let (mut other, _) = member(&b).await;
+    let since = json!({"epoch": "not-this-one", "offset": 3});
+    send(&mut other, json!({"op":"join","room":"r","since":since})).await;
+    let joined = next_of_type(&mut other, "joined").await;
+    assert_eq!(joined["recovered"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_publishes_fail_readyz_says_so_and_members_catch_up_after() {
+    let mut redis = RedisServer::start_persistent();
+    let (hub, served) = node(&redis).await;
+    let (mut ws, _) = member(&served).await;
+    join(&mut ws, "r", "me").await;
+    hub.publish("r", &json!(1), &PublishOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut ws).await["offset"], 1);
+
+    redis.kill9();
+    let failed = hub
+        .publish("r", &json!("lost"), &PublishOptions::new())
+        .await;
+    assert!(
+        matches!(failed, Err(PublishError::Unavailable(_))),
+        "{failed:?}"
+    );
+    send(
+        &mut ws,
+        json!({"op":"publish","room":"r","message":"x","id":1}),
+    )
+    .await;
+    let answer = next_of_type(&mut ws, "error").await;
+    assert_eq!(
+        (&answer["code"], &answer["id"]),
+        (&json!("unavailable"), &json!(1))
+    );
+    // The subscriber notices; /readyz turns 503.
+    let mut ready = 200;
+    for _ in 0..100 {
+        ready = http_status(served.addr, "/readyz").await;
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 503);
+
+    // Back (with its data): a message published while the member's node
+    // was away from Redis reaches it, after the ones before it.
+    redis.restart();
+    let other = RedisConfig::new(redis.url()).unwrap();
+    let mut config = HubConfig::default();
+    config.redis = Some(other);
+    let elsewhere = Hub::new(config);
+    let mut published = None;
+    for _ in 0..100 {
+        match elsewhere
+            .publish("r", &json!(2), &PublishOptions::new())
+            .await
+        {
+            Ok(p) => {
+                published = Some(p);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(published.expect("Redis back").offset, 2);
+    let m = timeout(WAIT, next_message(&mut ws))
+        .await
+        .expect("caught up");
+    assert_eq!((&m["offset"], &m["message"]), (&json!(2), &json!(2)));
+    for _ in 0..100 {
+        if http_status(served.addr, "/readyz").await == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/readyz stayed 503 after Redis came back");
+}
+
+/// The status of `GET path` on `addr`.
+async fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&answer[9..12]).parse().unwrap()
+}
