@@ -61,6 +61,9 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// Connect to a WebSocket server: stdin lines are sent, messages printed.
     Connect(ConnectArgs),
+    /// Publish one message into a hub room through its HTTP API (POST
+    /// /api/publish); the hub's answer is printed.
+    Publish(PublishArgs),
     /// Load-test any WebSocket server: echo, connect, idle or hub fan-out.
     Bench(BenchArgs),
 }
@@ -254,15 +257,17 @@ pub(crate) struct ServeTlsArgs {
     pub(crate) tls_key: Option<PathBuf>,
 }
 
-/// A client's TLS settings for wss:// URLs (`connect`, `bench`).
+/// A client's TLS settings for wss:// and https:// URLs (`connect`,
+/// `bench`, `publish`).
 #[derive(Debug, Args)]
 pub(crate) struct ClientTlsArgs {
-    /// Trust the CA certificates of this PEM file for wss://, instead of the
-    /// system's roots.
+    /// Trust the CA certificates of this PEM file for wss:// (https://),
+    /// instead of the system's roots.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
 
-    /// Present this client certificate chain (PEM) over wss://; needs --key.
+    /// Present this client certificate chain (PEM) over wss:// (https://);
+    /// needs --key.
     #[arg(long, value_name = "FILE", requires = "key")]
     pub(crate) cert: Option<PathBuf>,
 
@@ -270,8 +275,8 @@ pub(crate) struct ClientTlsArgs {
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
 
-    /// Accept any server certificate over wss:// (no check of its issuer,
-    /// dates or name): for tests only; a warning is printed.
+    /// Accept any server certificate over wss:// (https://): no check of
+    /// its issuer, dates or name; for tests only; a warning is printed.
     #[arg(long, conflicts_with = "ca")]
     pub(crate) insecure: bool,
 }
@@ -523,6 +528,58 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "BYTES",
         default_value_t = flag_size(WebSocketConfig::default().protocol.max_message_size))]
     pub(crate) max_message_size: String,
+}
+
+/// `wshub publish`. Exit codes: 0 published (or a duplicate), 1 the hub
+/// refused it or could not be reached, 2 a usage error.
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The hub's base URL: http://HOST:PORT or https://HOST:PORT (ws:// and
+    /// wss:// are taken as http:// and https://). A path is the prefix the
+    /// API sits under: /api/publish is appended to it.
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: String,
+
+    /// Room to publish into.
+    #[arg(long, value_name = "ROOM")]
+    pub(crate) room: String,
+
+    /// Display name the members see as the message's sender [default: the
+    /// hub's, `api`].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) from: Option<String>,
+
+    /// Idempotency key, 1 to 64 bytes: while the room's history holds a
+    /// message published with this key, the hub publishes nothing again and
+    /// answers with that message's offset and `"duplicate": true`, so a
+    /// retry after a timeout publishes once.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
+
+    /// Send MESSAGE as the JSON value it spells (`{"n":1}`, `42`, `"text"`)
+    /// rather than as a JSON string.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// File holding the hub's API key (trailing whitespace is ignored).
+    /// Without it, the key is taken from the WSHUB_API_KEY environment
+    /// variable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) api_key_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) tls: ClientTlsArgs,
+
+    /// Time allowed for the whole request: connecting, the TLS handshake,
+    /// sending and the hub's answer.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) timeout: Duration,
+
+    /// The message: text, sent as a JSON string, or with --json a JSON
+    /// value. `-` reads it from stdin (all of it, less one trailing
+    /// newline).
+    #[arg(value_name = "MESSAGE")]
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Args)]

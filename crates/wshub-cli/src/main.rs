@@ -1,5 +1,6 @@
 //! The `wshub` command: `wshub serve` runs the hub, `wshub connect` is an
-//! interactive client, `wshub bench` a load generator. Arguments are parsed
+//! interactive client, `wshub publish` publishes into a room through the
+//! hub's HTTP API, `wshub bench` a load generator. Arguments are parsed
 //! in `args.rs`, with `serve`'s `WSHUB_*` variables and `--config` file
 //! under them (`sources.rs`), checked into configuration in `config.rs` (or,
 //! for bench, `cmd/bench.rs`), and carried out by `cmd/`.
@@ -77,6 +78,9 @@ fn main() {
             })
             .map_err(|e| sources.attribute(e)),
         Command::Connect(args) => block_on(cmd::connect::run(args)),
+        // Prints its own errors: its exit codes (1 and 2) are part of its
+        // interface for scripts.
+        Command::Publish(args) => block_on(cmd::publish::run(args)),
         // The benchmark starts its own single-threaded runtimes (--threads).
         Command::Bench(args) => cmd::bench::run(args),
     };

@@ -1,5 +1,6 @@
-//! The subcommands, one module each: `serve`, `connect`, `bench`.
+//! The subcommands, one module each: `serve`, `connect`, `publish`, `bench`.
 
 pub(crate) mod bench;
 pub(crate) mod connect;
+pub(crate) mod publish;
 pub(crate) mod serve;
