@@ -1,20 +1,26 @@
-//! `wshub publish` (docs/protocol.md, "HTTP API"), run as the real binary
+//! `wshub publish` (docs/protocol.md, "HTTP API"), run as the real binary:
 //! against a fake hub started here (a listener that reads the request with
 //! httparse, checks method, path, key, content type and JSON body, and
-//! answers as told): what it sends, and how it reports each answer.
+//! answers as told) for what it sends and how it reports each answer, and
+//! end to end against `wshub serve --api-key-file`, over http and https,
+//! where a member of the room receives what the command published.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use futures_util::StreamExt;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use wshub::{ClientStream, Message, WebSocket};
 
-use common::WAIT;
+use common::{Server, WAIT};
 
 /// The API key the tests use: the hub wants 16 bytes or more.
 const KEY: &str = "test-api-key-0123456789abcdef";
@@ -554,4 +560,198 @@ async fn timeout_bounds_a_hub_that_never_answers() {
     );
     // The request went out: it was the answer that never came.
     hub.request().await.publish_body("/api/publish", KEY);
+}
+
+/// The next text message as JSON.
+async fn next_json(ws: &mut WebSocket<ClientStream>) -> Value {
+    let message = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    serde_json::from_slice(message.as_bytes()).unwrap()
+}
+
+/// The next message of `type`, skipping others (presence).
+async fn next_of_type(ws: &mut WebSocket<ClientStream>, kind: &str) -> Value {
+    loop {
+        let value = next_json(ws).await;
+        if value["type"] == kind {
+            return value;
+        }
+    }
+}
+
+/// A member of `room`, connected by `builder` (to the hub's `/ws`), past
+/// its `joined`.
+async fn member(builder: wshub::ClientBuilder, room: &str) -> WebSocket<ClientStream> {
+    let mut ws = timeout(WAIT, builder.connect()).await.unwrap().unwrap();
+    next_of_type(&mut ws, "welcome").await;
+    let join = json!({"op": "join", "room": room, "name": "watcher"});
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    next_of_type(&mut ws, "joined").await;
+    ws
+}
+
+#[tokio::test]
+async fn a_member_of_the_room_receives_what_the_command_published_at_its_offset() {
+    let key_file = temp_file(&format!("{KEY}\n"));
+    let key_path = key_file.to_str().unwrap();
+    let server = Server::start(&["--api-key-file", key_path]);
+    let url = format!("ws://{}/ws", server.addr);
+    let mut ws = member(wshub::ClientBuilder::new(url), "lobby").await;
+
+    let base = format!("http://{}", server.addr);
+    let args = [
+        "--url",
+        &base,
+        "--room",
+        "lobby",
+        "--api-key-file",
+        key_path,
+        "--from",
+        "deploy-bot",
+        "--idempotency-key",
+        "deploy-1432",
+        "deploy finished",
+    ];
+    let answer = published(&publish(&args, None, None).await);
+    assert_eq!(
+        (&answer["room"], &answer["duplicate"]),
+        (&json!("lobby"), &json!(false)),
+        "{answer}"
+    );
+    let message = next_of_type(&mut ws, "message").await;
+    assert_eq!(
+        (
+            &message["room"],
+            &message["message"],
+            &message["from"],
+            &message["from_id"]
+        ),
+        (
+            &json!("lobby"),
+            &json!("deploy finished"),
+            &json!("deploy-bot"),
+            &json!(0)
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        (&message["epoch"], &message["offset"]),
+        (&answer["epoch"], &answer["offset"]),
+        "{message} {answer}"
+    );
+
+    // The same key again: nothing new, the first one's offset.
+    let again = published(&publish(&args, None, None).await);
+    assert_eq!(
+        (&again["offset"], &again["duplicate"]),
+        (&answer["offset"], &json!(true))
+    );
+
+    // The hub itself, with the wrong key.
+    let out = publish(
+        &["--url", &base, "--room", "lobby", "hi"],
+        Some("a-wrong-key-of-enough-bytes"),
+        None,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.starts_with("wshub publish: 401 unauthorized: "),
+        "{out:?}"
+    );
+}
+
+/// A test CA (rcgen) and a server certificate for `localhost` and
+/// 127.0.0.1 that it signed, as PEM files in `dir`: the CA's, the server's
+/// chain, the server's key.
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wshub publish test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wshub publish test server");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn over_https_the_tls_flags_mean_what_they_mean_for_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(dir.path());
+    let key_file = dir.path().join("api.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let server = Server::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--api-key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    let port = server.addr.port();
+    let roots = wshub::tls::load_roots(&ca).unwrap();
+    let wss = format!("wss://localhost:{port}/ws");
+    let builder = wshub::ClientBuilder::new(wss)
+        .tls_config(std::sync::Arc::new(wshub::tls::client_config(roots)));
+    let mut ws = member(builder, "lobby").await;
+
+    // Trusted through --ca; a wss:// URL is taken as https://.
+    let url = format!("wss://localhost:{port}");
+    let ca = ca.to_str().unwrap();
+    let answer = published(
+        &publish(
+            &["--url", &url, "--room", "lobby", "--ca", ca, "over tls"],
+            Some(KEY),
+            None,
+        )
+        .await,
+    );
+    let message = next_of_type(&mut ws, "message").await;
+    assert_eq!(
+        (&message["message"], &message["offset"]),
+        (&json!("over tls"), &answer["offset"])
+    );
+
+    // Without --ca the test CA is unknown: no request is sent.
+    let url = format!("https://localhost:{port}");
+    let out = publish(
+        &["--url", &url, "--room", "lobby", "unsent"],
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("TLS handshake with {url}/api/publish"))
+            && out.stderr.contains("UnknownIssuer"),
+        "{out:?}"
+    );
+
+    // --insecure: published, with connect's warning.
+    let out = publish(
+        &["--url", &url, "--room", "lobby", "--insecure", "insecure"],
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.starts_with("warning: --insecure: "), "{out:?}");
+    let message = next_of_type(&mut ws, "message").await;
+    assert_eq!(message["message"], "insecure");
 }
