@@ -20,7 +20,8 @@
 //! `ClientConfig`: it builds its own from its `TlsConfig` (roots, client
 //! certificate, verification on or off, a provider), so each flag would be
 //! translated a second time and could drift from `connect`'s meaning; only
-//! its unversioned transport API could carry ours. hyper 1's client
+//! its unversioned transport API could carry ours (ureq 2 took one, but is
+//! the line before). hyper 1's client
 //! connection (`hyper::client::conn::http1`) runs over any stream it is
 //! given, so this module opens the TCP connection and the TLS session
 //! itself, with [`tokio_rustls`] and that very `ClientConfig`, as
@@ -433,7 +434,11 @@ fn refusal(status: StatusCode, body: &[u8], url: &str) -> String {
         }
         None => (reason, quote(body)),
     };
-    format!("wshub publish: {} {code}: {message}", status.as_u16())
+    if message.is_empty() {
+        format!("wshub publish: {} {code}", status.as_u16())
+    } else {
+        format!("wshub publish: {} {code}: {message}", status.as_u16())
+    }
 }
 
 /// The first line of `body`, at most [`MAX_QUOTE`] characters, for a
@@ -540,6 +545,18 @@ mod tests {
         assert_eq!(
             refusal(StatusCode::UNAUTHORIZED, body, "http://h/api/publish"),
             "wshub publish: 401 unauthorized: the API key is wrong"
+        );
+    }
+
+    #[test]
+    fn an_error_without_a_message_ends_at_its_code() {
+        assert_eq!(
+            refusal(
+                StatusCode::FORBIDDEN,
+                br#"{"error":"forbidden"}"#,
+                "http://h/"
+            ),
+            "wshub publish: 403 forbidden"
         );
     }
 
