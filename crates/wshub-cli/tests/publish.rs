@@ -437,7 +437,9 @@ async fn a_plain_404_says_the_api_may_be_off_or_the_prefix_wrong() {
         body: "not found".into(),
     })
     .await;
-    let url = format!("ws://{}/ws", hub.addr);
+    // An http:// URL ending in the hub's /ws route (a ws:// one has it
+    // dropped) gets the hint.
+    let url = format!("http://{}/ws", hub.addr);
     let out = publish(&["--url", &url, "--room", "lobby", "hi"], Some(KEY), None).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     let expected = format!(

@@ -126,8 +126,9 @@ struct Endpoint {
     /// The `Host` header: the URL's host, and its port unless it is the
     /// scheme's.
     authority: String,
-    /// The request target: the URL's path without trailing slashes, then
-    /// `/api/publish`.
+    /// The request target: the URL's path without trailing slashes (and,
+    /// in a `ws://` or `wss://` URL, without a final `/ws`, the hub's
+    /// WebSocket route), then `/api/publish`.
     path: String,
     /// The whole URL requested, `http://` or `https://`, for messages.
     url: String,
@@ -143,6 +144,9 @@ impl Endpoint {
     fn parse(raw: &str) -> Result<Self> {
         let example = "e.g. http://127.0.0.1:8080";
         let mut url = Url::parse(raw).map_err(|e| anyhow!("--url {raw}: {e} ({example})"))?;
+        // The hub's WebSocket URL as its README shows it, ws://host/ws:
+        // its /ws route is not part of the API's base.
+        let pasted_hub_route = matches!(url.scheme(), "ws" | "wss");
         let tls = match url.scheme() {
             "http" | "ws" => false,
             "https" | "wss" => true,
@@ -170,7 +174,11 @@ impl Endpoint {
             Some(port) => format!("{host_str}:{port}"),
             None => host_str.to_owned(),
         };
-        let path = format!("{}/api/publish", url.path().trim_end_matches('/'));
+        let mut base = url.path().trim_end_matches('/');
+        if pasted_hub_route {
+            base = base.strip_suffix("/ws").unwrap_or(base);
+        }
+        let path = format!("{base}/api/publish");
         Ok(Self {
             url: format!("{}://{authority}{path}", url.scheme()),
             tls,
@@ -503,6 +511,13 @@ mod tests {
         let plain = endpoint("ws://hub.example:9000");
         assert!(!plain.tls);
         assert_eq!(plain.url, "http://hub.example:9000/api/publish");
+        let pasted = endpoint("ws://127.0.0.1:8080/ws");
+        assert_eq!(
+            pasted.url, "http://127.0.0.1:8080/api/publish",
+            "the /ws route dropped"
+        );
+        let prefixed = endpoint("wss://hub.example/chat/ws/");
+        assert_eq!(prefixed.url, "https://hub.example/chat/api/publish");
         let tls = endpoint("wss://hub.example");
         assert!(tls.tls);
         assert_eq!((tls.port, tls.authority.as_str()), (443, "hub.example"));
