@@ -1,5 +1,5 @@
 //! What wshub's tests start and stop, for the Redis engine above all: real
-//! `redis-server` processes.
+//! `redis-server` processes and Redis Clusters.
 //! A dev-dependency only; plain std threads and sockets, no async runtime, so
 //! it serves tokio tests and synchronous ones alike.
 //!
@@ -9,6 +9,8 @@
 //!   [`RedisServer::restart`] (with [`Options::appendonly`], acknowledged
 //!   writes come back), [`RedisServer::restart_empty`], and
 //!   [`RedisServer::command`] for setup and assertions.
+//! - [`RedisCluster`]: N master nodes, every slot assigned,
+//!   `cluster_state:ok` on each before it returns.
 //!
 //! ```no_run
 //! use wshub_testkit::{Options, RedisServer, Reply};
@@ -21,8 +23,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod redis;
 mod resp;
 
+pub use cluster::RedisCluster;
 pub use redis::{Options, RedisServer};
 pub use resp::{ParseError, Reply};
