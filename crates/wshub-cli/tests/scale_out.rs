@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use wshub::Message;
-use wshub_testkit::RedisServer;
+use wshub_testkit::{Options, RedisServer};
 
 type Ws = wshub::WebSocket<wshub::ClientStream>;
 
@@ -44,7 +44,7 @@ async fn send(ws: &mut Ws, v: Value) {
 
 #[tokio::test]
 async fn two_nodes_on_one_redis_serve_the_same_room() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start(Options::default());
     let flags = ["--engine", "redis", "--redis-url", &redis.url()];
     let a = Server::start(&flags);
     let b = Server::start(&flags);

@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use wshub_hub::{Hub, HubConfig, PublishError, PublishOptions, RedisConfig};
-use wshub_testkit::RedisServer;
+use wshub_testkit::{Options, RedisServer};
 
 /// A node on `redis`, served on a free port; its handle and address.
 async fn node(redis: &RedisServer) -> (Hub, common::Hub) {
@@ -43,7 +43,7 @@ async fn next_message(ws: &mut Ws) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_on_three_nodes_get_every_message_in_order_once() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start(Options::default());
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(node(&redis).await);
@@ -117,7 +117,7 @@ async fn members_on_three_nodes_get_every_message_in_order_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_on_another_node_with_nothing_lost_or_repeated() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start(Options::default());
     let (a_hub, a) = node(&redis).await;
     let (_, b) = node(&redis).await;
     let (mut ws, _) = member(&a).await;
@@ -170,7 +170,10 @@ async fn a_client_resumes_on_another_node_with_nothing_lost_or_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_down_publishes_fail_readyz_says_so_and_members_catch_up_after() {
-    let mut redis = RedisServer::start_persistent();
+    let mut redis = RedisServer::start(Options {
+        appendonly: true,
+        ..Options::default()
+    });
     let (hub, served) = node(&redis).await;
     let (mut ws, _) = member(&served).await;
     join(&mut ws, "r", "me").await;

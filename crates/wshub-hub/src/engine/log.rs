@@ -199,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn offsets_come_from_redis_in_order_and_the_frames_are_the_hubs() {
-        let server = Server::start();
+        let server = Server::start(wshub_testkit::Options::default());
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         // A second node on the same Redis shares the room's numbering.
         let other = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
@@ -233,7 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idempotency_key_publishes_once() {
-        let server = Server::start();
+        let server = Server::start(wshub_testkit::Options::default());
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         let first = publish(&log, "r", json!("x"), Some("k")).await;
         let again = publish(&log, "r", json!("x"), Some("k")).await;
@@ -245,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_room_whose_keys_were_lost_starts_a_new_epoch_from_offset_1() {
-        let server = Server::start();
+        let server = Server::start(wshub_testkit::Options::default());
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         for n in 1..=3 {
             publish(&log, "r", json!(n), None).await;
@@ -271,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_stream_is_trimmed_near_the_history_size() {
-        let server = Server::start();
+        let server = Server::start(wshub_testkit::Options::default());
         let log = RedisLog::connect(&server.url(), limits(10)).await.unwrap();
         for n in 1..=1000 {
             publish(&log, "r", json!(n), None).await;
@@ -284,7 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_script_publishes_on_the_rooms_shard_channel() {
-        let server = Server::start();
+        let server = Server::start(wshub_testkit::Options::default());
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
         let client = redis::Client::open(format!("{}/?protocol=resp3", server.url())).unwrap();
@@ -322,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_publish_while_redis_is_down_fails_within_the_timeout() {
-        let mut server = Server::start();
+        let mut server = Server::start(wshub_testkit::Options::default());
         let log = RedisLog::connect(&server.url(), limits(100)).await.unwrap();
         publish(&log, "r", json!(1), None).await;
         server.kill9();
