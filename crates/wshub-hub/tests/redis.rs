@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use wshub_hub::{Hub, HubConfig, PublishError, PublishOptions, RedisConfig};
-use wshub_testkit::{Options, RedisServer};
+use wshub_testkit::{Options, RedisServer, Relay};
 
 /// A node on `redis`, served on a free port; its handle and address.
 async fn node(redis: &RedisServer) -> (Hub, common::Hub) {
@@ -257,4 +257,72 @@ async fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
         .unwrap()
         .unwrap();
     String::from_utf8_lossy(&answer[9..12]).parse().unwrap()
+}
+
+/// A subscription connection that stays open but stops delivering (here a
+/// relay in front of it that stalls) is found by the watchdog within 10 s
+/// (the node turns not ready), and once Redis can be reached again the
+/// node's members get what was published meanwhile, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starved_subscription_is_detected_within_10_s_and_repaired_without_a_gap() {
+    let redis = RedisServer::start(Options::default());
+    let relay = Relay::start(redis.addr());
+    let relayed = format!("redis://{}", relay.addr());
+    let mut config = HubConfig::default();
+    config.redis = Some(
+        RedisConfig::new(redis.url())
+            .unwrap()
+            .with_subscriber_url(relayed)
+            .unwrap(),
+    );
+    let starved = Hub::new(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn({
+        let hub = starved.clone();
+        async move { hub.serve(listener, std::future::pending()).await }
+    });
+    let served = common::Hub {
+        addr,
+        stop: None,
+        task: tokio::spawn(async { Ok(()) }),
+    };
+    let (publisher, _) = node(&redis).await;
+    let (mut ws, _) = member(&served).await;
+    join(&mut ws, "r", "me").await;
+    publisher
+        .publish("r", &json!(1), &PublishOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut ws).await["offset"], 1);
+    assert_eq!(http_status(addr, "/readyz").await, 200);
+
+    relay.stall();
+    let stalled = std::time::Instant::now();
+    for n in 2..=4 {
+        publisher
+            .publish("r", &json!(n), &PublishOptions::new())
+            .await
+            .unwrap();
+    }
+    while http_status(addr, "/readyz").await != 503 {
+        assert!(
+            stalled.elapsed() < Duration::from_secs(10),
+            "the starved subscription was not found within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    relay.resume();
+    for n in 2..=4 {
+        let m = timeout(Duration::from_secs(15), next_message(&mut ws))
+            .await
+            .expect("repaired");
+        assert_eq!((&m["offset"], &m["message"]), (&json!(n), &json!(n)));
+    }
+    publisher
+        .publish("r", &json!(5), &PublishOptions::new())
+        .await
+        .unwrap();
+    let m = next_message(&mut ws).await;
+    assert_eq!(m["offset"], 5, "live again, nothing repeated: {m}");
 }

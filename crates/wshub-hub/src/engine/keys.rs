@@ -51,6 +51,13 @@ impl RoomKeys {
     }
 }
 
+/// A node's own shard channel, `wshub:node:{<id>}`: its subscriber's
+/// watchdog publishes to it and expects the echo. Not a room's (theirs
+/// start `wshub:{`).
+pub(crate) fn node_channel(id: u64) -> String {
+    format!("wshub:node:{{{id:016x}}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +87,6 @@ mod tests {
         assert_ne!(RoomKeys::new("a}b").channel, RoomKeys::new("a").channel);
         assert_eq!(RoomKeys::room_of("wshub:{a}:meta"), None);
         assert_eq!(RoomKeys::room_of("other"), None);
+        assert_eq!(RoomKeys::room_of(&node_channel(7)), None);
     }
 }

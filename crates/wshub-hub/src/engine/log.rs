@@ -136,6 +136,16 @@ impl RedisLog {
         })
     }
 
+    /// Publishes `payload` on the shard channel `channel`.
+    pub(crate) async fn spublish(&self, channel: &str, payload: &str) -> Result<(), LogError> {
+        let _: i64 = redis::cmd("SPUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// `room`'s epoch and last offset (giving it `new_epoch` if it has
     /// none), and with `after`, up to `max` of its messages after that
     /// offset, as far as the stream still has them.

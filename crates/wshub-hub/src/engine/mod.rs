@@ -29,6 +29,10 @@ use crate::rooms::{HistoryPage, Published, Remote, Rooms};
 pub struct RedisConfig {
     /// `redis://[:password@]host:port[/db]`.
     pub url: String,
+    /// Where the node's subscriber connects, if not to `url`: the same
+    /// Redis reached another way (a proxy that passes Pub/Sub). Default:
+    /// `url`.
+    pub subscriber_url: Option<String>,
 }
 
 impl RedisConfig {
@@ -42,7 +46,20 @@ impl RedisConfig {
         redis::Client::open(url.as_str()).map_err(|e| {
             format!("{url:?} is not a Redis URL ({e}); use redis://host:port or redis://:password@host:port/db")
         })?;
-        Ok(Self { url })
+        Ok(Self {
+            url,
+            subscriber_url: None,
+        })
+    }
+
+    /// The subscriber connects to `url` instead: see
+    /// [`RedisConfig::subscriber_url`].
+    ///
+    /// # Errors
+    /// As [`RedisConfig::new`].
+    pub fn with_subscriber_url(mut self, url: impl Into<String>) -> Result<Self, String> {
+        self.subscriber_url = Some(Self::new(url)?.url);
+        Ok(self)
     }
 }
 
@@ -77,6 +94,8 @@ pub(crate) struct RedisEngine {
     control: mpsc::UnboundedSender<Control>,
     /// The subscriber is connected.
     up: AtomicBool,
+    /// This node's own shard channel, for the subscriber's watchdog.
+    node: String,
 }
 
 impl RedisEngine {
@@ -89,8 +108,13 @@ impl RedisEngine {
         let open = |url: &str| redis::Client::open(url).map_err(|e| EngineError(e.to_string()));
         let client = open(&config.url)?;
         // The subscriber's pushes need RESP3.
-        let separator = if config.url.contains('?') { '&' } else { '?' };
-        let subscriber_client = open(&format!("{}{separator}protocol=resp3", config.url))?;
+        let subscriber_url = config.subscriber_url.as_deref().unwrap_or(&config.url);
+        let separator = if subscriber_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let subscriber_client = open(&format!("{subscriber_url}{separator}protocol=resp3"))?;
         let (released_tx, released) = mpsc::unbounded_channel();
         let remote = Arc::new(Remote::new(released_tx));
         let log = RedisLog::lazy(client.clone(), *rooms.history_limits())?;
@@ -102,6 +126,7 @@ impl RedisEngine {
             remote,
             control,
             up: AtomicBool::new(false),
+            node: keys::node_channel(rand::random()),
         });
         let task = subscriber::run(engine.clone(), subscriber_client, requests, released);
         Ok((engine, task))

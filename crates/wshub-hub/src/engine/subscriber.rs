@@ -27,6 +27,14 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// Most messages one gap repair reads.
 const MAX_REPAIR: usize = 10_000;
 
+/// How often the watchdog publishes on the node's own channel.
+const WATCHDOG_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long the subscriber may go without the watchdog's echo before its
+/// connection is taken for starved (open, answering nothing) and replaced:
+/// with the interval, a starved connection is found within 10 s.
+const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Joins waiting for a room to be followed, by its channel.
 type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
 
@@ -70,28 +78,49 @@ pub(super) async fn run(
             logged_down = false;
         }
         engine.up.store(true, Ordering::Relaxed);
-        // Follow again what was followed: each confirmation re-reads the
-        // room's head and repairs what was missed while away.
-        let mut ok = true;
+        // The watchdog's channel first, then what was followed: each
+        // confirmation re-reads the room's head and repairs what was
+        // missed while away.
+        let mut ok = ssubscribe(&mut conn, &engine.node).await.is_ok();
         for room in engine.remote.followed_rooms() {
-            if ssubscribe(&mut conn, &RoomKeys::new(&room).channel)
-                .await
-                .is_err()
-            {
-                ok = false;
+            if !ok {
                 break;
             }
+            ok = ssubscribe(&mut conn, &RoomKeys::new(&room).channel)
+                .await
+                .is_ok();
         }
+        let mut echoed = tokio::time::Instant::now();
+        let mut watchdog = tokio::time::interval(WATCHDOG_INTERVAL);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if ok {
             loop {
                 tokio::select! {
                     push = pushes.recv() => match push {
                         None => break,
+                        Some(push) if is_echo(&push, &engine.node) => {
+                            echoed = tokio::time::Instant::now();
+                        }
                         Some(push) => {
                             if !on_push(&engine, push, &mut waiting).await {
                                 break;
                             }
                         }
+                    },
+                    _ = watchdog.tick() => {
+                        if echoed.elapsed() > WATCHDOG_TIMEOUT {
+                            tracing::warn!(
+                                silent_ms = echoed.elapsed().as_millis() as u64,
+                                "Redis engine: the subscriber connection delivers nothing (the watchdog's messages do not come back); replacing it"
+                            );
+                            break;
+                        }
+                        // From the command connection, so a subscriber
+                        // connection that is open but starved misses it.
+                        let engine = engine.clone();
+                        tokio::spawn(async move {
+                            let _ = engine.log.spublish(&engine.node, "watchdog").await;
+                        });
                     },
                     request = control.recv() => match request {
                         None => return,
@@ -131,6 +160,16 @@ pub(super) async fn run(
         fail_all(&mut waiting, "the subscriber connection was lost");
         tokio::time::sleep(RECONNECT_DELAY).await;
     }
+}
+
+/// Whether `push` is the watchdog's message on `node`'s channel.
+fn is_echo(push: &PushInfo, node: &str) -> bool {
+    push.kind == PushKind::SMessage
+        && push
+            .data
+            .first()
+            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            .is_some_and(|channel| channel == node)
 }
 
 async fn ssubscribe(conn: &mut MultiplexedConnection, channel: &str) -> redis::RedisResult<()> {
