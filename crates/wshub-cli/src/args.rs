@@ -192,6 +192,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
 
+    /// With --engine redis: how long a member's presence entry outlives
+    /// its node's last renewal (renewed every third of it). The members of
+    /// a node that died or lost Redis leave their rooms, for every other
+    /// node, this long after (300ms to 1d).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(wshub_hub::DEFAULT_PRESENCE_TTL))]
+    pub(crate) presence_ttl: humantime::Duration,
+
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]

@@ -117,6 +117,9 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     if args.engine == Engine::Redis {
         let redis =
             RedisConfig::new(&args.redis_url).map_err(|e| anyhow::anyhow!("--redis-url {e}"))?;
+        let redis = redis
+            .with_presence_ttl(args.presence_ttl.into())
+            .map_err(|e| anyhow::anyhow!("--presence-ttl: {e}"))?;
         config.redis = Some(redis);
     }
     config.shutdown_timeout = args.shutdown_timeout.into();

@@ -83,20 +83,74 @@ async fn two_nodes_on_one_redis_serve_the_same_room() {
     assert!(a.get("/readyz").await.contains("200"));
 }
 
-#[test]
-fn a_url_that_is_not_redis_stops_serve_with_the_fix() {
+/// `wshub serve --engine redis FLAG VALUE` exits 2 with a message naming
+/// the flag and saying `fix`.
+fn assert_redis_flag_refused(flag: &str, value: &str, fix: &str) {
     let (code, stderr) = run(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
         "--engine",
         "redis",
-        "--redis-url",
-        "http://example.com",
+        flag,
+        value,
     ]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--redis-url") && stderr.contains("redis://host:port"),
-        "{stderr}"
+    assert!(stderr.contains(flag) && stderr.contains(fix), "{stderr}");
+}
+
+#[test]
+fn a_url_that_is_not_redis_stops_serve_with_the_fix() {
+    assert_redis_flag_refused("--redis-url", "http://example.com", "redis://host:port");
+}
+
+#[test]
+fn a_presence_ttl_out_of_range_stops_serve_with_the_fix() {
+    assert_redis_flag_refused("--presence-ttl", "100ms", "300ms to 1d");
+}
+
+#[tokio::test]
+async fn the_members_of_a_node_killed_with_sigkill_leave_for_the_other_nodes() {
+    let redis = RedisServer::start(Options::default());
+    let url = redis.url();
+    let flags = [
+        "--engine",
+        "redis",
+        "--redis-url",
+        &url,
+        "--presence-ttl",
+        "1500ms",
+    ];
+    let a = Server::start(&flags);
+    let mut b = Server::start(&flags);
+    let mut on_a = hub_client(&a).await;
+    send(&mut on_a, json!({"op":"join","room":"lobby","name":"ann"})).await;
+    next_of_type(&mut on_a, "joined").await;
+    let mut on_b = hub_client(&b).await;
+    send(&mut on_b, json!({"op":"join","room":"lobby","name":"bob"})).await;
+    let joined = next_of_type(&mut on_b, "joined").await;
+    assert_eq!(joined["members"], json!(["ann", "bob"]), "{joined}");
+    let notice = next_of_type(&mut on_a, "presence").await;
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("join"), &json!("bob"))
+    );
+
+    // kill -9: no leave is ever sent for bob.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let notice = next_of_type(&mut on_a, "presence").await;
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("leave"), &json!("bob")),
+        "bob's entry expired with its node"
+    );
+    let mut again = hub_client(&a).await;
+    send(&mut again, json!({"op":"join","room":"lobby","name":"bob"})).await;
+    let joined = next_of_type(&mut again, "joined").await;
+    assert_eq!(
+        joined["members"],
+        json!(["ann", "bob"]),
+        "the name is free: {joined}"
     );
 }

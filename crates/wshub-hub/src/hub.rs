@@ -173,21 +173,19 @@ impl Hub {
 
     /// Who is in `room` and where its offsets are (a room the hub does not
     /// hold has no members, offset 0 and no epoch). With the Redis engine,
-    /// the members are this node's, and the epoch and offset Redis's.
+    /// the members are those of every node, and the epoch and offset
+    /// Redis's.
     ///
     /// # Errors
     /// [`PublishError::Unavailable`] if the Redis engine cannot answer.
     pub async fn room(&self, room: &str) -> Result<RoomInfo, PublishError> {
-        let mut info = self.rooms.info(room);
-        if let Some(engine) = &self.engine {
-            let head = engine
-                .head(room)
+        match &self.engine {
+            None => Ok(self.rooms.info(room)),
+            Some(engine) => engine
+                .room_info(room)
                 .await
-                .map_err(|e| PublishError::Unavailable(e.to_string()))?;
-            info.epoch = Some(head.epoch);
-            info.offset = head.last;
+                .map_err(|e| PublishError::Unavailable(e.to_string())),
         }
-        Ok(info)
     }
 
     /// What `room`'s history holds: with `since`, every message after it,

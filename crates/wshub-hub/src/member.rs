@@ -18,7 +18,7 @@ use crate::metrics::{HubClose, OpenConnection};
 use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use serde_json::Value;
 
-use crate::engine::{EngineError, RedisEngine};
+use crate::engine::{EngineError, PresenceJoin, RedisEngine};
 use crate::protocol::Since;
 use crate::rooms::{JoinRefused, Joined, NameTaken, Outbox, Rooms, SendQueue, Sender, Signal};
 use crate::session::{finish, log_end};
@@ -883,8 +883,44 @@ impl Member {
                 since,
                 id,
             } => {
+                let answered = JoinAnswer {
+                    room: &room,
+                    wanted: wanted.clone(),
+                    new_name: new_name.as_ref(),
+                    id: id.as_ref(),
+                };
+                // The room's presence on every node first: it holds the
+                // names, and a name taken on another node refuses the join
+                // before anything is followed.
+                let rejoin = self.joined.contains(&room);
+                let presence = match engine
+                    .presence_join(&room, self.conn_id, &wanted, unique)
+                    .await
+                {
+                    Ok(PresenceJoin::Entered {
+                        members,
+                        member_count,
+                    }) => (members, member_count),
+                    Ok(PresenceJoin::NameTaken) => {
+                        return Some(answered.into_reply(
+                            Err(NameTaken),
+                            &mut self.name,
+                            &mut self.joined,
+                            replay,
+                        ))
+                    }
+                    Err(e) => return Some(unavailable(e, id.as_ref())),
+                };
+                // Out of the presence again if the join fails (a member
+                // renaming itself stays, under its old name, as it is here).
+                let undo = |engine: &RedisEngine| {
+                    if !rejoin {
+                        engine.forget(&room, self.conn_id, &wanted);
+                    }
+                };
                 for _ in 0..JOIN_ATTEMPTS {
                     if let Err(e) = engine.follow(&room).await {
+                        undo(&engine);
                         return Some(unavailable(e, id.as_ref()));
                     }
                     let read = match &since {
@@ -892,7 +928,10 @@ impl Member {
                             let max = self.rooms.history_limits().max_replay + 1;
                             match engine.read(&room, since.offset, max).await {
                                 Ok(read) => Some(read),
-                                Err(e) => return Some(unavailable(e, id.as_ref())),
+                                Err(e) => {
+                                    undo(&engine);
+                                    return Some(unavailable(e, id.as_ref()));
+                                }
                             }
                         }
                         None => None,
@@ -908,14 +947,16 @@ impl Member {
                     );
                     let result = match result {
                         Err(JoinRefused::NotSynced) => continue,
-                        Err(JoinRefused::NameTaken) => Err(NameTaken),
-                        Ok(joined) => Ok(joined),
-                    };
-                    let answered = JoinAnswer {
-                        room: &room,
-                        wanted: wanted.clone(),
-                        new_name: new_name.as_ref(),
-                        id: id.as_ref(),
+                        Err(JoinRefused::NameTaken) => {
+                            undo(&engine);
+                            Err(NameTaken)
+                        }
+                        // The members of every node, not only this one's.
+                        Ok(joined) => Ok(Joined {
+                            members: presence.0.clone(),
+                            member_count: presence.1,
+                            ..joined
+                        }),
                     };
                     return Some(answered.into_reply(
                         result,
@@ -924,6 +965,7 @@ impl Member {
                         replay,
                     ));
                 }
+                undo(&engine);
                 let e = EngineError("the room was let go of while joining; try again".into());
                 Some(unavailable(e, id.as_ref()))
             }

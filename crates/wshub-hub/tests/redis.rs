@@ -15,10 +15,15 @@ use wshub_testkit::{Options, RedisServer, Relay};
 
 /// A node on `redis`, served on a free port; its handle and address.
 async fn node(redis: &RedisServer) -> (Hub, common::Hub) {
+    node_on(RedisConfig::new(redis.url()).unwrap()).await
+}
+
+/// A node with `redis`, served on a free port; its handle and address.
+async fn node_on(redis: RedisConfig) -> (Hub, common::Hub) {
     let mut config = HubConfig::default();
     config.message_rate = 1_000_000;
     config.message_burst = 1_000_000;
-    config.redis = Some(RedisConfig::new(redis.url()).unwrap());
+    config.redis = Some(redis);
     let hub = Hub::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -325,4 +330,100 @@ async fn a_starved_subscription_is_detected_within_10_s_and_repaired_without_a_g
         .unwrap();
     let m = next_message(&mut ws).await;
     assert_eq!(m["offset"], 5, "live again, nothing repeated: {m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_the_rooms_on_every_node_and_a_dead_nodes_members_leave_it() {
+    let redis = RedisServer::start(Options::default());
+    let ttl = Duration::from_millis(900);
+    let config = |url: String| {
+        RedisConfig::new(url)
+            .unwrap()
+            .with_presence_ttl(ttl)
+            .unwrap()
+    };
+    let (a_hub, a) = node_on(config(redis.url())).await;
+    let (_, b) = node_on(config(redis.url())).await;
+    // The third node sends its commands through a relay: stalled, it can
+    // no longer renew its members' presence, as if it had died.
+    let relay = Relay::start(redis.addr());
+    let (_, c) = node_on(
+        config(format!("redis://{}", relay.addr()))
+            .with_subscriber_url(redis.url())
+            .unwrap(),
+    )
+    .await;
+
+    let (mut ann, _) = member(&a).await;
+    let joined = join(&mut ann, "r", "ann").await;
+    assert_eq!(joined["members"], json!(["ann"]), "{joined}");
+    let (mut bob, _) = member(&b).await;
+    let joined = join(&mut bob, "r", "bob").await;
+    assert_eq!(
+        (&joined["members"], &joined["member_count"]),
+        (&json!(["ann", "bob"]), &json!(2)),
+        "the members of every node: {joined}"
+    );
+    let notice = next_of_type(&mut ann, "presence").await;
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("join"), &json!("bob"))
+    );
+
+    // A name is the room's on every node.
+    let (mut impostor, _) = member(&c).await;
+    send(
+        &mut impostor,
+        json!({"op":"join","room":"r","name":"ann","id":1}),
+    )
+    .await;
+    let refused = next_of_type(&mut impostor, "error").await;
+    assert_eq!(refused["code"], "name_taken", "{refused}");
+
+    let info = a_hub.room("r").await.unwrap();
+    assert_eq!(
+        (info.members, info.member_count),
+        (vec!["ann".to_owned(), "bob".to_owned()], 2)
+    );
+
+    send(&mut bob, json!({"op":"leave","room":"r"})).await;
+    let notice = next_of_type(&mut ann, "presence").await;
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("leave"), &json!("bob"))
+    );
+
+    let (mut ghost, _) = member(&c).await;
+    let joined = join(&mut ghost, "r", "ghost").await;
+    assert_eq!(joined["members"], json!(["ann", "ghost"]), "{joined}");
+    let notice = next_of_type(&mut ann, "presence").await;
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("join"), &json!("ghost"))
+    );
+    relay.stall();
+    // Found by a renewal of the first node, within a few ttls.
+    let notice = timeout(Duration::from_secs(10), next_of_type(&mut ann, "presence"))
+        .await
+        .expect("the dead node's member left");
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("leave"), &json!("ghost"))
+    );
+    let info = a_hub.room("r").await.unwrap();
+    assert_eq!(
+        (info.members, info.member_count),
+        (vec!["ann".to_owned()], 1)
+    );
+    // Reachable again, the node puts its member back, and says so.
+    relay.resume();
+    let notice = timeout(Duration::from_secs(10), next_of_type(&mut ann, "presence"))
+        .await
+        .expect("the member came back");
+    assert_eq!(
+        (&notice["event"], &notice["name"]),
+        (&json!("join"), &json!("ghost"))
+    );
+    let info = a_hub.room("r").await.unwrap();
+    assert_eq!(info.member_count, 2);
 }

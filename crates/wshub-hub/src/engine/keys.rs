@@ -18,8 +18,17 @@ pub(crate) struct RoomKeys {
     pub(crate) meta: String,
     /// `wshub:{R}:log`, a stream: entry `<offset>-1`, field `m` the frame.
     pub(crate) log: String,
-    /// `wshub:{R}`, the shard channel of its live messages.
+    /// `wshub:{R}`, the shard channel of its live messages and presence
+    /// notices.
     pub(crate) channel: String,
+    /// `wshub:{R}:presence`, a hash: `<node>:<connection id>` -> name.
+    pub(crate) presence: String,
+    /// `wshub:{R}:presence:names`, a hash: a unique name -> its holder's
+    /// presence field.
+    pub(crate) names: String,
+    /// `wshub:{R}:presence:expiry`, a sorted set: presence field -> when
+    /// it expires (Redis server time, ms).
+    pub(crate) expiry: String,
 }
 
 impl RoomKeys {
@@ -28,6 +37,9 @@ impl RoomKeys {
         Self {
             meta: format!("{channel}:meta"),
             log: format!("{channel}:log"),
+            presence: format!("{channel}:presence"),
+            names: format!("{channel}:presence:names"),
+            expiry: format!("{channel}:presence:expiry"),
             channel,
         }
     }
@@ -75,7 +87,14 @@ mod tests {
         ] {
             let keys = RoomKeys::new(room);
             let tag = &keys.channel[PREFIX.len() - 1..];
-            for key in [&keys.meta, &keys.log, &keys.idempotency("k}{")] {
+            for key in [
+                &keys.meta,
+                &keys.log,
+                &keys.presence,
+                &keys.names,
+                &keys.expiry,
+                &keys.idempotency("k}{"),
+            ] {
                 assert!(key.starts_with(&keys.channel), "{key}");
                 // Redis hashes the bytes between the first { and the next }.
                 let open = key.find('{').unwrap();

@@ -136,6 +136,15 @@ impl RedisLog {
         })
     }
 
+    /// Runs a script of the engine's other parts (presence) on the log's
+    /// connection, under the same timeouts.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, LogError> {
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+    }
+
     /// Publishes `payload` on the shard channel `channel`.
     pub(crate) async fn spublish(&self, channel: &str, payload: &str) -> Result<(), LogError> {
         let _: i64 = redis::cmd("SPUBLISH")

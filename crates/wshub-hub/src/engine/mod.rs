@@ -7,6 +7,7 @@
 
 pub(crate) mod keys;
 pub(crate) mod log;
+mod presence;
 mod subscriber;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{mpsc, oneshot};
 
 use wshub::{Message, PreparedMessage};
 
 use self::log::{LogError, LogRead, RedisLog};
-use crate::protocol::Since;
-use crate::rooms::{HistoryPage, Published, Remote, Rooms};
+use self::presence::Presence;
+use crate::protocol::{ServerMessage, Since};
+use crate::rooms::{HistoryPage, Left, Published, Remote, RoomInfo, Rooms, MAX_LISTED_MEMBERS};
 
 /// [`HubConfig::redis`](crate::HubConfig::redis): run the hub's rooms on a
 /// Redis server shared by several hub nodes.
@@ -33,7 +36,14 @@ pub struct RedisConfig {
     /// Redis reached another way (a proxy that passes Pub/Sub). Default:
     /// `url`.
     pub subscriber_url: Option<String>,
+    /// How long a member's presence entry outlives its node's last renewal
+    /// (every third of it): the members of a node that died leave their
+    /// rooms, on every other node, this long after. Default: 30 s.
+    pub presence_ttl: Duration,
 }
+
+/// Default of [`RedisConfig::presence_ttl`].
+pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(30);
 
 impl RedisConfig {
     /// The Redis server at `url`.
@@ -49,7 +59,23 @@ impl RedisConfig {
         Ok(Self {
             url,
             subscriber_url: None,
+            presence_ttl: DEFAULT_PRESENCE_TTL,
         })
+    }
+
+    /// Sets [`RedisConfig::presence_ttl`].
+    ///
+    /// # Errors
+    /// If `ttl` is under 300 ms (renewals every 100 ms would busy Redis)
+    /// or over a day.
+    pub fn with_presence_ttl(mut self, ttl: Duration) -> Result<Self, String> {
+        if !(Duration::from_millis(300)..=Duration::from_secs(86_400)).contains(&ttl) {
+            return Err(format!(
+                "the presence ttl must be from 300ms to 1d, not {ttl:?}"
+            ));
+        }
+        self.presence_ttl = ttl;
+        Ok(self)
     }
 
     /// The subscriber connects to `url` instead: see
@@ -96,6 +122,7 @@ pub(crate) struct RedisEngine {
     up: AtomicBool,
     /// This node's own shard channel, for the subscriber's watchdog.
     node: String,
+    presence: Presence,
 }
 
 impl RedisEngine {
@@ -116,20 +143,28 @@ impl RedisEngine {
         };
         let subscriber_client = open(&format!("{subscriber_url}{separator}protocol=resp3"))?;
         let (released_tx, released) = mpsc::unbounded_channel();
-        let remote = Arc::new(Remote::new(released_tx));
+        let (left_tx, left) = mpsc::unbounded_channel();
+        let remote = Arc::new(Remote::new(released_tx, left_tx));
         let log = RedisLog::lazy(client.clone(), *rooms.history_limits())?;
+        let presence_limit = rooms.presence_limit();
         let rooms = Arc::new(rooms.with_remote(remote.clone()));
         let (control, requests) = mpsc::unbounded_channel();
+        let node_id = rand::random();
         let engine = Arc::new(Self {
             log,
             rooms,
             remote,
             control,
             up: AtomicBool::new(false),
-            node: keys::node_channel(rand::random()),
+            node: keys::node_channel(node_id),
+            presence: Presence::new(node_id, config.presence_ttl, presence_limit),
         });
-        let task = subscriber::run(engine.clone(), subscriber_client, requests, released);
-        Ok((engine, task))
+        let subscriber = subscriber::run(engine.clone(), subscriber_client, requests, released);
+        let presence = keep_presence(engine.clone(), left);
+        let tasks = async move {
+            tokio::join!(subscriber, presence);
+        };
+        Ok((engine, tasks))
     }
 
     /// Whether the subscriber is connected to Redis.
@@ -246,5 +281,180 @@ impl RedisEngine {
             offset: logged.offset,
             duplicate: logged.duplicate,
         })
+    }
+}
+
+/// A `presence` frame's JSON.
+fn presence_notice(room: &str, event: &str, name: &str) -> String {
+    ServerMessage::Presence {
+        room,
+        event,
+        name,
+        ts: crate::rooms::now_ms(),
+    }
+    .to_json()
+}
+
+/// Whether a join went into the room's presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PresenceJoin {
+    /// In, with the room's members on every node.
+    Entered {
+        /// Up to [`MAX_LISTED_MEMBERS`] names, sorted.
+        members: Vec<String>,
+        member_count: usize,
+    },
+    /// A member on some node holds the name.
+    NameTaken,
+}
+
+impl RedisEngine {
+    /// Enters connection `id` into `room`'s presence as `name` (unique in
+    /// the room on every node, if `unique`); the other nodes' members are
+    /// told, this node's are told by the local join.
+    pub(crate) async fn presence_join(
+        &self,
+        room: &str,
+        id: u64,
+        name: &str,
+        unique: bool,
+    ) -> Result<PresenceJoin, EngineError> {
+        let notice = presence_notice(room, "join", name);
+        let answer = self
+            .presence
+            .join(&self.log, room, id, name, unique, &notice)
+            .await?;
+        self.announce_expired(room, &answer.expired, answer.count)
+            .await;
+        if answer.taken {
+            return Ok(PresenceJoin::NameTaken);
+        }
+        let mut members = answer.listed;
+        members.sort();
+        members.truncate(MAX_LISTED_MEMBERS);
+        Ok(PresenceJoin::Entered {
+            members,
+            member_count: answer.count,
+        })
+    }
+
+    /// Takes connection `id`, entered as `name`, out of `room`'s presence
+    /// again (its join failed after [`RedisEngine::presence_join`]).
+    pub(crate) fn forget(&self, room: &str, id: u64, name: &str) {
+        self.remote.leave(room, id, name);
+    }
+
+    /// `room`'s members on every node, and its epoch and last offset.
+    pub(crate) async fn room_info(&self, room: &str) -> Result<RoomInfo, EngineError> {
+        let head = self.head(room).await?;
+        let answer = self.presence.list(&self.log, room).await?;
+        self.announce_expired(room, &answer.expired, answer.count)
+            .await;
+        let mut members = answer.listed;
+        members.sort();
+        Ok(RoomInfo {
+            members,
+            member_count: answer.count,
+            epoch: Some(head.epoch),
+            offset: head.last,
+        })
+    }
+
+    /// Tells every node's members of `room` that the members `expired`
+    /// (of a node that stopped renewing them) left, if the room, now of
+    /// `count` members, is small enough for notices.
+    async fn announce_expired(&self, room: &str, expired: &[String], count: usize) {
+        for name in expired {
+            tracing::info!(
+                room,
+                name,
+                "Redis engine: a member of a node that stopped renewing its presence left"
+            );
+        }
+        if count < self.presence.limit() {
+            self.announce(room, "leave", expired).await;
+        }
+    }
+
+    /// Tells every node's members of `room` that `names` joined or left
+    /// (`event`).
+    async fn announce(&self, room: &str, event: &str, names: &[String]) {
+        for name in names {
+            let notice = presence_notice(room, event, name);
+            self.rooms.notify(room, notice.clone(), None);
+            if let Err(e) = self.presence.announce(&self.log, room, &notice).await {
+                tracing::debug!(room, error = %e, "Redis engine: cannot announce presence");
+            }
+        }
+    }
+
+    /// A presence notice from another node on `room`'s channel, to this
+    /// node's members; `false` if `payload` is no presence notice.
+    pub(crate) fn on_notice(&self, room: &str, payload: &str) -> bool {
+        match self.presence.notice_of(payload) {
+            None => false,
+            Some(None) => true,
+            Some(Some(notice)) => {
+                self.rooms.notify(room, notice.to_owned(), None);
+                true
+            }
+        }
+    }
+
+    /// Takes a member who left `room` here out of its presence.
+    async fn presence_leave(&self, left: Left) {
+        let notice = presence_notice(&left.room, "leave", &left.name);
+        match self
+            .presence
+            .leave(&self.log, &left.room, left.id, &notice)
+            .await
+        {
+            Ok(answer) => {
+                self.announce_expired(&left.room, &answer.expired, answer.count)
+                    .await;
+            }
+            // The entry expires with the ttl.
+            Err(e) => {
+                tracing::debug!(room = left.room, error = %e, "Redis engine: cannot leave a room's presence")
+            }
+        }
+    }
+
+    /// Renews this node's presence entries in every room it follows.
+    async fn renew_presence(&self) {
+        for room in self.remote.followed_rooms() {
+            let members = self.rooms.local_members(&room);
+            match self.presence.refresh(&self.log, &room, &members).await {
+                Ok(answer) => {
+                    self.announce_expired(&room, &answer.expired, answer.count)
+                        .await;
+                    if answer.count <= self.presence.limit() {
+                        // Back after the others were told they left.
+                        self.announce(&room, "join", &answer.listed).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(room, error = %e, "Redis engine: cannot renew presence");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The node's presence task: takes members who left out of their rooms'
+/// presence, in the order they left, and renews the node's entries every
+/// third of the presence ttl.
+async fn keep_presence(engine: Arc<RedisEngine>, mut left: UnboundedReceiver<Left>) {
+    let mut renew = tokio::time::interval(engine.presence.renew_every());
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            gone = left.recv() => match gone {
+                None => return,
+                Some(gone) => engine.presence_leave(gone).await,
+            },
+            _ = renew.tick() => engine.renew_presence().await,
+        }
     }
 }

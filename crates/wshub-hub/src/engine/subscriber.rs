@@ -240,8 +240,11 @@ struct Place {
 }
 
 /// Delivers `frame` to `room`'s local members, after the messages missing
-/// before it.
+/// before it; a presence notice from another node goes to them at once.
 async fn deliver(engine: &RedisEngine, room: &str, frame: String) {
+    if engine.on_notice(room, &frame) {
+        return;
+    }
     let Ok(place) = serde_json::from_str::<Place>(&frame) else {
         tracing::warn!(
             room,

@@ -22,7 +22,7 @@ use crate::metrics::Sharded;
 use crate::protocol::{ServerMessage, Since};
 
 mod remote;
-pub(crate) use remote::{Delivery, Remote};
+pub(crate) use remote::{Delivery, Left, Remote};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -1145,7 +1145,12 @@ impl Rooms {
         let shared = self.room(room).ok_or(NotJoined)?;
         let mut r = lock_room(&shared);
         let member = r.members.remove(&id).ok_or(NotJoined)?;
-        r.names.remove(&member.name);
+        if r.names.get(&member.name) == Some(&id) {
+            r.names.remove(&member.name);
+        }
+        if let Some(remote) = &self.remote {
+            remote.leave(room, id, &member.name);
+        }
         if r.members.is_empty() {
             let now = Instant::now();
             self.settle_empty(room, &shared, r, now);

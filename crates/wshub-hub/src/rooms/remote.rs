@@ -23,14 +23,37 @@ pub(crate) struct Remote {
     /// Rooms whose last local member left: the engine may stop following
     /// them.
     released: UnboundedSender<String>,
+    /// Members who left a room here: the engine takes them out of the
+    /// room's presence on every node.
+    left: UnboundedSender<Left>,
+}
+
+/// A member who left a room ([`Remote::new`]'s `left`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Left {
+    pub(crate) room: String,
+    /// Its connection id.
+    pub(crate) id: u64,
+    /// The name it had in the room.
+    pub(crate) name: String,
 }
 
 impl Remote {
-    pub(crate) fn new(released: UnboundedSender<String>) -> Self {
+    pub(crate) fn new(released: UnboundedSender<String>, left: UnboundedSender<Left>) -> Self {
         Self {
             follows: Mutex::default(),
             released,
+            left,
         }
+    }
+
+    /// Connection `id`, called `name`, is no longer in `room` here.
+    pub(crate) fn leave(&self, room: &str, id: u64, name: &str) {
+        let _ = self.left.send(Left {
+            room: room.to_owned(),
+            id,
+            name: name.to_owned(),
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<str>, u64)>> {
@@ -184,6 +207,36 @@ impl Rooms {
             drop(pushed_out);
         }
         Delivery::Delivered
+    }
+
+    /// Sends `notice` (a `presence` frame from another node) to `room`'s
+    /// local members but `except`.
+    pub(crate) fn notify(&self, room: &str, notice: String, except: Option<u64>) {
+        let Some(shared) = self.room(room) else {
+            return;
+        };
+        let r = lock_room(&shared);
+        if !r.closed {
+            r.fan_out(notice, except, &self.stats);
+        }
+    }
+
+    /// `room`'s local members: connection id, name, and whether the name
+    /// is held as unique in the room.
+    pub(crate) fn local_members(&self, room: &str) -> Vec<(u64, String, bool)> {
+        let Some(shared) = self.room(room) else {
+            return Vec::new();
+        };
+        let r = lock_room(&shared);
+        r.members
+            .iter()
+            .map(|(id, m)| (*id, m.name.clone(), r.names.get(&m.name) == Some(id)))
+            .collect()
+    }
+
+    /// The most members a room may have for presence notices to be sent.
+    pub(crate) fn presence_limit(&self) -> usize {
+        self.presence_limit
     }
 
     /// Where `room` is here: its epoch and delivered offset, if a local
