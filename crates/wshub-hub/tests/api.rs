@@ -277,17 +277,7 @@ async fn room_info_and_history_read_what_members_and_publishes_left() {
 #[tokio::test]
 async fn rust_code_publishes_through_the_hub_handle() {
     let hub = Hub::new(HubConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.serve(listener, std::future::pending()).await }
-    });
-    let common = common::Hub {
-        addr,
-        stop: None,
-        task: tokio::spawn(async { Ok(()) }),
-    };
+    let common = serve_handle(&hub).await;
     let (mut ws, _) = member(&common).await;
     join(&mut ws, "lobby", "alice").await;
 
@@ -319,7 +309,7 @@ async fn rust_code_publishes_through_the_hub_handle() {
         .publish("r", &json!(1), &PublishOptions::new().from(""))
         .await;
     assert_eq!(bad.unwrap_err(), PublishError::InvalidFrom);
-    server.abort();
+    common.task.abort();
 }
 
 #[tokio::test]

@@ -25,20 +25,8 @@ async fn node_on(redis: RedisConfig) -> (Hub, common::Hub) {
     config.message_burst = 1_000_000;
     config.redis = Some(redis);
     let hub = Hub::new(config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.serve(listener, std::future::pending()).await }
-    });
-    (
-        hub,
-        common::Hub {
-            addr,
-            stop: None,
-            task,
-        },
-    )
+    let served = serve_handle(&hub).await;
+    (hub, served)
 }
 
 /// The next room `message` of `ws`, skipping presence and answers.
@@ -281,17 +269,8 @@ async fn a_starved_subscription_is_detected_within_10_s_and_repaired_without_a_g
             .unwrap(),
     );
     let starved = Hub::new(config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn({
-        let hub = starved.clone();
-        async move { hub.serve(listener, std::future::pending()).await }
-    });
-    let served = common::Hub {
-        addr,
-        stop: None,
-        task: tokio::spawn(async { Ok(()) }),
-    };
+    let served = serve_handle(&starved).await;
+    let addr = served.addr;
     let (publisher, _) = node(&redis).await;
     let (mut ws, _) = member(&served).await;
     join(&mut ws, "r", "me").await;

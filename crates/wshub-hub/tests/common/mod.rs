@@ -37,6 +37,22 @@ pub async fn start(config: HubConfig) -> Hub {
     }
 }
 
+/// Serves `hub` (a handle, as Rust code that embeds the hub has) on a
+/// free port until the test ends; its address.
+pub async fn serve_handle(hub: &wshub_hub::Hub) -> Hub {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.serve(listener, std::future::pending()).await }
+    });
+    Hub {
+        addr,
+        stop: None,
+        task,
+    }
+}
+
 pub type Ws = WebSocket<wshub::ClientStream>;
 
 /// A `/ws` client past its `welcome`; returns it and its connection id.
