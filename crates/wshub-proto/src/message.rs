@@ -68,6 +68,49 @@ impl From<&'static str> for Message {
     }
 }
 
+/// A text message holding `s` (no copy).
+impl From<String> for Message {
+    fn from(s: String) -> Self {
+        Message::Text(Utf8Bytes::from(s))
+    }
+}
+
+/// A text message.
+impl From<Utf8Bytes> for Message {
+    fn from(text: Utf8Bytes) -> Self {
+        Message::Text(text)
+    }
+}
+
+/// A binary message holding `data` (no copy).
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Self {
+        Message::Binary(Bytes::from(data))
+    }
+}
+
+/// A binary message.
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Self {
+        Message::Binary(data)
+    }
+}
+
+impl AsRef<str> for Utf8Bytes {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::ops::Deref for Utf8Bytes {
+    type Target = str;
+
+    /// As [`Utf8Bytes::as_str`].
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl fmt::Debug for Utf8Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
@@ -121,5 +164,34 @@ impl Message {
     /// Whether this is a text message.
     pub fn is_text(&self) -> bool {
         matches!(self, Self::Text(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_text_becomes_text_and_owned_bytes_binary_without_a_copy() {
+        let text = String::from("héllo");
+        let at = text.as_ptr();
+        let Message::Text(t) = Message::from(text) else {
+            panic!("a String is text");
+        };
+        assert_eq!((&*t, t.as_ptr()), ("héllo", at), "same buffer");
+        assert_eq!(t.len(), 6, "bytes, not chars");
+        let s: &str = t.as_ref();
+        assert!(s.starts_with('h'));
+
+        let data = vec![0u8, 159, 146, 150];
+        let at = data.as_ptr();
+        let Message::Binary(b) = Message::from(data) else {
+            panic!("a Vec<u8> is binary, even if it were UTF-8");
+        };
+        assert_eq!(b.as_ptr(), at);
+        let shared = Bytes::from_static(b"abc");
+        assert_eq!(Message::from(shared.clone()), Message::Binary(shared));
+        let text = Utf8Bytes::from("x");
+        assert_eq!(Message::from(text.clone()), Message::Text(text));
     }
 }
