@@ -234,6 +234,10 @@ async def run_server_mode(args: argparse.Namespace, outdir: Path, problems: list
         argv = [wshub, "serve", "--listen", "127.0.0.1:0",
                 "--compression", "--compression-threshold", "0", "--compression-context-takeover",
                 "--max-connections-per-ip", "0", "--handshakes-per-ip", "0"]
+        if args.axum_echo:
+            # The same echo as an axum route (examples/axum_echo.rs), with
+            # the same compression settings.
+            argv = [resolve_binary(args.axum_echo, "--axum-echo"), "127.0.0.1:0"]
         certs = make_certificates(outdir) if args.tls else None
         if certs:
             argv += ["--tls-cert", str(certs["cert"]), "--tls-key", str(certs["key"])]
@@ -556,6 +560,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="run over TLS through tls_relay.py (reports in reports/<mode>-tls/)")
     s = sub.add_parser("server", parents=[common], help="test `wshub serve` (/echo) as a server")
     s.add_argument("--wshub", required=True, help="path to the wshub binary")
+    s.add_argument("--axum-echo", metavar="PATH",
+                   help="test this build of examples/axum_echo.rs (an axum route through wshub's "
+                        "extractor) instead of `wshub serve`; reports in reports/server-axum/, "
+                        "held to the server's expected verdicts")
     s.add_argument("-p", "--concurrency", type=int, default=3, help="cases run in parallel (default: 3)")
     c = sub.add_parser("client", parents=[common], help="test an Autobahn client binary")
     c.add_argument("--client", required=True, help="path to the autobahn client binary")
@@ -564,6 +572,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--timeout must be positive")
     if args.tls and args.update_expected:
         p.error("--update-expected takes a run over ws://: the TLS runs are held to the same verdicts")
+    if getattr(args, "axum_echo", None) and (args.tls or args.update_expected):
+        p.error("--axum-echo runs over ws:// and is held to the server's expected verdicts")
     if getattr(args, "concurrency", 1) < 1:
         p.error("--concurrency must be at least 1")
     return args
@@ -577,7 +587,7 @@ async def amain(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGTERM, me.cancel)
     except (NotImplementedError, RuntimeError):
         pass
-    outdir = REPORTS / (args.mode + ("-tls" if args.tls else ""))
+    outdir = REPORTS / (args.mode + ("-tls" if args.tls else "") + ("-axum" if getattr(args, "axum_echo", None) else ""))
     if outdir.exists():
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)

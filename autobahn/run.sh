@@ -38,6 +38,11 @@ for arg in "$@"; do
         exit "$rc"
     fi
 done
+# The server cases once more through an axum route (wshub's axum extractor,
+# examples/axum_echo.rs, built beside the client by the release step).
+axum_echo="$(dirname "$client")/axum_echo"
+echo "[autobahn] === server mode through axum: $axum_echo /echo ===" >&2
+timeout --foreground -k 30 1800 "$venv/bin/python" "$here/run.py" server --wshub "$wshub" --axum-echo "$axum_echo" "$@" || rc=1
 echo "[autobahn] === server mode over TLS: wshub serve --tls-cert/--tls-key /echo ===" >&2
 timeout --foreground -k 30 1800 "$venv/bin/python" "$here/run.py" server --tls --wshub "$wshub" "$@" || rc=1
 echo "[autobahn] === client mode over TLS: $client wss:// ===" >&2

@@ -69,6 +69,14 @@ pub enum Error {
     /// The connection is closed: nothing more can be sent.
     #[error("connection closed")]
     ConnectionClosed,
+    /// An HTTP server (hyper, axum) handed over a request it cannot upgrade:
+    /// its connection was not served with upgrades on
+    /// (`serve_connection(..).with_upgrades()`), or the request was
+    /// upgraded already. A server fault: answer 500.
+    #[error(
+        "the HTTP server cannot upgrade this request (serve its connections with upgrades on)"
+    )]
+    NotUpgradable,
 }
 
 impl Error {

@@ -14,6 +14,11 @@
 //! [`tls::server_config`] and a `tokio_rustls::TlsAcceptor` in front of
 //! [`read_handshake`], or leaves it to a proxy.
 //!
+//! On an HTTP server users already run: `wshub::upgrade` (feature
+//! `hyper`) answers the handshake from an `http::Request` on a hyper 1
+//! service, and `wshub::axum::WebSocketUpgrade` (feature `axum`) is an
+//! extractor in the shape of axum's own.
+//!
 //! An echo server and a client talking to it:
 //!
 //! ```
@@ -41,6 +46,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod client;
 mod config;
 mod error;
@@ -53,6 +61,9 @@ mod stream;
 pub mod tls;
 #[cfg(unix)]
 mod transport;
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub mod upgrade;
 mod websocket;
 
 pub use client::{connect, ClientBuilder, WsUrl};

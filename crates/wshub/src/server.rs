@@ -241,7 +241,7 @@ impl From<Reject> for Response {
 }
 
 /// The body of the 426 answered to a plain HTTP request on a WebSocket route.
-const NOT_AN_UPGRADE: &str =
+pub(crate) const NOT_AN_UPGRADE: &str =
     "this is a WebSocket endpoint: connect with a WebSocket client (ws://)\n";
 
 /// After an answer that ends the connection, the longest wait for the client
@@ -553,28 +553,71 @@ pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     accept: Accept,
     config: WebSocketConfig,
 ) -> Result<WebSocket<S>, Error> {
-    let protocol = accept
-        .protocol
-        .filter(|p| request.protocols.iter().any(|offered| offered == p));
-    let mut config = config;
-    let deflate = config
-        .compression
-        .as_ref()
-        .and_then(|settings| negotiate_offers(&request.extensions, settings));
-    let extensions = deflate.as_ref().map(|(_, header)| header.as_str());
-    let response = accept_response(request, protocol.as_deref(), extensions, &accept.headers)?;
+    let agreed = Agreed::new(request, accept, config);
+    let response = accept_response(
+        request,
+        agreed.info.protocol.as_deref(),
+        agreed.info.extensions.as_deref(),
+        &agreed.headers,
+    )?;
     io.write_all(&response).await?;
     io.flush().await?;
-    let mut info = HandshakeInfo {
-        protocol: protocol.map(String::into_boxed_str),
-        extensions: None,
-        url: request.request.target.as_str().into(),
-    };
-    if let Some((agreement, header)) = deflate {
-        config.protocol = std::mem::take(&mut config.protocol).deflate(Some(agreement));
-        info.extensions = Some(header.into_boxed_str());
+    Ok(agreed.open(io, early))
+}
+
+/// What a server agreed to for a valid upgrade request: the subprotocol
+/// (one the client offered), permessage-deflate (the first acceptable offer,
+/// RFC 7692 §5, if [`WebSocketConfig::compression`] is set), and the extra
+/// headers: the one negotiation behind [`Upgrade::accept`] and the hyper
+/// upgrade.
+#[derive(Debug)]
+pub(crate) struct Agreed {
+    /// [`Accept::headers`].
+    pub(crate) headers: Vec<(String, String)>,
+    /// The settings, with the deflate agreement in.
+    config: WebSocketConfig,
+    /// The subprotocol and extension headers chosen, and the URL.
+    pub(crate) info: HandshakeInfo,
+}
+
+impl Agreed {
+    pub(crate) fn new(
+        request: &UpgradeRequest,
+        accept: Accept,
+        mut config: WebSocketConfig,
+    ) -> Self {
+        let protocol = accept
+            .protocol
+            .filter(|p| request.protocols.iter().any(|offered| offered == p));
+        let deflate = config
+            .compression
+            .as_ref()
+            .and_then(|settings| negotiate_offers(&request.extensions, settings));
+        let mut info = HandshakeInfo {
+            protocol: protocol.map(String::into_boxed_str),
+            extensions: None,
+            url: request.request.target.as_str().into(),
+        };
+        if let Some((agreement, header)) = deflate {
+            config.protocol = std::mem::take(&mut config.protocol).deflate(Some(agreement));
+            info.extensions = Some(header.into_boxed_str());
+        }
+        Self {
+            headers: accept.headers,
+            config,
+            info,
+        }
     }
-    Ok(WebSocket::from_parts(io, Role::Server, config, info, early))
+
+    /// The WebSocket over `io`, once the `101` has been sent; `early` holds
+    /// bytes the client sent after its request head.
+    pub(crate) fn open<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        io: S,
+        early: &[u8],
+    ) -> WebSocket<S> {
+        WebSocket::from_parts(io, Role::Server, self.config, self.info, early)
+    }
 }
 
 /// Reads a handshake from `io`, lets `decide` inspect it (path, headers,

@@ -18,7 +18,9 @@ pub use error::{DeflateResponseError, HandshakeError};
 pub use extensions::{parse_extensions, Extension};
 pub use head::{HeadReader, DEFAULT_MAX_HEAD_LEN, MAX_HEADERS};
 pub use origin::{OriginPatternError, OriginPolicy, OriginRefused};
-pub use server::{accept_response, http_response, validate_request, Request, UpgradeRequest};
+pub use server::{
+    accept_headers, accept_response, http_response, validate_request, Request, UpgradeRequest,
+};
 
 /// Whether a comma-separated header value contains `token`, compared
 /// case-insensitively (RFC 7230 §7, as used for `Connection` and `Upgrade`).

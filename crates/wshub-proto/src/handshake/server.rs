@@ -143,14 +143,38 @@ pub fn validate_request(request: Request) -> Result<UpgradeRequest, HandshakeErr
     })
 }
 
-/// The `101 Switching Protocols` answer to a valid request (§4.2.2).
+/// The headers of the `101 Switching Protocols` answer to a valid request
+/// (§4.2.2), in order: `Upgrade`, `Connection`, `Sec-WebSocket-Accept`, then
+/// `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` when given, then
+/// `headers` as given. [`accept_response`] writes them; a server on an HTTP
+/// library (hyper) puts them in its own response.
 ///
 /// `protocol` must be one the client offered; `extensions` is the negotiated
-/// `Sec-WebSocket-Extensions` value, if any; `headers` are added as given.
+/// `Sec-WebSocket-Extensions` value, if any.
 ///
 /// # Errors
 /// [`HandshakeError::InvalidHeader`] if a header name is not a token or a value
 /// holds CR, LF or NUL.
+pub fn accept_headers(
+    request: &UpgradeRequest,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    headers: &[(String, String)],
+) -> Result<Vec<(String, String)>, HandshakeError> {
+    let mut out = Vec::with_capacity(5 + headers.len());
+    each_accept_header(request, protocol, extensions, headers, |name, value| {
+        check_header(name, value)?;
+        out.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The `101 Switching Protocols` answer to a valid request (§4.2.2), with
+/// the headers of [`accept_headers`].
+///
+/// # Errors
+/// As [`accept_headers`].
 pub fn accept_response(
     request: &UpgradeRequest,
     protocol: Option<&str>,
@@ -158,25 +182,36 @@ pub fn accept_response(
     headers: &[(String, String)],
 ) -> Result<Vec<u8>, HandshakeError> {
     let mut out = Vec::with_capacity(160);
-    out.extend_from_slice(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
-    );
-    push_header(
-        &mut out,
-        "Sec-WebSocket-Accept",
-        &accept_key(request.key.as_bytes()),
-    )?;
-    if let Some(protocol) = protocol {
-        push_header(&mut out, "Sec-WebSocket-Protocol", protocol)?;
-    }
-    if let Some(extensions) = extensions {
-        push_header(&mut out, "Sec-WebSocket-Extensions", extensions)?;
-    }
-    for (name, value) in headers {
-        push_header(&mut out, name, value)?;
-    }
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    each_accept_header(request, protocol, extensions, headers, |name, value| {
+        push_header(&mut out, name, value)
+    })?;
     out.extend_from_slice(b"\r\n");
     Ok(out)
+}
+
+/// Calls `f` with each header of a `101` answer, in order: the one list of
+/// them, written by [`accept_response`] without allocating a list.
+fn each_accept_header(
+    request: &UpgradeRequest,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    headers: &[(String, String)],
+    mut f: impl FnMut(&str, &str) -> Result<(), HandshakeError>,
+) -> Result<(), HandshakeError> {
+    f("Upgrade", "websocket")?;
+    f("Connection", "Upgrade")?;
+    f("Sec-WebSocket-Accept", &accept_key(request.key.as_bytes()))?;
+    if let Some(protocol) = protocol {
+        f("Sec-WebSocket-Protocol", protocol)?;
+    }
+    if let Some(extensions) = extensions {
+        f("Sec-WebSocket-Extensions", extensions)?;
+    }
+    for (name, value) in headers {
+        f(name, value)?;
+    }
+    Ok(())
 }
 
 /// A complete HTTP/1.1 response other than `101`, ending the connection:
