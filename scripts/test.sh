@@ -4,7 +4,8 @@
 #   ./scripts/test.sh
 #
 # Steps: formatting and lints, unit/property/integration/doc tests, the sans-IO
-# check, builds without default features, fuzz targets build and run, Autobahn TestSuite in both roles (via kosoku),
+# check, the MSRV against the lockfile, the API docs, crate packaging, builds
+# without default features, fuzz targets build and run, Autobahn TestSuite in both roles (via kosoku),
 # interop with Node `ws` and Python `websockets`, and the chat page in a real
 # Chromium. Needs cargo, python3, node/npm, redis-server (the Redis engine's
 # tests start their own), and chromium (tests/browser/setup.sh installs it with
@@ -47,6 +48,15 @@ step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo test --workspace
 step "sans-IO protocol crate" no_tokio_in_proto
+# The declared rust-version is the truth: nothing locked needs a newer Rust.
+step "MSRV (lockfile)" python3 scripts/check-msrv.py
+# The API docs build without a warning (broken or private links), as on a
+# stable toolchain and as docs.rs builds them (nightly features, --cfg docsrs).
+step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+step "docs (docs.rs)" env RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" \
+  cargo doc --workspace --no-deps --all-features
+# Every crate packages and its package builds on its own.
+step "cargo package" cargo package --workspace --allow-dirty
 # The feature-off paths (no permessage-deflate, no TLS) are compiled too.
 step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-features --all-targets
 step "no default features: workspace" cargo check --workspace --no-default-features

@@ -351,7 +351,7 @@ impl<'a> EchoSession<'a> {
 
     /// Control frames go out between data frames, never inside one.
     fn control_first(&self) -> bool {
-        !self.control.is_empty() && self.out_start % self.plan.frame_len == 0
+        !self.control.is_empty() && self.out_start.is_multiple_of(self.plan.frame_len)
     }
 }
 

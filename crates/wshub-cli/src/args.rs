@@ -30,7 +30,7 @@ fn flag_duration(duration: Duration) -> humantime::Duration {
 /// GiB, MiB or KiB, else plain bytes.
 pub(crate) fn flag_size(bytes: usize) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -332,9 +332,9 @@ impl Identity {
             RoomAction::Join => &self.rooms.join,
             RoomAction::Publish => &self.rooms.publish,
         };
-        patterns.as_ref().map_or(true, |patterns| {
-            patterns.iter().any(|p| glob_matches(p, room))
-        })
+        patterns
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| glob_matches(p, room)))
     }
 }
 

@@ -213,7 +213,7 @@ impl Hub {
     /// Whether this hub can take joins and publishes: with the Redis
     /// engine, whether its subscriber is connected.
     pub fn is_ready(&self) -> bool {
-        self.engine.as_ref().map_or(true, |e| e.is_up())
+        self.engine.as_ref().is_none_or(|e| e.is_up())
     }
 
     /// Serves this hub on `listener` until `shutdown` completes: see

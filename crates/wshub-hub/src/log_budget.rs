@@ -34,9 +34,9 @@ impl LogBudget {
     /// last line written)` when it is to be logged, `None` when it is over
     /// the budget (and counted).
     pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
-        let new_window = self.window_start.map_or(true, |start| {
-            now.saturating_duration_since(start) >= Self::WINDOW
-        });
+        let new_window = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= Self::WINDOW);
         if new_window {
             self.window_start = Some(now);
             self.written = 0;

@@ -704,7 +704,7 @@ impl Member {
         } = self;
         let identity = auth.identity.as_deref();
         let forbidden = |action: RoomAction, room: &str| {
-            let allowed = identity.map_or(true, |i| i.allows(action, room));
+            let allowed = identity.is_none_or(|i| i.allows(action, room));
             (!allowed).then(|| {
                 let verb = match action {
                     RoomAction::Join => "join",

@@ -44,6 +44,8 @@
 //! | [`handshake`] | the opening handshake (§4), and the one HTTP answer writer |
 //! | [`deflate`] | permessage-deflate negotiation and codec (RFC 7692) |
 #![deny(unsafe_code)]
+// docs.rs (nightly, `--cfg docsrs`) shows which feature each item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod close;
 mod config;

@@ -475,7 +475,7 @@ async fn a_refusal_lingers_so_unread_request_bytes_do_not_reset_the_answer() {
     });
     let mut tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
     let mut request = common::handshake_request("localhost", "/").into_bytes();
-    request.extend(std::iter::repeat(b'x').take(32 * 1024));
+    request.extend(std::iter::repeat_n(b'x', 32 * 1024));
     tcp.write_all(&request).await.unwrap();
     let mut answer = Vec::new();
     let read = within("the answer", tcp.read_to_end(&mut answer)).await;

@@ -11,7 +11,7 @@ use wshub::{CloseCode, Message, State, WebSocket, WebSocketConfig};
 use wshub_proto::Role;
 
 fn nth_message(i: usize) -> Message {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         Message::binary(vec![i as u8; 1 + i % 4096])
     } else {
         Message::text(format!("message {i} {}", "x".repeat(i % 1000)))

@@ -495,15 +495,15 @@ mod tests {
                                 16 => {
                                     let prev = *lengths.last().unwrap();
                                     let n = 3 + bits.bits(2);
-                                    lengths.extend(std::iter::repeat(prev).take(n));
+                                    lengths.extend(std::iter::repeat_n(prev, n));
                                 }
                                 17 => {
                                     let n = 3 + bits.bits(3);
-                                    lengths.extend(std::iter::repeat(0).take(n));
+                                    lengths.extend(std::iter::repeat_n(0, n));
                                 }
                                 _ => {
                                     let n = 11 + bits.bits(7);
-                                    lengths.extend(std::iter::repeat(0).take(n));
+                                    lengths.extend(std::iter::repeat_n(0, n));
                                 }
                             }
                         }

@@ -244,7 +244,7 @@ impl Decoder {
 
     /// The header of the frame at the start of `data`, and its length in
     /// bytes, when that frame is a whole message that breaks no rule (see
-    /// [`Decoder::is_whole_message`]) and nothing is in progress: a driver
+    /// `Decoder::is_whole_message`) and nothing is in progress: a driver
     /// may take it as it is, `data[n..n + payload_len]` being its payload,
     /// without the decoder's state. `None` for anything else, errors
     /// included: [`Decoder::decode`] then says what the bytes are.
