@@ -62,6 +62,9 @@ pub struct Reject {
     pub status: u16,
     /// Plain-text body explaining why, one line.
     pub body: String,
+    /// Extra headers, e.g. `WWW-Authenticate` with a 401 or `Retry-After`
+    /// with a 503.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reject {
@@ -70,7 +73,16 @@ impl Reject {
         Self {
             status,
             body: body.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the refusal (`WWW-Authenticate`, `Retry-After`).
+    /// A name that is not an HTTP token or a value holding CR, LF or NUL
+    /// cannot be written: the connection is then closed unanswered.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 }
 
@@ -236,7 +248,9 @@ impl From<Reject> for Response {
     fn from(reject: Reject) -> Self {
         let mut body = reject.body;
         body.push('\n');
-        Self::refusal(reject.status, body)
+        let mut response = Self::refusal(reject.status, body);
+        response.headers.extend(reject.headers);
+        response
     }
 }
 

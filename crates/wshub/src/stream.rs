@@ -59,6 +59,14 @@ impl ClientStream {
         }
     }
 
+    /// The server's address (of the TCP stream underneath).
+    ///
+    /// # Errors
+    /// As [`TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
     /// The TLS session's state (protocol version, cipher suite, the
     /// server's certificates); `None` for `ws://`.
     #[cfg(feature = "rustls")]

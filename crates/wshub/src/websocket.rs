@@ -896,6 +896,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+impl<S> WebSocket<S> {
+    /// The transport, e.g. for its `peer_addr`.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.io
+    }
+
+    /// The transport, mutably: for its settings (`set_nodelay`). Reading
+    /// from or writing to it directly corrupts the WebSocket's stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner.io
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
@@ -959,6 +972,44 @@ impl<S> fmt::Debug for WebSocketReader<S> {
 impl<S> fmt::Debug for WebSocketWriter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocketWriter").finish_non_exhaustive()
+    }
+}
+
+/// [`WebSocketReader::reunite`] was given the halves of two different
+/// WebSockets; here they are back.
+pub struct ReuniteError<S>(pub WebSocketReader<S>, pub WebSocketWriter<S>);
+
+impl<S> fmt::Debug for ReuniteError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReuniteError(..)")
+    }
+}
+
+impl<S> fmt::Display for ReuniteError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the reader and the writer are halves of different WebSockets")
+    }
+}
+
+impl<S> std::error::Error for ReuniteError<S> {}
+
+impl<S> WebSocketReader<S> {
+    /// The WebSocket `self` and `writer` were split from, whole again.
+    ///
+    /// # Errors
+    /// [`ReuniteError`], holding both halves, if they are not the halves
+    /// of one WebSocket.
+    pub fn reunite(self, writer: WebSocketWriter<S>) -> Result<WebSocket<S>, ReuniteError<S>> {
+        if !Arc::ptr_eq(&self.shared, &writer.shared) {
+            return Err(ReuniteError(self, writer));
+        }
+        drop(writer);
+        let Ok(shared) = Arc::try_unwrap(self.shared) else {
+            unreachable!("only the two halves hold the connection");
+        };
+        let mut inner = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+        inner.split = None;
+        Ok(WebSocket { inner })
     }
 }
 

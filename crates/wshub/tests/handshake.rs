@@ -489,3 +489,39 @@ async fn a_refusal_lingers_so_unread_request_bytes_do_not_reset_the_answer() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refusal_carries_its_headers() {
+    let (addr, server) = serve_once(|_| {
+        Err(Reject::new(401, "a token is needed")
+            .header("WWW-Authenticate", "Bearer realm=\"hub\"")
+            .header("Retry-After", "5"))
+    })
+    .await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET /private HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    within("the answer", tcp.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\r\nWWW-Authenticate: Bearer realm=\"hub\"\r\n")
+            && answer.contains("\r\nRetry-After: 5\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\na token is needed\n"), "{answer}");
+    let server_side = within("the server", server).await.unwrap();
+    assert!(
+        matches!(server_side, Err(Error::Rejected { status: 401 })),
+        "{server_side:?}"
+    );
+}

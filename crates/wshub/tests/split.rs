@@ -140,3 +140,36 @@ async fn a_server_reader_answers_pings_unmasked() {
         (0x8a, b"are you there".to_vec())
     );
 }
+
+#[tokio::test]
+async fn halves_reunite_into_the_websocket_and_strangers_do_not() {
+    let server = EchoServer::start(WebSocketConfig::default()).await;
+    let first = within("connect", wshub::connect(&server.url("/")))
+        .await
+        .unwrap();
+    let second = within("connect", wshub::connect(&server.url("/")))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = first.split();
+    writer.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        within("echo", reader.next()).await.unwrap().unwrap(),
+        Message::text("before")
+    );
+    let (other_reader, other_writer) = second.split();
+    let mismatched = reader.reunite(other_writer).unwrap_err();
+    let wshub::ReuniteError(reader, other_writer) = mismatched;
+    let mut ws = reader.reunite(writer).expect("the halves of one WebSocket");
+    assert!(other_reader.reunite(other_writer).is_ok());
+    // Whole again: the same connection, sending and reading.
+    assert!(ws.get_ref().peer_addr().is_ok());
+    ws.send(Message::text("after")).await.unwrap();
+    assert_eq!(
+        within("echo", ws.next()).await.unwrap().unwrap(),
+        Message::text("after")
+    );
+    let closed = within("close", ws.close(CloseCode::NormalClosure, ""))
+        .await
+        .unwrap();
+    assert!(closed.was_clean);
+}
