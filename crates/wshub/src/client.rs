@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::{Host, Url};
 use wshub_proto::handshake::{validate_response, ClientRequest, Response, DEFAULT_MAX_HEAD_LEN};
 use wshub_proto::{deflate, Role};
 
+use crate::error::HttpResponse;
 use crate::websocket::HandshakeInfo;
 use crate::{ClientStream, Error, WebSocket, WebSocketConfig};
 
@@ -185,8 +187,10 @@ impl ClientBuilder {
     ///   `wss://` without the `rustls` feature.
     /// - [`Error::Tls`] if the TLS handshake fails (certificate not
     ///   trusted, expired, not valid for the host, ...).
-    /// - [`Error::Handshake`] for an invalid header value, or a response that
-    ///   fails RFC 6455 §4.1 validation (status not 101, bad
+    /// - [`Error::Http`] when the server answers another status than 101:
+    ///   its status, headers and body.
+    /// - [`Error::Handshake`] for an invalid header value, or a 101 that
+    ///   fails RFC 6455 §4.1 validation (no `Upgrade: websocket`, bad
     ///   `Sec-WebSocket-Accept`, unoffered subprotocol or extension).
     /// - [`Error::HandshakeTimeout`] past the handshake timeout.
     /// - [`Error::Io`] if the TCP connection fails.
@@ -265,6 +269,14 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     io.flush().await?;
     let reader = crate::server::read_head(&mut io, DEFAULT_MAX_HEAD_LEN).await?;
     let response = Response::parse(reader.head().expect("the head is complete"))?;
+    if response.status != 101 {
+        let body = refusal_body(&mut io, &response, reader.remainder()).await;
+        return Err(Error::Http(Box::new(HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body,
+        })));
+    }
     let accepted = validate_response(&response, request)?;
     let mut config = config;
     let mut extensions = None;
@@ -294,6 +306,36 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         reader.remainder(),
     ))
 }
+
+/// The body of a refusal: the `Content-Length` bytes (else up to the end
+/// of the connection), at most [`HttpResponse::MAX_BODY`], read for at most
+/// [`REFUSAL_BODY_TIME`]; what arrived by then if the server is slower.
+async fn refusal_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    response: &Response,
+    early: &[u8],
+) -> Bytes {
+    let wanted = response
+        .header("content-length")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX)
+        .min(HttpResponse::MAX_BODY);
+    let mut body = early[..early.len().min(wanted)].to_vec();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        while body.len() < wanted {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n.min(wanted - body.len())]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_BODY_TIME, read).await;
+    Bytes::from(body)
+}
+
+/// The longest wait for a refusal's body: 2 s.
+const REFUSAL_BODY_TIME: Duration = Duration::from_secs(2);
 
 /// Connects to `url` with default settings.
 ///

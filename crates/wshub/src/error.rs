@@ -69,6 +69,12 @@ pub enum Error {
     /// The connection is closed: nothing more can be sent.
     #[error("connection closed")]
     ConnectionClosed,
+    /// Client: the server answered the opening handshake with another
+    /// status than `101 Switching Protocols` (RFC 6455 §4.1): its status,
+    /// headers and body (the first 64 KiB), e.g. a 401 with its
+    /// `WWW-Authenticate`, a 503 with its `Retry-After`.
+    #[error("the server answered HTTP {} instead of upgrading", .0.status)]
+    Http(Box<HttpResponse>),
     /// An HTTP server (hyper, axum) handed over a request it cannot upgrade:
     /// its connection was not served with upgrades on
     /// (`serve_connection(..).with_upgrades()`), or the request was
@@ -149,5 +155,32 @@ mod tests {
             "{}",
             std::mem::size_of::<Error>()
         );
+    }
+}
+
+/// A server's answer other than `101` to the opening handshake
+/// ([`Error::Http`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpResponse {
+    /// The HTTP status, e.g. 401, 404, 503.
+    pub status: u16,
+    /// The headers, in order, as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body: as much of it as arrived within the handshake, at most
+    /// [`HttpResponse::MAX_BODY`] bytes.
+    pub body: bytes::Bytes,
+}
+
+impl HttpResponse {
+    /// The most bytes of a refusal's body kept: 64 KiB.
+    pub const MAX_BODY: usize = 64 * 1024;
+
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }

@@ -70,7 +70,7 @@ mod websocket;
 
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
-pub use error::Error;
+pub use error::{Error, HttpResponse};
 /// The TLS library of the `rustls` feature, for building a
 /// [`ClientBuilder::tls_config`] or a server's configuration.
 #[cfg(feature = "rustls")]

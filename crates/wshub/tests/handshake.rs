@@ -146,15 +146,15 @@ async fn a_subprotocol_the_client_did_not_offer_is_not_selected() {
 async fn a_rejected_handshake_reaches_the_client_as_its_http_status() {
     let (addr, server) = serve_once(|_| Err(Reject::new(403, "no entry"))).await;
     let refused = within("connect", wshub::connect(&format!("ws://{addr}/private"))).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::Handshake(HandshakeError::UnexpectedStatus {
-                status: 403
-            }))
-        ),
-        "{refused:?}"
+    let Err(Error::Http(response)) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(
+        (response.status, &response.body[..]),
+        (403, &b"no entry\n"[..]),
+        "the refusal's status and body reach the client"
     );
+    assert_eq!(response.header("x-frame-options"), Some("DENY"));
     let server_side = within("the server", server).await.unwrap();
     assert!(
         matches!(server_side, Err(Error::Rejected { status: 403 })),
