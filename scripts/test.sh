@@ -4,7 +4,8 @@
 #   ./scripts/test.sh
 #
 # Steps: formatting and lints, unit/property/integration/doc tests, the sans-IO
-# check, the MSRV against the lockfile, the API docs, crate packaging, builds
+# check, the MSRV against the lockfile, the API docs, crate packaging,
+# cargo-deny (licences, duplicates, sources), builds
 # without default features, fuzz targets build and run, Autobahn TestSuite in both roles (via kosoku),
 # interop with Node `ws` and Python `websockets`, and the chat page in a real
 # Chromium. Needs cargo, python3, node/npm, redis-server (the Redis engine's
@@ -57,6 +58,9 @@ step "docs (docs.rs)" env RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnin
   cargo doc --workspace --no-deps --all-features
 # Every crate packages and its package builds on its own.
 step "cargo package" cargo package --workspace --allow-dirty
+# Licences, duplicate versions and sources of what ships (deny.toml);
+# installs the pinned cargo-deny when missing.
+step "cargo deny" scripts/cargo-deny.sh
 # The feature-off paths (no permessage-deflate, no TLS) are compiled too.
 step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-features --all-targets
 step "no default features: workspace" cargo check --workspace --no-default-features
