@@ -192,6 +192,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
 
+    /// Where the node's Redis subscriber (its one Pub/Sub connection)
+    /// connects, if not to --redis-url: the same Redis reached another way,
+    /// e.g. a proxy that passes Pub/Sub. Same forms as --redis-url.
+    /// Default: --redis-url.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_subscriber_url: Option<String>,
+
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]
