@@ -200,6 +200,13 @@ pub(crate) struct ServeArgs {
         default_value_t = flag_duration(wshub_hub::DEFAULT_PRESENCE_TTL))]
     pub(crate) presence_ttl: humantime::Duration,
 
+    /// Where the node's Redis subscriber (its one Pub/Sub connection)
+    /// connects, if not to --redis-url: the same Redis reached another way,
+    /// e.g. a proxy that passes Pub/Sub. Same forms as --redis-url.
+    /// Default: --redis-url.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_subscriber_url: Option<String>,
+
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",
         default_value_t = flag_duration(HubConfig::default().websocket.handshake_timeout))]

@@ -115,11 +115,16 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.history_max_replay = args.history_max_replay;
     config.history_bytes = parse_size("--history-bytes", &args.history_bytes)?;
     if args.engine == Engine::Redis {
-        let redis =
+        let mut redis =
             RedisConfig::new(&args.redis_url).map_err(|e| anyhow::anyhow!("--redis-url {e}"))?;
-        let redis = redis
+        redis = redis
             .with_presence_ttl(args.presence_ttl.into())
             .map_err(|e| anyhow::anyhow!("--presence-ttl: {e}"))?;
+        if let Some(url) = &args.redis_subscriber_url {
+            redis = redis
+                .with_subscriber_url(url)
+                .map_err(|e| anyhow::anyhow!("--redis-subscriber-url {e}"))?;
+        }
         config.redis = Some(redis);
     }
     config.shutdown_timeout = args.shutdown_timeout.into();

@@ -48,6 +48,20 @@ async fn two_nodes_on_one_redis_serve_the_same_room() {
     let flags = ["--engine", "redis", "--redis-url", &redis.url()];
     let a = Server::start(&flags);
     let b = Server::start(&flags);
+    // Each node numbers its connections from 1, so its first anonymous
+    // member is anon-1 on both: two members, not a name taken.
+    let (mut anonymous, mut members) = (Vec::new(), Vec::new());
+    for server in [&a, &b] {
+        let mut ws = hub_client(server).await;
+        send(&mut ws, json!({"op":"join","room":"lobby"})).await;
+        let joined = next_of_type(&mut ws, "joined").await;
+        anonymous.push((joined["name"].clone(), joined["member_count"].clone()));
+        members.push(ws);
+    }
+    assert_eq!(
+        anonymous,
+        [(json!("anon-1"), json!(1)), (json!("anon-1"), json!(2))]
+    );
     let mut on_a = hub_client(&a).await;
     let mut on_b = hub_client(&b).await;
     for (ws, name) in [(&mut on_a, "ann"), (&mut on_b, "bob")] {

@@ -893,8 +893,12 @@ impl Member {
                 // names, and a name taken on another node refuses the join
                 // before anything is followed.
                 let rejoin = self.joined.contains(&room);
+                // `anon-<connection id>` is unique on its node only: other
+                // nodes number their connections too, so it is not held
+                // against them.
+                let unique_everywhere = unique && !is_anonymous(&wanted);
                 let presence = match engine
-                    .presence_join(&room, self.conn_id, &wanted, unique)
+                    .presence_join(&room, self.conn_id, &wanted, unique_everywhere)
                     .await
                 {
                     Ok(PresenceJoin::Entered {

@@ -78,9 +78,14 @@ impl RedisLog {
     /// The log on `client`'s server, connecting at its first command (and
     /// again after a failure).
     pub(crate) fn lazy(client: redis::Client, history: HistoryLimits) -> Result<Self, LogError> {
+        // One connection attempt per reconnect, not the manager's default
+        // of 6 with backoff (up to 6.3 s more): a command issued while
+        // Redis is down waits for that reconnect, and must fail within
+        // the timeout rather than wait for Redis to come back.
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_connection_timeout(Some(COMMAND_TIMEOUT));
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(0);
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             conn,

@@ -31,9 +31,14 @@ const MAX_REPAIR: usize = 10_000;
 const WATCHDOG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long the subscriber may go without the watchdog's echo before its
-/// connection is taken for starved (open, answering nothing) and replaced:
-/// with the interval, a starved connection is found within 10 s.
-const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(8);
+/// connection is taken for starved (open, answering nothing) and replaced.
+/// It is checked at each tick, and the last echo came a round trip after
+/// a tick up to an interval before the starvation began: with 7 s, it is
+/// found at the fourth tick after that echo, 6 to 8 s into the
+/// starvation, within 10 s even on a busy machine. (With 8 s, the check
+/// at the fourth tick missed by the round trip, and the fifth came 8 to
+/// 10 s in, past 10 s with any delay.)
+const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Joins waiting for a room to be followed, by its channel.
 type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
