@@ -406,3 +406,42 @@ async fn presence_is_the_rooms_on_every_node_and_a_dead_nodes_members_leave_it()
     let info = a_hub.room("r").await.unwrap();
     assert_eq!(info.member_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_restarts_empty_a_join_answers_the_new_epoch_before_its_first_message() {
+    let mut redis = RedisServer::start(Options::default());
+    let (hub, served) = node(&redis).await;
+    let (mut ws, _) = member(&served).await;
+    let old = join(&mut ws, "r", "me").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 1..=3 {
+        hub.publish("r", &json!(n), &PublishOptions::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(next_message(&mut ws).await["offset"], 1);
+
+    redis.kill9();
+    redis.restart_empty();
+    // Once the node is back on Redis (a publish goes through), the room's
+    // head has been read again: the new life, with nothing in it yet.
+    timeout(WAIT, async {
+        while http_status(served.addr, "/readyz").await != 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("ready again");
+    let (mut back, _) = member(&served).await;
+    let since = json!({"epoch": old, "offset": 3});
+    send(&mut back, json!({"op":"join","room":"r","since":since})).await;
+    let joined = next_of_type(&mut back, "joined").await;
+    assert_ne!(joined["epoch"], json!(old), "not the lost epoch: {joined}");
+    assert_eq!(
+        (&joined["offset"], &joined["recovered"]),
+        (&json!(0), &json!(false)),
+        "{joined}"
+    );
+}

@@ -273,7 +273,14 @@ async fn repair(engine: &RedisEngine, room: &str, epoch: &str, upto: u64) {
     let Some((here, delivered)) = engine.rooms.delivered(room) else {
         return;
     };
-    let after = if here == epoch { delivered } else { 0 };
+    let after = if here == epoch {
+        delivered
+    } else {
+        // Redis began the room again (restarted empty, keys lost): so does
+        // this node, even before the new life's first message.
+        engine.rooms.enter_epoch(room, epoch);
+        0
+    };
     if upto <= after + 1 {
         return;
     }

@@ -183,11 +183,7 @@ impl Rooms {
         if r.closed || !r.synced {
             return Delivery::NotHere;
         }
-        if *r.epoch != *epoch {
-            r.epoch = epoch.into();
-            r.offset = 0;
-            r.history = History::default();
-        }
+        r.enter_epoch(epoch);
         if offset <= r.offset {
             return Delivery::Duplicate;
         }
@@ -239,6 +235,19 @@ impl Rooms {
         self.presence_limit
     }
 
+    /// `room`'s life in the engine is `epoch` (Redis lost the room and
+    /// began it again): if it is not the one here, the local room starts
+    /// it, before any of its messages arrive, so that a join answers with
+    /// it rather than the lost one.
+    pub(crate) fn enter_epoch(&self, room: &str, epoch: &str) {
+        if let Some(shared) = self.room(room) {
+            let mut r = lock_room(&shared);
+            if !r.closed && r.synced {
+                r.enter_epoch(epoch);
+            }
+        }
+    }
+
     /// Where `room` is here: its epoch and delivered offset, if a local
     /// member is in it.
     pub(crate) fn delivered(&self, room: &str) -> Option<(String, u64)> {
@@ -249,6 +258,16 @@ impl Rooms {
 }
 
 impl Room {
+    /// A new `epoch`, if it is not this room's: offsets start again, and
+    /// the recent deliveries, of the old life, are dropped.
+    fn enter_epoch(&mut self, epoch: &str) {
+        if *self.epoch != *epoch {
+            self.epoch = epoch.into();
+            self.offset = 0;
+            self.history = History::default();
+        }
+    }
+
     /// [`Room::recover`] for a room of a remote engine: the messages after
     /// `since` up to the room's offset, from `read` (the engine's log from
     /// `since`'s next offset) and, past what the read reached, from the
