@@ -343,6 +343,12 @@ pub struct FanoutConfig {
     /// Room name, 1–64 bytes. Default: `bench-` followed by random digits, so
     /// no one else's room is disturbed.
     pub room: String,
+    /// Fail the run ([`Report::passed`](crate::Report::passed) false) unless
+    /// every delivery was checked by its `epoch` and `offset` and none was
+    /// lost or duplicated. Losses and duplicates fail a run anyway; this adds
+    /// that a server whose messages carry no offset cannot pass. Default:
+    /// `false`.
+    pub verify: bool,
 }
 
 impl Default for FanoutConfig {
@@ -355,6 +361,7 @@ impl Default for FanoutConfig {
             own_copies: false,
             handshake_concurrency: 200,
             room: format!("bench-{:08}", rand::random::<u32>() % 100_000_000),
+            verify: false,
         }
     }
 }

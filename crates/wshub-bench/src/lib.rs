@@ -49,7 +49,9 @@ pub use config::{
     MAX_ECHO_SIZE, MAX_FANOUT_SIZE, MIN_FANOUT_SIZE,
 };
 pub use error::{ConfigError, ConnectionError, Error};
-pub use report::{ConnectReport, EchoReport, FanoutReport, IdleReport, Report, Results};
+pub use report::{
+    ConnectReport, DeliveryReport, EchoReport, FanoutReport, IdleReport, Report, Results,
+};
 pub use stats::Latency;
 
 /// Runs one benchmark to completion on `config.threads` new threads, and

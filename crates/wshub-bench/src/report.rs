@@ -82,6 +82,7 @@ impl Results {
                     && r.errors == 0
                     && r.failed == 0
                     && r.disconnected == 0
+                    && r.delivery.verified()
             }
         }
     }
@@ -213,10 +214,94 @@ pub struct FanoutReport {
     pub lost: u64,
     /// Deliveries whose `seq` was not above the last one seen.
     pub out_of_order: u64,
+    /// The check of every delivery's `epoch` and `offset`.
+    pub delivery: DeliveryReport,
     /// Errors of any kind (hub errors, closes, failed joins).
     pub errors: u64,
     /// The first error, described.
     pub first_error: Option<String>,
+}
+
+/// What the subscribers found checking each delivery's place in the room's
+/// log (docs/protocol.md, "Delivery semantics"): each one tracks the last
+/// offset it received, within its epoch.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct DeliveryReport {
+    /// The run was asked to verify delivery (`FanoutConfig::verify`).
+    pub verify: bool,
+    /// Subscribers whose deliveries were checked: those that joined.
+    pub subscribers: u64,
+    /// Messages a subscriber did not receive: offsets skipped over (one more
+    /// than one above the last), and publishes it had not received by the
+    /// end. The same number as [`FanoutReport::lost`].
+    pub lost: u64,
+    /// Deliveries whose offset was not above the last one received: the
+    /// same number as [`FanoutReport::out_of_order`].
+    pub duplicated: u64,
+    /// Subscribers with any `lost`.
+    pub subscribers_with_lost: u64,
+    /// Subscribers with any `duplicated`.
+    pub subscribers_with_duplicated: u64,
+    /// Deliveries under a new epoch: the room started again, and its
+    /// offsets with it.
+    pub epoch_changes: u64,
+    /// Deliveries without `epoch` and `offset`, checked by `seq` alone (a
+    /// server other than wshub's hub).
+    pub unverified: u64,
+}
+
+impl DeliveryReport {
+    /// Nothing lost or duplicated, and, when asked to verify, every delivery
+    /// checked by its offset.
+    pub fn verified(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && (!self.verify || self.unverified == 0)
+    }
+}
+
+impl fmt::Display for DeliveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let of = |n: u64| {
+            if n == 0 {
+                String::new()
+            } else {
+                format!(" ({} subscriber{})", thousands(n as f64), plural(n))
+            }
+        };
+        write!(
+            f,
+            "{} lost{}, {} duplicated{} across {} subscriber{}",
+            thousands(self.lost as f64),
+            of(self.subscribers_with_lost),
+            thousands(self.duplicated as f64),
+            of(self.subscribers_with_duplicated),
+            thousands(self.subscribers as f64),
+            plural(self.subscribers),
+        )?;
+        if self.epoch_changes > 0 {
+            write!(
+                f,
+                ", {} epoch changes",
+                thousands(self.epoch_changes as f64)
+            )?;
+        }
+        if self.unverified > 0 {
+            write!(
+                f,
+                ", {} deliveries without epoch and offset (checked by seq only)",
+                thousands(self.unverified as f64)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Formats a count or rate with thousands separators, e.g. `1,234,567`.
@@ -401,6 +486,7 @@ impl fmt::Display for Report {
                     "  lost          {}, out of order {}",
                     r.lost, r.out_of_order
                 )?;
+                writeln!(f, "  delivery      {}", r.delivery)?;
                 writeln!(
                     f,
                     "  errors        {} ({} failed to join, {} disconnected)",
@@ -427,6 +513,33 @@ mod tests {
         assert_eq!(thousands(999.4), "999");
         assert_eq!(thousands(1_000.0), "1,000");
         assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn delivery_fails_on_loss_or_duplicates_and_under_verify_on_unchecked_deliveries() {
+        let delivery = |lost, duplicated, unverified, verify| DeliveryReport {
+            verify,
+            subscribers: 3,
+            lost,
+            duplicated,
+            subscribers_with_lost: u64::from(lost > 0),
+            subscribers_with_duplicated: u64::from(duplicated > 0),
+            epoch_changes: 0,
+            unverified,
+        };
+        assert!(delivery(0, 0, 0, true).verified());
+        assert!(!delivery(2, 0, 0, false).verified());
+        assert!(!delivery(0, 1, 0, false).verified());
+        assert!(delivery(0, 0, 5, false).verified());
+        assert!(!delivery(0, 0, 5, true).verified());
+        assert_eq!(
+            delivery(0, 0, 0, true).to_string(),
+            "0 lost, 0 duplicated across 3 subscribers"
+        );
+        assert_eq!(
+            delivery(2, 1, 0, true).to_string(),
+            "2 lost (1 subscriber), 1 duplicated (1 subscriber) across 3 subscribers"
+        );
     }
 
     #[test]

@@ -309,6 +309,7 @@ fn fanout_to_twenty_subscribers_loses_and_reorders_nothing() {
     let hub = Server::hub();
     let mut fanout = FanoutConfig::default();
     fanout.subscribers = 20;
+    fanout.verify = true;
     let report = wshub_bench::run(&short(hub.url("/ws"), Mode::Fanout(fanout))).unwrap();
     let Results::Fanout(r) = &report.results else {
         panic!("not a fanout report");
@@ -317,6 +318,25 @@ fn fanout_to_twenty_subscribers_loses_and_reorders_nothing() {
     assert!(r.published > 0 && r.deliveries > 0, "{report}");
     assert_eq!((r.lost, r.out_of_order, r.errors), (0, 0, 0), "{report}");
     assert_eq!(r.latency.samples, r.deliveries);
+    // Every delivery was checked by its epoch and offset.
+    let d = &r.delivery;
+    assert_eq!(
+        (
+            d.subscribers,
+            d.lost,
+            d.duplicated,
+            d.unverified,
+            d.epoch_changes
+        ),
+        (20, 0, 0, 0, 0),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("delivery      0 lost, 0 duplicated across 20 subscribers"),
+        "{report}"
+    );
     assert!(report.passed);
 }
 

@@ -795,6 +795,13 @@ pub(crate) struct BenchFanoutArgs {
     #[arg(long, value_name = "ROOM")]
     pub(crate) room: Option<String>,
 
+    /// Verify delivery: exit 1 if any message was lost or duplicated (each
+    /// subscriber checks every delivery's epoch and offset against the last
+    /// it received; losses and duplicates fail any run), or if the server's
+    /// messages carry no epoch and offset to check.
+    #[arg(long)]
+    pub(crate) verify: bool,
+
     #[command(flatten)]
     pub(crate) time: BenchTimeArgs,
 

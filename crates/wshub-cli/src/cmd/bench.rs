@@ -100,6 +100,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             fanout.window = a.window;
             fanout.own_copies = a.own_copies;
             fanout.handshake_concurrency = a.handshake_concurrency;
+            fanout.verify = a.verify;
             if let Some(room) = a.room {
                 room_ok("--room", &room)?;
                 fanout.room = room;
@@ -212,6 +213,20 @@ mod tests {
         assert_eq!(config.threads, 1);
         assert_eq!(config.duration, Duration::from_secs(10));
         assert_eq!(config.warmup, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn fanout_flags_reach_the_library_config() {
+        let (config, _) = parse("wshub bench fanout -m 50 --verify").unwrap();
+        let Mode::Fanout(fanout) = config.mode else {
+            panic!("not fanout")
+        };
+        assert_eq!((fanout.subscribers, fanout.verify), (50, true));
+        let (config, _) = parse("wshub bench fanout").unwrap();
+        let Mode::Fanout(fanout) = config.mode else {
+            panic!("not fanout")
+        };
+        assert!(!fanout.verify);
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! publisher and the subscribers share (they run in this one process), so
 //! publish→receive latency needs no clock sync.
 //!
-//! Every subscriber checks the room's `seq`: a gap counts its missing
-//! messages as lost, a `seq` at or below one already seen counts as out of
-//! order. At the end every subscriber must have seen the last `seq`
-//! published; what it has not is lost too.
+//! Every subscriber checks each delivery's `epoch` and `offset` against the
+//! last it received ([`track`]): an offset more than one above it counts the
+//! ones skipped as lost, one not above it counts as duplicated (the report's
+//! `out_of_order`). From a server whose messages have no offset, `seq` is
+//! checked instead. At the end every subscriber must have received the last
+//! offset published; what it has not is lost too.
 //!
 //! "As fast as allowed" keeps a window: the publisher waits while it is
 //! `window` publishes ahead of the slowest connected subscriber (the
@@ -40,20 +42,20 @@ use wshub_proto::frame::Opcode;
 use crate::client::{drive, flush, open, Driven, Session};
 use crate::error::ConnectionError;
 use crate::frames::{FrameReader, Item, OutBuf};
-use crate::report::{FanoutReport, Report, Results};
+use crate::report::{DeliveryReport, FanoutReport, Report, Results};
 use crate::runner::{
     join_local, join_shards, run_started, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
 };
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
 use crate::{Error, FanoutConfig};
+use track::{scan_message, stamp, Track, STAMP_LEN};
 use wshub::ClientStream as Stream;
+
+mod track;
 
 /// Largest hub message a connection accepts: the hub's own frames are small;
 /// a `joined` answer lists every member's name, so allow for many.
 const MAX_MESSAGE: usize = 16 << 20;
-
-/// Digits of the publish time at the start of each published message.
-const STAMP_LEN: usize = 16;
 
 /// A slot in [`FanState::seen`] of a connection that has gone.
 const GONE: u64 = u64::MAX;
@@ -121,8 +123,7 @@ struct FanStats {
     deliveries: u64,
     joined: u64,
     disconnected: u64,
-    lost: u64,
-    out_of_order: u64,
+    delivery: DeliveryTotals,
     published: u64,
     published_total: u64,
     errors: Errors,
@@ -136,13 +137,52 @@ impl FanStats {
             deliveries: 0,
             joined: 0,
             disconnected: 0,
-            lost: 0,
-            out_of_order: 0,
+            delivery: DeliveryTotals::default(),
             published: 0,
             published_total: 0,
             errors: Errors::default(),
             publisher_error: None,
         }
+    }
+}
+
+/// What the subscribers' [`Track`]s add up to.
+#[derive(Debug, Default)]
+struct DeliveryTotals {
+    /// Subscribers whose deliveries were checked (those that joined).
+    subscribers: u64,
+    /// Offsets skipped over, and those published that a subscriber had not
+    /// received by the end.
+    lost: u64,
+    duplicated: u64,
+    subscribers_with_lost: u64,
+    subscribers_with_duplicated: u64,
+    epoch_changes: u64,
+    unverified: u64,
+}
+
+impl DeliveryTotals {
+    /// Adds one subscriber's track; `tail` is what it had not received of
+    /// the last publish.
+    fn add(&mut self, track: &Track, tail: u64) {
+        let lost = track.lost + tail;
+        self.subscribers += 1;
+        self.lost += lost;
+        self.duplicated += track.duplicated;
+        self.subscribers_with_lost += u64::from(lost > 0);
+        self.subscribers_with_duplicated += u64::from(track.duplicated > 0);
+        self.epoch_changes += track.epoch_changes;
+        self.unverified += track.unverified;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.subscribers += other.subscribers;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.subscribers_with_lost += other.subscribers_with_lost;
+        self.subscribers_with_duplicated += other.subscribers_with_duplicated;
+        self.epoch_changes += other.epoch_changes;
+        self.unverified += other.unverified;
     }
 }
 
@@ -191,8 +231,7 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         total.deliveries += s.deliveries;
         total.joined += s.joined;
         total.disconnected += s.disconnected;
-        total.lost += s.lost;
-        total.out_of_order += s.out_of_order;
+        total.delivery.merge(&s.delivery);
         total.published += s.published;
         total.published_total += s.published_total;
         total.errors.merge(s.errors);
@@ -213,8 +252,18 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         deliveries: total.deliveries,
         deliveries_per_sec: total.deliveries as f64 / secs,
         latency: Latency::from_histogram(&total.hist),
-        lost: total.lost,
-        out_of_order: total.out_of_order,
+        lost: total.delivery.lost,
+        out_of_order: total.delivery.duplicated,
+        delivery: DeliveryReport {
+            verify: fanout.verify,
+            subscribers: total.delivery.subscribers,
+            lost: total.delivery.lost,
+            duplicated: total.delivery.duplicated,
+            subscribers_with_lost: total.delivery.subscribers_with_lost,
+            subscribers_with_duplicated: total.delivery.subscribers_with_duplicated,
+            epoch_changes: total.delivery.epoch_changes,
+            unverified: total.delivery.unverified,
+        },
         errors: total.errors.count,
         first_error: total.errors.first,
     };
@@ -355,8 +404,8 @@ async fn finish(shard: &Shard, tcp: &mut Stream, session: &mut FanSession<'_>, e
     let last = session.state.last_seq.load(Ordering::SeqCst);
     let mut stats = session.stats.borrow_mut();
     if session.counted {
-        stats.lost += session.track.lost + last.saturating_sub(session.track.last_seen);
-        stats.out_of_order += session.track.out_of_order;
+        let tail = last.saturating_sub(session.track.last);
+        stats.delivery.add(&session.track, tail);
         if disconnected {
             stats.disconnected += 1;
         }
@@ -388,7 +437,7 @@ async fn publisher(
     };
     session.counted = false;
     Live::add(&live.opened, 1);
-    let base = session.track.last_seen;
+    let base = session.track.last;
     // Keep reading (presence notices of the subscribers joining) until the run starts.
     let mut phase = shard.shared.watch_phase();
     let started = {
@@ -526,56 +575,19 @@ impl Publish {
     }
 }
 
-/// Reads `seq` and the publish stamp of a hub `message` laid out as the hub
-/// writes it, `{"type":"message","room":"…","from":"…","seq":N,"ts":N,"message":…}`,
-/// without a JSON parser: this is the hot path of a fan-out run, and serde
-/// took half the generator's time. `None` for any other layout, which then
-/// goes through serde. The room is ours and the publisher never names
-/// itself, so neither string can hold the `","seq":` searched for.
-fn scan_message(text: &[u8]) -> Option<(u64, Option<u64>)> {
-    let rest = text.strip_prefix(br#"{"type":"message","room":""#)?;
-    const SEQ: &[u8] = br#"","seq":"#;
-    let at = rest.windows(SEQ.len()).position(|w| w == SEQ)?;
-    let (seq, rest) = number(&rest[at + SEQ.len()..])?;
-    let rest = rest.strip_prefix(br#","ts":"#)?;
-    let (_, rest) = number(rest)?;
-    let rest = rest.strip_prefix(br#","message":"#)?;
-    Some((seq, rest.strip_prefix(b"\"").and_then(stamp)))
-}
-
-/// A decimal number at the start of `bytes`, and what follows it.
-fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    let n = std::str::from_utf8(&bytes[..len]).ok()?.parse().ok()?;
-    Some((n, &bytes[len..]))
-}
-
-/// The publish time at the start of a published message: 16 hex digits.
-fn stamp(message: &[u8]) -> Option<u64> {
-    let hex = std::str::from_utf8(message.get(..STAMP_LEN)?).ok()?;
-    u64::from_str_radix(hex, 16).ok()
-}
-
 /// A hub message, borrowed from the read buffer where possible.
 #[derive(Debug, Deserialize)]
 struct Incoming<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     seq: Option<u64>,
+    offset: Option<u64>,
+    #[serde(borrow)]
+    epoch: Option<Cow<'a, str>>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(borrow)]
     code: Option<Cow<'a, str>>,
-}
-
-/// One member's view of the room's sequence.
-#[derive(Debug, Default)]
-struct Track {
-    joined: bool,
-    /// The highest `seq` seen.
-    last_seen: u64,
-    lost: u64,
-    out_of_order: u64,
 }
 
 /// What one read's messages add up to, applied once per read.
@@ -588,61 +600,64 @@ struct Tally<'s> {
     error: Option<ConnectionError>,
 }
 
-impl Track {
-    /// One delivery of `seq`, published at `stamp` (if it is one of ours).
-    fn delivered(&mut self, seq: u64, stamp: Option<u64>, tally: &mut Tally<'_>) {
-        tally.deliveries += 1;
-        if tally.counted && tally.measuring {
-            if let Some(stamp) = stamp {
-                tally.stats.deliveries += 1;
-                let ns = tally.now_ns.saturating_sub(stamp);
-                record(&mut tally.stats.hist, Duration::from_nanos(ns));
-            }
-        }
-        if seq == self.last_seen + 1 {
-            self.last_seen = seq;
-        } else if seq > self.last_seen {
-            self.lost += seq - self.last_seen - 1;
-            self.last_seen = seq;
-        } else {
-            self.out_of_order += 1;
+/// One delivery of the message at `offset` under `epoch`, published at
+/// `stamp` (if it is one of ours).
+#[inline]
+fn delivered(
+    track: &mut Track,
+    offset: u64,
+    epoch: Option<&[u8]>,
+    stamp: Option<u64>,
+    tally: &mut Tally<'_>,
+) {
+    tally.deliveries += 1;
+    if tally.counted && tally.measuring {
+        if let Some(stamp) = stamp {
+            tally.stats.deliveries += 1;
+            let ns = tally.now_ns.saturating_sub(stamp);
+            record(&mut tally.stats.hist, Duration::from_nanos(ns));
         }
     }
+    track.delivered(offset, epoch);
+}
 
-    fn on_message(&mut self, text: &[u8], tally: &mut Tally<'_>) {
-        // Presence notices are most of what a big room's members receive
-        // while it fills up; they need no parsing.
-        if text.starts_with(br#"{"type":"presence""#) {
-            return;
+/// One whole message from the hub.
+fn on_message(track: &mut Track, text: &[u8], tally: &mut Tally<'_>) {
+    // Presence notices are most of what a big room's members receive
+    // while it fills up; they need no parsing.
+    if text.starts_with(br#"{"type":"presence""#) {
+        return;
+    }
+    if let Some(m) = scan_message(text) {
+        match m.place {
+            Some(place) => delivered(track, place.offset, Some(place.epoch), m.stamp, tally),
+            None => delivered(track, m.seq, None, m.stamp, tally),
         }
-        if let Some((seq, stamp)) = scan_message(text) {
-            self.delivered(seq, stamp, tally);
-            return;
+        return;
+    }
+    let Ok(incoming) = serde_json::from_slice::<Incoming<'_>>(text) else {
+        if text != b"pong" {
+            tally.error.get_or_insert(ConnectionError::BadHubMessage);
         }
-        let Ok(incoming) = serde_json::from_slice::<Incoming<'_>>(text) else {
-            if text != b"pong" {
-                tally.error.get_or_insert(ConnectionError::BadHubMessage);
-            }
-            return;
-        };
-        match (&*incoming.kind, incoming.seq) {
-            ("message", Some(seq)) => {
-                let stamp = incoming
-                    .message
-                    .as_deref()
-                    .and_then(|m| stamp(m.as_bytes()));
-                self.delivered(seq, stamp, tally);
-            }
-            ("joined", Some(seq)) if !self.joined => {
-                self.joined = true;
-                self.last_seen = seq;
-            }
-            ("error", _) => {
-                let code = incoming.code.map_or_else(String::new, Cow::into_owned);
-                tally.error.get_or_insert(ConnectionError::Hub { code });
-            }
-            _ => {}
+        return;
+    };
+    let epoch = incoming.epoch.as_deref().map(str::as_bytes);
+    match (&*incoming.kind, incoming.offset.or(incoming.seq)) {
+        ("message", Some(offset)) => {
+            let stamp = incoming
+                .message
+                .as_deref()
+                .and_then(|m| stamp(m.as_bytes()));
+            // Checked by offset only with both of its place's names.
+            let epoch = epoch.filter(|_| incoming.offset.is_some());
+            delivered(track, offset, epoch, stamp, tally);
         }
+        ("joined", Some(offset)) if !track.joined => track.on_joined(offset, epoch),
+        ("error", _) => {
+            let code = incoming.code.map_or_else(String::new, Cow::into_owned);
+            tally.error.get_or_insert(ConnectionError::Hub { code });
+        }
+        _ => {}
     }
 }
 
@@ -710,7 +725,7 @@ impl Session for FanSession<'_> {
                 ..
             } => {
                 if first && last {
-                    track.on_message(payload, &mut tally);
+                    on_message(track, payload, &mut tally);
                     return;
                 }
                 if first {
@@ -724,7 +739,7 @@ impl Session for FanSession<'_> {
                 }
                 message.extend_from_slice(payload);
                 if last {
-                    track.on_message(message, &mut tally);
+                    on_message(track, message, &mut tally);
                 }
             }
             Item::Ping(payload) => control.pong(payload),
@@ -738,7 +753,7 @@ impl Session for FanSession<'_> {
             Live::add(&self.live.events, deliveries);
         }
         if self.track.joined && (deliveries > 0 || !was_joined) {
-            self.state.set_seen(self.slot, self.track.last_seen);
+            self.state.set_seen(self.slot, self.track.last);
         }
         if let Err(e) = result {
             self.error = Some(e.into());
@@ -786,54 +801,79 @@ mod tests {
         assert!(!out.is_empty());
     }
 
-    #[test]
-    fn the_hub_layout_is_scanned_without_a_parser_and_others_fall_back() {
-        let hub = br#"{"type":"message","room":"bench-1","from":"anon-3","seq":7,"ts":1763791200000,"message":"00000000000000ff...."}"#;
-        assert_eq!(scan_message(hub), Some((7, Some(255))));
-        let foreign =
-            br#"{"type":"message","room":"lobby","from":"alice","seq":8,"ts":1,"message":{"a":1}}"#;
-        assert_eq!(scan_message(foreign), Some((8, None)));
-        let reordered = br#"{"seq":7,"type":"message","room":"r","from":"a","ts":1,"message":"x"}"#;
-        assert_eq!(scan_message(reordered), None);
-        assert_eq!(
-            scan_message(br#"{"type":"joined","room":"r","seq":1}"#),
-            None
-        );
-    }
-
-    #[test]
-    fn gaps_count_as_lost_and_old_seqs_as_out_of_order() {
-        let mut stats = FanStats::new();
-        let mut tally = Tally {
-            stats: &mut stats,
+    fn tally(stats: &mut FanStats) -> Tally<'_> {
+        Tally {
+            stats,
             now_ns: 0,
             measuring: false,
             counted: true,
             deliveries: 0,
             error: None,
-        };
+        }
+    }
+
+    #[test]
+    fn gaps_count_as_lost_and_old_offsets_as_duplicated() {
+        let mut stats = FanStats::new();
+        let mut tally = tally(&mut stats);
         let mut track = Track::default();
-        track.on_message(
-            br#"{"type":"joined","room":"r","name":"n","members":[],"seq":4}"#,
+        on_message(
+            &mut track,
+            br#"{"type":"joined","room":"r","name":"n","members":[],"offset":4,"seq":4,"epoch":"e-1"}"#,
             &mut tally,
         );
         assert!(track.joined);
-        for seq in [5, 6, 9, 7, 10] {
+        for offset in [5, 6, 9, 7, 10] {
             let text = format!(
-                r#"{{"type":"message","room":"r","from":"p","seq":{seq},"ts":1,"message":"x"}}"#
+                r#"{{"type":"message","room":"r","from":"p","seq":{offset},"ts":1,"message":"x","from_id":2,"epoch":"e-1","offset":{offset}}}"#
             );
-            track.on_message(text.as_bytes(), &mut tally);
+            on_message(&mut track, text.as_bytes(), &mut tally);
         }
-        assert_eq!(
-            (track.last_seen, track.lost, track.out_of_order),
-            (10, 2, 1)
+        // Fields in another order go through serde, and are checked alike.
+        on_message(
+            &mut track,
+            br#"{"offset":12,"epoch":"e-1","type":"message","room":"r","seq":12,"message":"x"}"#,
+            &mut tally,
         );
-        assert_eq!(tally.deliveries, 5);
+        assert_eq!(
+            (
+                track.last,
+                track.lost,
+                track.duplicated,
+                track.unverified,
+                track.epoch_changes
+            ),
+            (12, 3, 1, 0, 0)
+        );
+        assert_eq!(tally.deliveries, 6);
         assert!(tally.error.is_none());
-        track.on_message(
+        on_message(
+            &mut track,
             br#"{"type":"error","code":"not_joined","message":"m"}"#,
             &mut tally,
         );
         assert!(matches!(tally.error, Some(ConnectionError::Hub { .. })));
+    }
+
+    #[test]
+    fn a_server_without_offsets_is_checked_by_seq_and_counted_unverified() {
+        let mut stats = FanStats::new();
+        let mut tally = tally(&mut stats);
+        let mut track = Track::default();
+        on_message(
+            &mut track,
+            br#"{"type":"joined","room":"r","name":"n","seq":4}"#,
+            &mut tally,
+        );
+        for seq in [5, 7, 7] {
+            let text = format!(
+                r#"{{"type":"message","room":"r","from":"p","seq":{seq},"ts":1,"message":"x"}}"#
+            );
+            on_message(&mut track, text.as_bytes(), &mut tally);
+        }
+        assert_eq!(
+            (track.last, track.lost, track.duplicated, track.unverified),
+            (7, 1, 1, 3)
+        );
     }
 }
