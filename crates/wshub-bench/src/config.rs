@@ -178,6 +178,16 @@ impl Config {
         Ok(())
     }
 
+    /// The URLs the fan-out subscribers are spread over: [`FanoutConfig::urls`],
+    /// or [`Config::url`] alone.
+    pub(crate) fn subscriber_urls<'a>(&'a self, fanout: &'a FanoutConfig) -> Vec<&'a str> {
+        if fanout.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            fanout.urls.iter().map(String::as_str).collect()
+        }
+    }
+
     /// Connections this run holds open at once (file descriptors needed).
     pub(crate) fn connections(&self) -> usize {
         match &self.mode {
@@ -343,6 +353,14 @@ pub struct FanoutConfig {
     /// Room name, 1–64 bytes. Default: `bench-` followed by random digits, so
     /// no one else's room is disturbed.
     pub room: String,
+    /// The hub's URLs the subscribers are spread over: subscriber `i`
+    /// joins at `urls[i % urls.len()]`. Empty: [`Config::url`] alone (which
+    /// names the run in the report; set it to the first of these). Several
+    /// URLs are several nodes of one hub that share their rooms, or one
+    /// node under several names. Default: empty.
+    pub urls: Vec<String>,
+    /// Where the publisher joins. Default: `None`, the first subscriber URL.
+    pub publisher_url: Option<String>,
     /// Fail the run ([`Report::passed`](crate::Report::passed) false) unless
     /// every delivery was checked by its `epoch` and `offset` and none was
     /// lost or duplicated. Losses and duplicates fail a run anyway; this adds
@@ -361,6 +379,8 @@ impl Default for FanoutConfig {
             own_copies: false,
             handshake_concurrency: 200,
             room: format!("bench-{:08}", rand::random::<u32>() % 100_000_000),
+            urls: Vec::new(),
+            publisher_url: None,
             verify: false,
         }
     }

@@ -50,7 +50,7 @@ pub use config::{
 };
 pub use error::{ConfigError, ConnectionError, Error};
 pub use report::{
-    ConnectReport, DeliveryReport, EchoReport, FanoutReport, IdleReport, Report, Results,
+    ConnectReport, DeliveryReport, EchoReport, FanoutReport, IdleReport, Report, Results, UrlReport,
 };
 pub use stats::Latency;
 

@@ -209,6 +209,11 @@ pub struct FanoutReport {
     pub deliveries_per_sec: f64,
     /// Publish (stamp written) to receive (read from the socket).
     pub latency: Latency,
+    /// The URL the publisher joined at.
+    pub publisher_url: String,
+    /// The subscribers' URLs, in the order given, and what happened at each:
+    /// subscriber `i` joined at the URL `i % urls.len()`.
+    pub urls: Vec<UrlReport>,
     /// Messages a subscriber never received: `seq` gaps, and publishes it had
     /// not seen by the end.
     pub lost: u64,
@@ -220,6 +225,23 @@ pub struct FanoutReport {
     pub errors: u64,
     /// The first error, described.
     pub first_error: Option<String>,
+}
+
+/// The subscribers of one URL.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct UrlReport {
+    /// The URL.
+    pub url: String,
+    /// Subscribers assigned to it.
+    pub subscribers: u64,
+    /// Of those, the ones that joined the room.
+    pub joined: u64,
+    /// Messages received on connections to it in the measured window (part
+    /// of [`FanoutReport::deliveries`]).
+    pub deliveries: u64,
+    /// `deliveries` per second.
+    pub deliveries_per_sec: f64,
 }
 
 /// What the subscribers found checking each delivery's place in the room's
@@ -481,6 +503,21 @@ impl fmt::Display for Report {
                     thousands(r.deliveries_per_sec)
                 )?;
                 writeln!(f, "  latency       {}", r.latency)?;
+                // One URL is the whole run, said above; several get a line each.
+                if r.urls.len() > 1 || r.urls.first().is_some_and(|u| u.url != r.publisher_url) {
+                    writeln!(f, "  publisher     {}", r.publisher_url)?;
+                    for u in &r.urls {
+                        writeln!(
+                            f,
+                            "  url           {}: {} of {} subscribers joined, {} deliveries ({}/s)",
+                            u.url,
+                            thousands(u.joined as f64),
+                            thousands(u.subscribers as f64),
+                            thousands(u.deliveries as f64),
+                            thousands(u.deliveries_per_sec)
+                        )?;
+                    }
+                }
                 writeln!(
                     f,
                     "  lost          {}, out of order {}",

@@ -758,9 +758,15 @@ pub(crate) struct BenchIdleArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchFanoutArgs {
-    /// The hub's JSON endpoint.
+    /// The hub's JSON endpoint. Repeat it to spread the subscribers over
+    /// several (nodes of one hub, or one hub under several names):
+    /// subscriber i joins at URL i mod n.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws", value_name = "URL")]
-    pub(crate) url: String,
+    pub(crate) url: Vec<String>,
+
+    /// Where the publisher joins (default: the first --url).
+    #[arg(long, value_name = "URL")]
+    pub(crate) publisher_url: Option<String>,
 
     /// Subscribers of the room.
     #[arg(short = 'm', long, value_name = "M", default_value_t = FanoutConfig::default().subscribers)]

@@ -42,11 +42,12 @@ use wshub_proto::frame::Opcode;
 use crate::client::{drive, flush, open, Driven, Session};
 use crate::error::ConnectionError;
 use crate::frames::{FrameReader, Item, OutBuf};
-use crate::report::{DeliveryReport, FanoutReport, Report, Results};
+use crate::report::{DeliveryReport, FanoutReport, Report, Results, UrlReport};
 use crate::runner::{
     join_local, join_shards, run_started, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
 };
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
+use crate::target::Target;
 use crate::{Error, FanoutConfig};
 use track::{scan_message, stamp, Track, STAMP_LEN};
 use wshub::ClientStream as Stream;
@@ -76,10 +77,14 @@ struct FanState {
     /// Publish times are nanoseconds since this.
     epoch: Instant,
     timing: OnceLock<Timing>,
+    /// Where subscriber `i` joins: `targets[i % targets.len()]`.
+    targets: Box<[Target]>,
+    /// Where the publisher joins.
+    publisher: Target,
 }
 
 impl FanState {
-    fn new(subscribers: usize) -> Self {
+    fn new(subscribers: usize, targets: Box<[Target]>, publisher: Target) -> Self {
         Self {
             seen: (0..=subscribers).map(|_| AtomicU64::new(0)).collect(),
             last_seq: AtomicU64::new(0),
@@ -88,7 +93,29 @@ impl FanState {
             notify: Notify::new(),
             epoch: Instant::now(),
             timing: OnceLock::new(),
+            targets,
+            publisher,
         }
+    }
+
+    /// Subscriber `slot`'s place at first: its URL is `targets[slot % n]`.
+    fn subscriber_seat(&self, slot: usize) -> Seat {
+        Seat {
+            slot,
+            url: slot % self.targets.len(),
+        }
+    }
+
+    /// The publisher's place: the last slot, its own URL.
+    fn publisher_seat(&self) -> Seat {
+        Seat {
+            slot: self.seen.len() - 1,
+            url: usize::MAX,
+        }
+    }
+
+    fn target(&self, seat: Seat) -> &Target {
+        self.targets.get(seat.url).unwrap_or(&self.publisher)
     }
 
     /// The lowest `seq` seen by the members the publisher waits for: the
@@ -128,10 +155,30 @@ struct FanStats {
     published_total: u64,
     errors: Errors,
     publisher_error: Option<ConnectionError>,
+    /// By subscriber URL, as [`FanState::targets`].
+    per_url: Vec<UrlCounts>,
+}
+
+/// Which member a connection is, and at which URL it joins.
+#[derive(Debug, Clone, Copy)]
+struct Seat {
+    /// The member's slot in [`FanState::seen`].
+    slot: usize,
+    /// Its URL's index in [`FanState::targets`]; out of range for the
+    /// publisher, which joins at [`FanState::publisher`].
+    url: usize,
+}
+
+/// What the subscribers of one URL did.
+#[derive(Debug, Default, Clone, Copy)]
+struct UrlCounts {
+    joined: u64,
+    /// As [`FanStats::deliveries`]: measured, with a latency sample.
+    deliveries: u64,
 }
 
 impl FanStats {
-    fn new() -> Self {
+    fn new(urls: usize) -> Self {
         Self {
             hist: histogram(),
             deliveries: 0,
@@ -142,6 +189,7 @@ impl FanStats {
             published_total: 0,
             errors: Errors::default(),
             publisher_error: None,
+            per_url: vec![UrlCounts::default(); urls],
         }
     }
 }
@@ -188,7 +236,19 @@ impl DeliveryTotals {
 
 /// Runs `fanout` and reports.
 pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, Error> {
-    let state = Arc::new(FanState::new(fanout.subscribers));
+    let config = &shared.config;
+    let resolve = |url: &str| Target::resolve(url, config.tls.as_ref(), config.tls_resumption);
+    let urls = config.subscriber_urls(&fanout);
+    let publisher_url = fanout.publisher_url.as_deref().unwrap_or(urls[0]);
+    let targets = urls
+        .iter()
+        .map(|url| resolve(url))
+        .collect::<Result<Box<[_]>, _>>()?;
+    let state = Arc::new(FanState::new(
+        fanout.subscribers,
+        targets,
+        resolve(publisher_url)?,
+    ));
     let setup = Arc::new(Semaphore::new(fanout.handshake_concurrency));
     let handles = {
         let state = state.clone();
@@ -203,7 +263,6 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
     coordinator.wait_until(&handles, || {
         Live::get(&live.opened) + Live::get(&live.failed) >= members
     });
-    let config = &shared.config;
     if !state.publishing_done.load(Ordering::SeqCst) {
         let timing = Timing::new(Instant::now(), config.warmup, config.duration);
         let _ = state.timing.set(timing);
@@ -219,7 +278,7 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
     shared.set_phase(Phase::Stop);
     coordinator.wait_until(&handles, || false);
     drop(coordinator);
-    let mut total = FanStats::new();
+    let mut total = FanStats::new(urls.len());
     for s in join_shards(handles)? {
         if let Some(e) = s.publisher_error {
             return Err(Error::Publisher(e));
@@ -235,6 +294,10 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         total.published += s.published;
         total.published_total += s.published_total;
         total.errors.merge(s.errors);
+        for (total, s) in total.per_url.iter_mut().zip(&s.per_url) {
+            total.joined += s.joined;
+            total.deliveries += s.deliveries;
+        }
     }
     let secs = config.duration.as_secs_f64();
     let report = FanoutReport {
@@ -252,6 +315,20 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         deliveries: total.deliveries,
         deliveries_per_sec: total.deliveries as f64 / secs,
         latency: Latency::from_histogram(&total.hist),
+        publisher_url: publisher_url.to_owned(),
+        urls: urls
+            .iter()
+            .zip(&total.per_url)
+            .enumerate()
+            .map(|(i, (url, counts))| UrlReport {
+                url: (*url).to_owned(),
+                // Subscribers i, i + n, i + 2n, ... of the run's M.
+                subscribers: ((fanout.subscribers + urls.len() - 1 - i) / urls.len()) as u64,
+                joined: counts.joined,
+                deliveries: counts.deliveries,
+                deliveries_per_sec: counts.deliveries as f64 / secs,
+            })
+            .collect(),
         lost: total.delivery.lost,
         out_of_order: total.delivery.duplicated,
         delivery: DeliveryReport {
@@ -276,7 +353,7 @@ async fn shard_main(
     setup: Arc<Semaphore>,
     fanout: FanoutConfig,
 ) -> FanStats {
-    let stats = Rc::new(RefCell::new(FanStats::new()));
+    let stats = Rc::new(RefCell::new(FanStats::new(state.targets.len())));
     let join: Rc<[u8]> = serde_json::json!({ "op": "join", "room": fanout.room })
         .to_string()
         .into_bytes()
@@ -313,7 +390,7 @@ async fn join_room<'a>(
     state: &'a FanState,
     stats: &'a RefCell<FanStats>,
     join: &[u8],
-    slot: usize,
+    seat: Seat,
     setup: Option<&Semaphore>,
 ) -> Result<(Stream, FanSession<'a>), ConnectionError> {
     let shared = &shard.shared;
@@ -323,10 +400,10 @@ async fn join_room<'a>(
             Some(s) => s.acquire().await.ok(),
             None => None,
         };
-        open(&shared.target, timeout).await
+        open(state.target(seat), timeout).await
     };
     let (mut tcp, early) = opened?;
-    let mut session = FanSession::new(state, stats, &shared.live, slot);
+    let mut session = FanSession::new(state, stats, &shared.live, seat);
     session.control.push(Opcode::Text, join);
     if !early.is_empty() {
         session.on_read(&early, Instant::now());
@@ -357,7 +434,8 @@ async fn subscriber(
     slot: usize,
 ) {
     let live = &shard.shared.live;
-    let joined = join_room(&shard, &state, &stats, &join, slot, Some(&setup)).await;
+    let seat = state.subscriber_seat(slot);
+    let joined = join_room(&shard, &state, &stats, &join, seat, Some(&setup)).await;
     let (mut tcp, mut session) = match joined {
         Ok(joined) => joined,
         Err(e) => {
@@ -367,7 +445,11 @@ async fn subscriber(
             return;
         }
     };
-    stats.borrow_mut().joined += 1;
+    {
+        let mut stats = stats.borrow_mut();
+        stats.joined += 1;
+        stats.per_url[seat.url].joined += 1;
+    }
     Live::add(&live.opened, 1);
     let stop = stopped(shard.shared.watch_phase());
     tokio::pin!(stop);
@@ -399,7 +481,7 @@ async fn finish(shard: &Shard, tcp: &mut Stream, session: &mut FanSession<'_>, e
     }
     let disconnected = !session.closing;
     if disconnected {
-        session.state.set_seen(session.slot, GONE);
+        session.state.set_seen(session.seat.slot, GONE);
     }
     let last = session.state.last_seq.load(Ordering::SeqCst);
     let mut stats = session.stats.borrow_mut();
@@ -423,8 +505,9 @@ async fn publisher(
     fanout: FanoutConfig,
 ) {
     let live = &shard.shared.live;
-    let slot = fanout.subscribers;
-    let joined = join_room(&shard, &state, &stats, &join, slot, None).await;
+    let seat = state.publisher_seat();
+    let slot = seat.slot;
+    let joined = join_room(&shard, &state, &stats, &join, seat, None).await;
     let (mut tcp, mut session) = match joined {
         Ok(joined) => joined,
         Err(e) => {
@@ -666,7 +749,7 @@ struct FanSession<'a> {
     state: &'a FanState,
     stats: &'a RefCell<FanStats>,
     live: &'a Live,
-    slot: usize,
+    seat: Seat,
     /// Deliveries, latency and losses count (not on the publisher's own connection).
     counted: bool,
     reader: FrameReader,
@@ -679,12 +762,12 @@ struct FanSession<'a> {
 }
 
 impl<'a> FanSession<'a> {
-    fn new(state: &'a FanState, stats: &'a RefCell<FanStats>, live: &'a Live, slot: usize) -> Self {
+    fn new(state: &'a FanState, stats: &'a RefCell<FanStats>, live: &'a Live, seat: Seat) -> Self {
         Self {
             state,
             stats,
             live,
-            slot,
+            seat,
             counted: true,
             reader: FrameReader::default(),
             control: OutBuf::default(),
@@ -701,6 +784,7 @@ impl Session for FanSession<'_> {
         let was_joined = self.track.joined;
         let measuring = self.state.timing.get().is_some_and(|t| t.measuring(now));
         let mut stats = self.stats.borrow_mut();
+        let measured_before = stats.deliveries;
         let mut tally = Tally {
             stats: &mut stats,
             now_ns: now.duration_since(self.state.epoch).as_nanos() as u64,
@@ -748,12 +832,18 @@ impl Session for FanSession<'_> {
         });
         let deliveries = tally.deliveries;
         let error = tally.error.take();
+        if self.counted {
+            let measured = stats.deliveries - measured_before;
+            if measured > 0 {
+                stats.per_url[self.seat.url].deliveries += measured;
+            }
+        }
         drop(stats);
         if self.counted {
             Live::add(&self.live.events, deliveries);
         }
         if self.track.joined && (deliveries > 0 || !was_joined) {
-            self.state.set_seen(self.slot, self.track.last);
+            self.state.set_seen(self.seat.slot, self.track.last);
         }
         if let Err(e) = result {
             self.error = Some(e.into());
@@ -814,7 +904,7 @@ mod tests {
 
     #[test]
     fn gaps_count_as_lost_and_old_offsets_as_duplicated() {
-        let mut stats = FanStats::new();
+        let mut stats = FanStats::new(1);
         let mut tally = tally(&mut stats);
         let mut track = Track::default();
         on_message(
@@ -857,7 +947,7 @@ mod tests {
 
     #[test]
     fn a_server_without_offsets_is_checked_by_seq_and_counted_unverified() {
-        let mut stats = FanStats::new();
+        let mut stats = FanStats::new(1);
         let mut tally = tally(&mut stats);
         let mut track = Track::default();
         on_message(

@@ -15,8 +15,15 @@ use crate::config::parse_size;
 
 pub(crate) fn run(args: BenchArgs) -> Result<i32> {
     let (config, json) = bench_config(args)?;
+    let publisher_url = match &config.mode {
+        Mode::Fanout(fanout) => fanout.publisher_url.clone(),
+        _ => None,
+    };
     let report = wshub_bench::run(&config).map_err(|e| match e {
         // A bad URL is a bad flag: exit 2.
+        wshub_bench::Error::InvalidUrl { ref url, .. } if Some(url) == publisher_url.as_ref() => {
+            anyhow::Error::new(e).context("--publisher-url")
+        }
         wshub_bench::Error::InvalidUrl { .. } => anyhow::Error::new(e).context("--url"),
         e => e.into(),
     })?;
@@ -105,7 +112,11 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
                 room_ok("--room", &room)?;
                 fanout.room = room;
             }
-            (a.url, Mode::Fanout(fanout), Some(a.time), a.output)
+            // The first URL names the run; clap gives at least one.
+            let url = a.url.first().cloned().unwrap_or_default();
+            fanout.urls = a.url;
+            fanout.publisher_url = a.publisher_url;
+            (url, Mode::Fanout(fanout), Some(a.time), a.output)
         }
     };
     let BenchOutputArgs {
@@ -217,16 +228,25 @@ mod tests {
 
     #[test]
     fn fanout_flags_reach_the_library_config() {
-        let (config, _) = parse("wshub bench fanout -m 50 --verify").unwrap();
+        let (config, _) = parse(
+            "wshub bench fanout -m 50 --verify --url ws://a:1/ws --url ws://b:2/ws --publisher-url ws://c:3/ws",
+        )
+        .unwrap();
+        assert_eq!(config.url, "ws://a:1/ws");
         let Mode::Fanout(fanout) = config.mode else {
             panic!("not fanout")
         };
         assert_eq!((fanout.subscribers, fanout.verify), (50, true));
+        assert_eq!(fanout.urls, ["ws://a:1/ws", "ws://b:2/ws"]);
+        assert_eq!(fanout.publisher_url.as_deref(), Some("ws://c:3/ws"));
         let (config, _) = parse("wshub bench fanout").unwrap();
+        assert_eq!(config.url, "ws://127.0.0.1:8080/ws");
         let Mode::Fanout(fanout) = config.mode else {
             panic!("not fanout")
         };
         assert!(!fanout.verify);
+        assert_eq!(fanout.urls, ["ws://127.0.0.1:8080/ws"]);
+        assert_eq!(fanout.publisher_url, None);
     }
 
     #[test]
