@@ -221,10 +221,66 @@ pub struct FanoutReport {
     pub out_of_order: u64,
     /// The check of every delivery's `epoch` and `offset`.
     pub delivery: DeliveryReport,
+    /// The subscribers' resumes; `None` when they were off. (Boxed: most
+    /// runs have none, and [`Results`] keeps its variants close in size.)
+    pub resume: Option<Box<ResumeReport>>,
     /// Errors of any kind (hub errors, closes, failed joins).
     pub errors: u64,
     /// The first error, described.
     pub first_error: Option<String>,
+}
+
+/// Subscribers that dropped their connection and resumed (docs/protocol.md,
+/// "History and resume").
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ResumeReport {
+    /// Share of the subscribers told to resume each round.
+    pub share: f64,
+    /// Seconds between rounds.
+    pub every_secs: f64,
+    /// Subscribers reconnected to the next URL rather than their own.
+    pub elsewhere: bool,
+    /// `join`s with `since` answered with `joined`.
+    pub resumes: u64,
+    /// Of those, answered `recovered: true`: the missed messages followed,
+    /// each checked as any delivery (so a gap or a duplicate in a replay is
+    /// in [`FanoutReport::delivery`]).
+    pub recovered: u64,
+    /// Of those, answered `recovered: false` (or without `recovered`):
+    /// nothing was replayed. Not counted as lost, but messages missed all
+    /// the same.
+    pub not_recovered: u64,
+    /// Messages the resumes not recovered went without: from the last one
+    /// received to the `joined` answer's offset (within one epoch).
+    pub skipped: u64,
+    /// Messages replayed after recovered resumes (not in
+    /// [`FanoutReport::deliveries`] nor its latency).
+    pub replayed: u64,
+    /// Reconnections or `join`s that failed; each is also an error and a
+    /// disconnected subscriber.
+    pub failed: u64,
+    /// From dropping the connection to the first live message after the
+    /// resume (after the replay, if any).
+    pub disconnect_to_live: Latency,
+}
+
+impl fmt::Display for ResumeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({:.0} % of subscribers every {}{}): {} recovered, {} not recovered ({} messages skipped), {} failed; {} messages replayed",
+            thousands(self.resumes as f64),
+            self.share * 100.0,
+            Micros(self.every_secs * 1e6),
+            if self.elsewhere { ", to the next URL" } else { "" },
+            thousands(self.recovered as f64),
+            thousands(self.not_recovered as f64),
+            thousands(self.skipped as f64),
+            thousands(self.failed as f64),
+            thousands(self.replayed as f64),
+        )
+    }
 }
 
 /// The subscribers of one URL.
@@ -237,6 +293,8 @@ pub struct UrlReport {
     pub subscribers: u64,
     /// Of those, the ones that joined the room.
     pub joined: u64,
+    /// Resumes answered at this URL (`joined` to a `join` with `since`).
+    pub resumes: u64,
     /// Messages received on connections to it in the measured window (part
     /// of [`FanoutReport::deliveries`]).
     pub deliveries: u64,
@@ -509,12 +567,17 @@ impl fmt::Display for Report {
                     for u in &r.urls {
                         writeln!(
                             f,
-                            "  url           {}: {} of {} subscribers joined, {} deliveries ({}/s)",
+                            "  url           {}: {} of {} subscribers joined, {} deliveries ({}/s){}",
                             u.url,
                             thousands(u.joined as f64),
                             thousands(u.subscribers as f64),
                             thousands(u.deliveries as f64),
-                            thousands(u.deliveries_per_sec)
+                            thousands(u.deliveries_per_sec),
+                            if r.resume.is_some() {
+                                format!(", {} resumes", thousands(u.resumes as f64))
+                            } else {
+                                String::new()
+                            }
                         )?;
                     }
                 }
@@ -524,6 +587,14 @@ impl fmt::Display for Report {
                     r.lost, r.out_of_order
                 )?;
                 writeln!(f, "  delivery      {}", r.delivery)?;
+                if let Some(resume) = &r.resume {
+                    writeln!(f, "  resumes       {resume}")?;
+                    writeln!(
+                        f,
+                        "  resume time   {} (disconnect to first live message)",
+                        resume.disconnect_to_live
+                    )?;
+                }
                 writeln!(
                     f,
                     "  errors        {} ({} failed to join, {} disconnected)",

@@ -801,6 +801,24 @@ pub(crate) struct BenchFanoutArgs {
     #[arg(long, value_name = "ROOM")]
     pub(crate) room: Option<String>,
 
+    /// Share of the subscribers (0 to 1) that resume every --resume-every
+    /// during the measured window, drawn at random each time: each drops its
+    /// connection without a close handshake, reconnects and joins again with
+    /// `since`, the epoch and offset of the last message it got; the missed
+    /// messages must follow in order. 0: off.
+    #[arg(long, value_name = "FRACTION", default_value_t = FanoutConfig::default().resume_share)]
+    pub(crate) resume_share: f64,
+
+    /// Time between rounds of resumes (with --resume-share).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(FanoutConfig::default().resume_every))]
+    pub(crate) resume_every: humantime::Duration,
+
+    /// A resuming subscriber reconnects to the next --url (round-robin), not
+    /// its own, as when the node it was on dies.
+    #[arg(long)]
+    pub(crate) resume_elsewhere: bool,
+
     /// Verify delivery: exit 1 if any message was lost or duplicated (each
     /// subscriber checks every delivery's epoch and offset against the last
     /// it received; losses and duplicates fail any run), or if the server's

@@ -146,3 +146,168 @@ fn a_bad_publisher_url_names_its_flag() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--publisher-url"), "{stderr}");
 }
+
+/// Flags of a run whose subscribers resume: 50 subscribers, a fifth of them
+/// every 300 ms, for 2 s.
+const RESUMING: [&str; 11] = [
+    "-m",
+    "50",
+    "-d",
+    "2s",
+    "--warmup",
+    "500ms",
+    "--resume-share",
+    "0.2",
+    "--resume-every",
+    "300ms",
+    "--verify",
+];
+
+/// The hub, keeping enough history for a subscriber away while the
+/// publisher runs flat out: by default a resume replays at most 300
+/// messages (docs/protocol.md), which a debug build of the generator
+/// publishes in a few tens of milliseconds.
+fn hub_keeping_history(extra: &[&str]) -> Server {
+    let mut flags = HUB_FLAGS.to_vec();
+    flags.extend(["--history-size", "20000", "--history-max-replay", "20000"]);
+    flags.extend(extra);
+    Server::start(&flags)
+}
+
+#[test]
+fn resumed_subscribers_get_every_missed_message_once_in_order() {
+    let server = hub_keeping_history(&[]);
+    let a = url(server.addr);
+    let mut args = vec!["--url", &a];
+    args.extend(RESUMING);
+    let (code, report, stderr) = bench_fanout(&args);
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+    let resumes = n(&report, "resume.resumes");
+    // A round at 0, 300, ..., 1800 ms of the window, 10 subscribers each.
+    assert!(resumes >= 50, "{report:#}");
+    assert_eq!(n(&report, "resume.recovered"), resumes, "{report:#}");
+    assert_eq!(
+        (
+            n(&report, "resume.not_recovered"),
+            n(&report, "resume.failed"),
+        ),
+        (0, 0),
+        "{report:#}"
+    );
+    assert!(n(&report, "resume.replayed") > 0, "{report:#}");
+    assert!(n(&report, "resume.disconnect_to_live.samples") > 0);
+    assert!(
+        report["resume"]["disconnect_to_live"]["p99_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        (
+            n(&report, "delivery.lost"),
+            n(&report, "delivery.duplicated"),
+            n(&report, "delivery.unverified"),
+            n(&report, "disconnected"),
+            n(&report, "errors"),
+        ),
+        (0, 0, 0, 0, 0),
+        "{report:#}"
+    );
+    assert_eq!(n(&report["urls"][0], "resumes"), resumes);
+}
+
+#[test]
+fn resuming_elsewhere_moves_subscribers_to_the_next_url() {
+    let server = hub_keeping_history(&[]);
+    let (a, b) = (url(server.addr), other_url(server.addr));
+    let mut args = vec!["--url", &a, "--url", &b, "--resume-elsewhere"];
+    args.extend(RESUMING);
+    let (code, report, stderr) = bench_fanout(&args);
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+    let resumes = n(&report, "resume.resumes");
+    assert_eq!(n(&report, "resume.recovered"), resumes, "{report:#}");
+    assert_eq!(report["resume"]["elsewhere"], true);
+    let urls = report["urls"].as_array().unwrap();
+    let (at_a, at_b) = (n(&urls[0], "resumes"), n(&urls[1], "resumes"));
+    assert!(at_a > 0 && at_b > 0, "{report:#}");
+    assert_eq!(at_a + at_b, resumes);
+    assert_eq!(
+        (
+            n(&report, "delivery.lost"),
+            n(&report, "delivery.duplicated")
+        ),
+        (0, 0),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_hub_without_history_answers_resumes_not_recovered_and_the_report_says_so() {
+    let server = Server::start(&[HUB_FLAGS.as_slice(), &["--history-size", "0"]].concat());
+    let a = url(server.addr);
+    let mut args = vec!["--url", &a];
+    args.extend(RESUMING);
+    let (code, report, stderr) = bench_fanout(&args);
+    let resumes = n(&report, "resume.resumes");
+    assert!(resumes > 0, "{report:#}");
+    // Nothing could be replayed: a resume that missed messages is answered
+    // `recovered: false`, and what it missed is counted apart, not as gaps.
+    // (One that missed nothing, the publisher waiting meanwhile, is
+    // answered `recovered: true` even without history.)
+    let not_recovered = n(&report, "resume.not_recovered");
+    assert!(not_recovered > 0, "{report:#}");
+    assert_eq!(
+        n(&report, "resume.recovered") + not_recovered,
+        resumes,
+        "{report:#}"
+    );
+    assert_eq!(n(&report, "resume.replayed"), 0, "{report:#}");
+    assert!(n(&report, "resume.skipped") > 0, "{report:#}");
+    assert_eq!(
+        (
+            n(&report, "delivery.lost"),
+            n(&report, "delivery.duplicated")
+        ),
+        (0, 0),
+        "{report:#}"
+    );
+    // --verify fails on gaps and duplicates; a resume not recovered is
+    // neither, and shows in the text report instead.
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+}
+
+#[test]
+fn the_text_report_says_what_delivery_and_resumes_came_to() {
+    let server = hub_keeping_history(&[]);
+    let a = url(server.addr);
+    let out = Command::new(env!("CARGO_BIN_EXE_wshub"))
+        .args(["bench", "fanout", "--url", &a, "--timeout", "10s"])
+        .args([
+            "-m",
+            "10",
+            "-d",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--resume-share",
+            "0.5",
+            "--resume-every",
+            "300ms",
+            "--verify",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("  delivery      0 lost, 0 duplicated across 10 subscribers\n"),
+        "{text}"
+    );
+    assert!(text.contains("  resumes       "), "{text}");
+    assert!(
+        text.contains(" 0 not recovered (0 messages skipped), 0 failed"),
+        "{text}"
+    );
+    assert!(text.contains("  resume time   p50 "), "{text}");
+}

@@ -26,11 +26,21 @@
 //! With `own_copies` the window counts the publisher's own copies only, as
 //! a real client's would: it is the hub's back-pressure (docs/protocol.md)
 //! that must keep every subscriber connected and every message delivered.
+//!
+//! Subscribers are spread round-robin over the run's URLs, the publisher at
+//! the first or its own. With `resume_share`, every `resume_every` of the
+//! measured window the coordinating thread tells that share of them, drawn
+//! at random ([`resume`]), to drop their connection without a close
+//! handshake and join again, at the same URL or the next, with `since`: the
+//! epoch and offset of the last message each got. The replay that follows a
+//! `recovered: true` answer goes through the same check as live messages;
+//! a `recovered: false` answer is counted apart and the check starts again
+//! at the answer's offset.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -42,16 +52,18 @@ use wshub_proto::frame::Opcode;
 use crate::client::{drive, flush, open, Driven, Session};
 use crate::error::ConnectionError;
 use crate::frames::{FrameReader, Item, OutBuf};
-use crate::report::{DeliveryReport, FanoutReport, Report, Results, UrlReport};
+use crate::report::{DeliveryReport, FanoutReport, Report, Results, ResumeReport, UrlReport};
 use crate::runner::{
     join_local, join_shards, run_started, spawn_shards, stopped, Coordinator, Phase, Shard, Shared,
 };
 use crate::stats::{histogram, record, Errors, Latency, Live, Timing};
 use crate::target::Target;
 use crate::{Error, FanoutConfig};
-use track::{scan_message, stamp, Track, STAMP_LEN};
+use resume::Rounds;
+use track::{scan_message, stamp, Resumed, Track, STAMP_LEN};
 use wshub::ClientStream as Stream;
 
+mod resume;
 mod track;
 
 /// Largest hub message a connection accepts: the hub's own frames are small;
@@ -65,7 +77,9 @@ const GONE: u64 = u64::MAX;
 #[derive(Debug)]
 struct FanState {
     /// The last `seq` each subscriber has seen; the publisher's own
-    /// connection is the last slot. [`GONE`] once a connection has failed.
+    /// connection is the last slot. [`GONE`] once a connection has failed,
+    /// and while a subscriber is away: from the moment it drops its
+    /// connection to resume until it has caught up (see [`wait_window`]).
     seen: Box<[AtomicU64]>,
     /// The `seq` of the last publish.
     last_seq: AtomicU64,
@@ -81,10 +95,23 @@ struct FanState {
     targets: Box<[Target]>,
     /// Where the publisher joins.
     publisher: Target,
+    /// The room.
+    room: String,
+    /// With `resume_share`: each subscriber's wake-up to drop its
+    /// connection and resume. Empty without.
+    drop_now: Box<[Notify]>,
+    /// Subscribers told to resume that have not caught up yet (nor ended).
+    resuming: Box<[AtomicBool]>,
+    /// How many of `resuming` are set: the end of the run waits for them.
+    away: AtomicUsize,
+    /// A resuming subscriber moves on to the next URL.
+    resume_elsewhere: bool,
 }
 
 impl FanState {
-    fn new(subscribers: usize, targets: Box<[Target]>, publisher: Target) -> Self {
+    fn new(fanout: &FanoutConfig, targets: Box<[Target]>, publisher: Target) -> Self {
+        let subscribers = fanout.subscribers;
+        let resumes = fanout.resume_share > 0.0;
         Self {
             seen: (0..=subscribers).map(|_| AtomicU64::new(0)).collect(),
             last_seq: AtomicU64::new(0),
@@ -95,6 +122,65 @@ impl FanState {
             timing: OnceLock::new(),
             targets,
             publisher,
+            room: fanout.room.clone(),
+            drop_now: (0..if resumes { subscribers } else { 0 })
+                .map(|_| Notify::new())
+                .collect(),
+            resuming: (0..if resumes { subscribers } else { 0 })
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            away: AtomicUsize::new(0),
+            resume_elsewhere: fanout.resume_elsewhere,
+        }
+    }
+
+    /// Tells subscriber `slot` to drop its connection and resume, unless it
+    /// is still resuming from the last time.
+    fn tell_to_resume(&self, slot: usize) {
+        if self.resuming[slot].swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.away.fetch_add(1, Ordering::SeqCst);
+        // A subscriber whose connection failed since it was chosen has
+        // called `back` already, or will not: take the word back.
+        if self.seen[slot].load(Ordering::SeqCst) == GONE {
+            self.back(slot);
+            return;
+        }
+        self.drop_now[slot].notify_one();
+    }
+
+    /// Subscriber `slot` has caught up after resuming, or has ended.
+    fn back(&self, slot: usize) {
+        if self
+            .resuming
+            .get(slot)
+            .is_some_and(|r| r.swap(false, Ordering::SeqCst))
+        {
+            self.away.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Subscribers that may be told to resume now: connected, and not
+    /// resuming already.
+    fn resumable(&self) -> Vec<usize> {
+        (0..self.resuming.len())
+            .filter(|&slot| {
+                !self.resuming[slot].load(Ordering::SeqCst)
+                    && self.seen[slot].load(Ordering::SeqCst) != GONE
+            })
+            .collect()
+    }
+
+    /// Where a subscriber at `seat` reconnects to resume.
+    fn resume_seat(&self, seat: Seat) -> Seat {
+        if self.resume_elsewhere {
+            Seat {
+                url: (seat.url + 1) % self.targets.len(),
+                ..seat
+            }
+        } else {
+            seat
         }
     }
 
@@ -157,6 +243,36 @@ struct FanStats {
     publisher_error: Option<ConnectionError>,
     /// By subscriber URL, as [`FanState::targets`].
     per_url: Vec<UrlCounts>,
+    resume: ResumeTotals,
+    /// From a subscriber's drop to its first live message after resuming.
+    resume_hist: Histogram<u64>,
+}
+
+/// What the subscribers' resumes add up to.
+#[derive(Debug, Default, Clone, Copy)]
+struct ResumeTotals {
+    /// `join`s with `since` that were answered.
+    resumes: u64,
+    recovered: u64,
+    not_recovered: u64,
+    /// Messages between a subscriber's last and the `joined` offset of a
+    /// resume not recovered (same epoch).
+    skipped: u64,
+    /// Messages replayed after a recovered resume.
+    replayed: u64,
+    /// Reconnections or `join`s that failed.
+    failed: u64,
+}
+
+impl ResumeTotals {
+    fn merge(&mut self, other: &Self) {
+        self.resumes += other.resumes;
+        self.recovered += other.recovered;
+        self.not_recovered += other.not_recovered;
+        self.skipped += other.skipped;
+        self.replayed += other.replayed;
+        self.failed += other.failed;
+    }
 }
 
 /// Which member a connection is, and at which URL it joins.
@@ -173,6 +289,8 @@ struct Seat {
 #[derive(Debug, Default, Clone, Copy)]
 struct UrlCounts {
     joined: u64,
+    /// Resumes answered at this URL.
+    resumes: u64,
     /// As [`FanStats::deliveries`]: measured, with a latency sample.
     deliveries: u64,
 }
@@ -190,6 +308,8 @@ impl FanStats {
             errors: Errors::default(),
             publisher_error: None,
             per_url: vec![UrlCounts::default(); urls],
+            resume: ResumeTotals::default(),
+            resume_hist: histogram(),
         }
     }
 }
@@ -244,11 +364,7 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         .iter()
         .map(|url| resolve(url))
         .collect::<Result<Box<[_]>, _>>()?;
-    let state = Arc::new(FanState::new(
-        fanout.subscribers,
-        targets,
-        resolve(publisher_url)?,
-    ));
+    let state = Arc::new(FanState::new(&fanout, targets, resolve(publisher_url)?));
     let setup = Arc::new(Semaphore::new(fanout.handshake_concurrency));
     let handles = {
         let state = state.clone();
@@ -267,11 +383,25 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         let timing = Timing::new(Instant::now(), config.warmup, config.duration);
         let _ = state.timing.set(timing);
         shared.set_phase(Phase::Run(timing));
-        coordinator.sleep_until(&handles, timing.end);
+        let mut rounds = Rounds::new(
+            fanout.resume_share,
+            fanout.resume_every,
+            fanout.subscribers,
+            &timing,
+        );
+        coordinator.wait_until(&handles, || {
+            let now = Instant::now();
+            if let Some(rounds) = &mut rounds {
+                rounds.tick(&state, now);
+            }
+            now >= timing.end
+        });
+        // Subscribers still away are out of `min_seen`: wait for them too.
         let drain_until = Instant::now() + config.timeout;
         coordinator.wait_until(&handles, || {
             Instant::now() >= drain_until
                 || (state.publishing_done.load(Ordering::SeqCst)
+                    && state.away.load(Ordering::SeqCst) == 0
                     && state.min_seen() >= state.last_seq.load(Ordering::SeqCst))
         });
     }
@@ -296,8 +426,14 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
         total.errors.merge(s.errors);
         for (total, s) in total.per_url.iter_mut().zip(&s.per_url) {
             total.joined += s.joined;
+            total.resumes += s.resumes;
             total.deliveries += s.deliveries;
         }
+        total.resume.merge(&s.resume);
+        total
+            .resume_hist
+            .add(&s.resume_hist)
+            .expect("histograms share their bounds");
     }
     let secs = config.duration.as_secs_f64();
     let report = FanoutReport {
@@ -325,6 +461,7 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
                 // Subscribers i, i + n, i + 2n, ... of the run's M.
                 subscribers: ((fanout.subscribers + urls.len() - 1 - i) / urls.len()) as u64,
                 joined: counts.joined,
+                resumes: counts.resumes,
                 deliveries: counts.deliveries,
                 deliveries_per_sec: counts.deliveries as f64 / secs,
             })
@@ -341,6 +478,20 @@ pub(crate) fn run(shared: Arc<Shared>, fanout: FanoutConfig) -> Result<Report, E
             epoch_changes: total.delivery.epoch_changes,
             unverified: total.delivery.unverified,
         },
+        resume: (fanout.resume_share > 0.0).then(|| {
+            Box::new(ResumeReport {
+                share: fanout.resume_share,
+                every_secs: fanout.resume_every.as_secs_f64(),
+                elsewhere: fanout.resume_elsewhere,
+                resumes: total.resume.resumes,
+                recovered: total.resume.recovered,
+                not_recovered: total.resume.not_recovered,
+                skipped: total.resume.skipped,
+                replayed: total.resume.replayed,
+                failed: total.resume.failed,
+                disconnect_to_live: Latency::from_histogram(&total.resume_hist),
+            })
+        }),
         errors: total.errors.count,
         first_error: total.errors.first,
     };
@@ -383,13 +534,16 @@ async fn shard_main(
     join_local(tasks, stats).await
 }
 
-/// Opens a member's connection and joins the room, reading everything the
-/// hub sends meanwhile. `None` if that failed (counted).
+/// Opens a member's connection and sends `request`, its `join`, reading
+/// everything the hub sends meanwhile, until the `joined` answer. `track` is
+/// what the member has received so far, carried over from its last
+/// connection when it resumes.
 async fn join_room<'a>(
     shard: &'a Shard,
     state: &'a FanState,
     stats: &'a RefCell<FanStats>,
-    join: &[u8],
+    track: &'a mut Track,
+    request: &[u8],
     seat: Seat,
     setup: Option<&Semaphore>,
 ) -> Result<(Stream, FanSession<'a>), ConnectionError> {
@@ -403,8 +557,8 @@ async fn join_room<'a>(
         open(state.target(seat), timeout).await
     };
     let (mut tcp, early) = opened?;
-    let mut session = FanSession::new(state, stats, &shared.live, seat);
-    session.control.push(Opcode::Text, join);
+    let mut session = FanSession::new(state, stats, &shared.live, seat, track);
+    session.control.push(Opcode::Text, request);
     if !early.is_empty() {
         session.on_read(&early, Instant::now());
     }
@@ -425,6 +579,34 @@ async fn join_room<'a>(
     }
 }
 
+/// Waits for [`Phase::Stop`] or, with `drop_now`, for the word to resume.
+async fn stop_or_resume(shard: &Shard, drop_now: Option<&Notify>) {
+    let stop = stopped(shard.shared.watch_phase());
+    match drop_now {
+        None => stop.await,
+        Some(drop_now) => {
+            tokio::select! {
+                () = stop => {}
+                () = drop_now.notified() => {}
+            }
+        }
+    }
+}
+
+/// The `join` that resumes from what `track` has received.
+fn resume_request(room: &str, track: &Track) -> Vec<u8> {
+    let request = match track.since() {
+        Some((epoch, offset)) => serde_json::json!({
+            "op": "join",
+            "room": room,
+            "since": { "epoch": epoch, "offset": offset },
+        }),
+        // No epoch to resume in: a plain join, answered without `recovered`.
+        None => serde_json::json!({ "op": "join", "room": room }),
+    };
+    request.to_string().into_bytes()
+}
+
 async fn subscriber(
     shard: Rc<Shard>,
     state: Arc<FanState>,
@@ -434,8 +616,18 @@ async fn subscriber(
     slot: usize,
 ) {
     let live = &shard.shared.live;
-    let seat = state.subscriber_seat(slot);
-    let joined = join_room(&shard, &state, &stats, &join, seat, Some(&setup)).await;
+    let mut seat = state.subscriber_seat(slot);
+    let mut track = Track::default();
+    let joined = join_room(
+        &shard,
+        &state,
+        &stats,
+        &mut track,
+        &join,
+        seat,
+        Some(&setup),
+    )
+    .await;
     let (mut tcp, mut session) = match joined {
         Ok(joined) => joined,
         Err(e) => {
@@ -451,10 +643,43 @@ async fn subscriber(
         stats.per_url[seat.url].joined += 1;
     }
     Live::add(&live.opened, 1);
-    let stop = stopped(shard.shared.watch_phase());
-    tokio::pin!(stop);
-    let ended = drive(&mut tcp, &mut session, &shard.buf, stop).await;
-    finish(&shard, &mut tcp, &mut session, ended).await;
+    loop {
+        let ended = {
+            let stop = stop_or_resume(&shard, state.drop_now.get(slot));
+            tokio::pin!(stop);
+            drive(&mut tcp, &mut session, &shard.buf, stop).await
+        };
+        if !matches!(ended, Driven::Stopped) || shard.shared.phase() == Phase::Stop {
+            finish(&shard, &mut tcp, &mut session, ended).await;
+            state.back(slot);
+            return;
+        }
+        // Told to resume: the connection ends at once, with no close
+        // handshake, as when a node dies or the network fails. Until this
+        // subscriber has caught up, the publisher's window leaves it out.
+        let dropped_at = state.epoch.elapsed().as_nanos() as u64;
+        drop(session);
+        drop(tcp);
+        state.set_seen(slot, GONE);
+        seat = state.resume_seat(seat);
+        track.resume(dropped_at);
+        let request = resume_request(&state.room, &track);
+        let joined = join_room(&shard, &state, &stats, &mut track, &request, seat, None).await;
+        (tcp, session) = match joined {
+            Ok(joined) => joined,
+            Err(e) => {
+                let mut stats = stats.borrow_mut();
+                stats.resume.failed += 1;
+                stats.disconnected += 1;
+                stats.errors.add(live, &e);
+                let last = state.last_seq.load(Ordering::SeqCst);
+                stats.delivery.add(&track, last.saturating_sub(track.last));
+                state.back(slot);
+                return;
+            }
+        };
+        stats.borrow_mut().per_url[seat.url].resumes += 1;
+    }
 }
 
 /// Closes a member's connection after [`Phase::Stop`] (or records why it
@@ -487,7 +712,7 @@ async fn finish(shard: &Shard, tcp: &mut Stream, session: &mut FanSession<'_>, e
     let mut stats = session.stats.borrow_mut();
     if session.counted {
         let tail = last.saturating_sub(session.track.last);
-        stats.delivery.add(&session.track, tail);
+        stats.delivery.add(session.track, tail);
         if disconnected {
             stats.disconnected += 1;
         }
@@ -507,7 +732,8 @@ async fn publisher(
     let live = &shard.shared.live;
     let seat = state.publisher_seat();
     let slot = seat.slot;
-    let joined = join_room(&shard, &state, &stats, &join, seat, None).await;
+    let mut track = Track::default();
+    let joined = join_room(&shard, &state, &stats, &mut track, &join, seat, None).await;
     let (mut tcp, mut session) = match joined {
         Ok(joined) => joined,
         Err(e) => {
@@ -598,6 +824,17 @@ async fn publisher(
 /// member, or of the publisher's own connection (slot `own`). `min_cache` is
 /// a lower bound of that member's `seq` (they only grow), so the common case
 /// reads no shared state.
+///
+/// A subscriber that drops its connection to resume is out of the slowest
+/// member from the drop until it has caught up (its `seen` is [`GONE`]
+/// meanwhile, as a failed one's is): while it is away nothing it could
+/// receive tells the publisher where it is, so waiting for it would stall
+/// the publisher, and every other subscriber with it, for as long as its
+/// reconnection takes, and for good if that fails. It comes back with the
+/// offset of its `joined` answer or later, which is at or above any `seen`
+/// read before it rejoined (the room's offset only grows), so `min_cache`
+/// stays a lower bound. The publisher's own connection never leaves, so the
+/// minimum is never [`GONE`].
 async fn wait_window(
     state: &FanState,
     next_seq: u64,
@@ -667,6 +904,7 @@ struct Incoming<'a> {
     offset: Option<u64>,
     #[serde(borrow)]
     epoch: Option<Cow<'a, str>>,
+    recovered: Option<bool>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -694,6 +932,12 @@ fn delivered(
     tally: &mut Tally<'_>,
 ) {
     tally.deliveries += 1;
+    if !track.delivered(offset, epoch) {
+        // Replayed after a resume: published while this subscriber was
+        // away, so its latency says nothing of the fan-out.
+        tally.stats.resume.replayed += 1;
+        return;
+    }
     if tally.counted && tally.measuring {
         if let Some(stamp) = stamp {
             tally.stats.deliveries += 1;
@@ -701,7 +945,11 @@ fn delivered(
             record(&mut tally.stats.hist, Duration::from_nanos(ns));
         }
     }
-    track.delivered(offset, epoch);
+    if let Some(dropped_at) = track.dropped_at {
+        track.dropped_at = None;
+        let ns = tally.now_ns.saturating_sub(dropped_at);
+        record(&mut tally.stats.resume_hist, Duration::from_nanos(ns));
+    }
 }
 
 /// One whole message from the hub.
@@ -735,6 +983,18 @@ fn on_message(track: &mut Track, text: &[u8], tally: &mut Tally<'_>) {
             let epoch = epoch.filter(|_| incoming.offset.is_some());
             delivered(track, offset, epoch, stamp, tally);
         }
+        ("joined", Some(offset)) if !track.joined && track.resuming => {
+            let recovered = incoming.recovered == Some(true);
+            let resume = &mut tally.stats.resume;
+            resume.resumes += 1;
+            match track.on_resumed(offset, epoch, recovered) {
+                Resumed::Recovered { .. } => resume.recovered += 1,
+                Resumed::NotRecovered { skipped } => {
+                    resume.not_recovered += 1;
+                    resume.skipped += skipped.unwrap_or(0);
+                }
+            }
+        }
         ("joined", Some(offset)) if !track.joined => track.on_joined(offset, epoch),
         ("error", _) => {
             let code = incoming.code.map_or_else(String::new, Cow::into_owned);
@@ -756,13 +1016,23 @@ struct FanSession<'a> {
     control: OutBuf,
     /// A message arriving in several reads or frames.
     message: Vec<u8>,
-    track: Track,
+    /// What the member has received, on this connection and before.
+    track: &'a mut Track,
+    /// A resume that has not caught up yet with the offset of its `joined`
+    /// answer: the publisher's window leaves it out until then.
+    catching_up: bool,
     closing: bool,
     error: Option<ConnectionError>,
 }
 
 impl<'a> FanSession<'a> {
-    fn new(state: &'a FanState, stats: &'a RefCell<FanStats>, live: &'a Live, seat: Seat) -> Self {
+    fn new(
+        state: &'a FanState,
+        stats: &'a RefCell<FanStats>,
+        live: &'a Live,
+        seat: Seat,
+        track: &'a mut Track,
+    ) -> Self {
         Self {
             state,
             stats,
@@ -772,7 +1042,8 @@ impl<'a> FanSession<'a> {
             reader: FrameReader::default(),
             control: OutBuf::default(),
             message: Vec::new(),
-            track: Track::default(),
+            catching_up: track.resuming,
+            track,
             closing: false,
             error: None,
         }
@@ -843,7 +1114,13 @@ impl Session for FanSession<'_> {
             Live::add(&self.live.events, deliveries);
         }
         if self.track.joined && (deliveries > 0 || !was_joined) {
-            self.state.set_seen(self.seat.slot, self.track.last);
+            if !self.catching_up {
+                self.state.set_seen(self.seat.slot, self.track.last);
+            } else if self.track.last >= self.track.replay_until {
+                self.catching_up = false;
+                self.state.set_seen(self.seat.slot, self.track.last);
+                self.state.back(self.seat.slot);
+            }
         }
         if let Err(e) = result {
             self.error = Some(e.into());

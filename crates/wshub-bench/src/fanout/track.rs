@@ -105,6 +105,27 @@ pub(super) struct Track {
     pub(super) epoch_changes: u64,
     /// Deliveries without `epoch` and `offset`, checked by `seq` alone.
     pub(super) unverified: u64,
+    /// This connection's `join` carried `since`: its `joined` answer says
+    /// whether the hub has what was missed.
+    pub(super) resuming: bool,
+    /// Offsets up to this one come as the replay of a resume, the ones
+    /// after it live (the `joined` answer's offset: docs/protocol.md).
+    pub(super) replay_until: u64,
+    /// After a resume, until its first live message: when the connection
+    /// was dropped, in nanoseconds on the run's clock.
+    pub(super) dropped_at: Option<u64>,
+}
+
+/// What the hub made of a `join` with `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resumed {
+    /// `recovered: true`: the messages after the last one received follow,
+    /// `missed` of them, then the live ones.
+    Recovered { missed: u64 },
+    /// `recovered: false` (or no answer to `since` at all): nothing is
+    /// replayed, live messages start after the `joined` answer's offset.
+    /// `skipped`: the messages in between, when the epoch is the same.
+    NotRecovered { skipped: Option<u64> },
 }
 
 impl Track {
@@ -119,10 +140,55 @@ impl Track {
         }
     }
 
+    /// Where to resume from: the `since` of the next `join`, `None` while no
+    /// epoch is known (a server without them cannot resume).
+    pub(super) fn since(&self) -> Option<(&str, u64)> {
+        let epoch = std::str::from_utf8(&self.epoch).ok()?;
+        (!epoch.is_empty()).then_some((epoch, self.last))
+    }
+
+    /// Gets ready for the `joined` answer to a `join` with `since`, on a new
+    /// connection; the old one was dropped at `dropped_at` (nanoseconds on
+    /// the run's clock).
+    pub(super) fn resume(&mut self, dropped_at: u64) {
+        self.joined = false;
+        self.resuming = true;
+        self.dropped_at = Some(dropped_at);
+    }
+
+    /// The `joined` answer to a `join` with `since`: `offset` and `epoch` are
+    /// the room's, `recovered` the hub's answer. Recovered, the replay
+    /// follows and is checked as any delivery; not recovered, the offsets
+    /// jump to `offset` without counting as lost (the report counts them
+    /// apart).
+    pub(super) fn on_resumed(
+        &mut self,
+        offset: u64,
+        epoch: Option<&[u8]>,
+        recovered: bool,
+    ) -> Resumed {
+        self.joined = true;
+        self.resuming = false;
+        self.replay_until = offset;
+        let same_epoch = epoch.map_or(true, |e| e == self.epoch.as_slice());
+        if recovered && same_epoch {
+            return Resumed::Recovered {
+                missed: offset.saturating_sub(self.last),
+            };
+        }
+        let skipped = same_epoch.then(|| offset.saturating_sub(self.last));
+        if !same_epoch {
+            self.epoch_changes += 1;
+        }
+        self.on_joined(offset, epoch);
+        Resumed::NotRecovered { skipped }
+    }
+
     /// One delivery of the message at `offset` (its `seq` from a server
-    /// without offsets), under `epoch` if the message named one.
+    /// without offsets), under `epoch` if the message named one. Returns
+    /// whether it is live: not part of a resume's replay.
     #[inline]
-    pub(super) fn delivered(&mut self, offset: u64, epoch: Option<&[u8]>) {
+    pub(super) fn delivered(&mut self, offset: u64, epoch: Option<&[u8]>) -> bool {
         match epoch {
             Some(epoch) if epoch != self.epoch.as_slice() => {
                 if !self.epoch.is_empty() {
@@ -145,6 +211,7 @@ impl Track {
         } else {
             self.duplicated += 1;
         }
+        offset > self.replay_until
     }
 }
 
@@ -208,8 +275,12 @@ mod tests {
     }
 
     fn delivered(track: &mut Track, offsets: &[u64]) {
+        delivered_in(track, EPOCH, offsets);
+    }
+
+    fn delivered_in(track: &mut Track, epoch: &[u8], offsets: &[u64]) {
         for &offset in offsets {
-            track.delivered(offset, Some(EPOCH));
+            track.delivered(offset, Some(epoch));
         }
     }
 
@@ -267,6 +338,83 @@ mod tests {
         // Back under the same epoch, offsets count as before.
         track.delivered(4, Some(b"5f3a9c2e9d41b7a0-3"));
         assert_eq!((track.last, track.lost, track.epoch_changes), (4, 2, 2));
+    }
+
+    #[test]
+    fn a_recovered_resume_checks_the_replay_and_tells_it_from_live_messages() {
+        let mut track = Track::default();
+        track.on_joined(4, Some(EPOCH));
+        delivered(&mut track, &[5, 6]);
+        assert_eq!(track.since(), Some(("5f3a9c2e9d41b7a0-1", 6)));
+        track.resume(1_000);
+        assert!(!track.joined && track.resuming);
+        // Offsets 7 to 9 were published while away.
+        assert_eq!(
+            track.on_resumed(9, Some(EPOCH), true),
+            Resumed::Recovered { missed: 3 }
+        );
+        assert!(track.joined && !track.resuming);
+        let live: Vec<bool> = [7, 8, 9, 10, 11]
+            .iter()
+            .map(|&offset| track.delivered(offset, Some(EPOCH)))
+            .collect();
+        assert_eq!(live, [false, false, false, true, true]);
+        assert_eq!((track.last, track.lost, track.duplicated), (11, 0, 0));
+    }
+
+    #[test]
+    fn a_replay_with_a_hole_or_a_repeat_is_caught_like_any_delivery() {
+        let mut track = Track::default();
+        track.on_joined(6, Some(EPOCH));
+        track.resume(0);
+        track.on_resumed(9, Some(EPOCH), true);
+        // 7 is never replayed, 8 comes twice.
+        delivered(&mut track, &[8, 8, 9, 10]);
+        assert_eq!((track.last, track.lost, track.duplicated), (10, 1, 1));
+    }
+
+    #[test]
+    fn a_resume_not_recovered_jumps_to_the_joined_offset_without_a_loss() {
+        let mut track = Track::default();
+        track.on_joined(4, Some(EPOCH));
+        delivered(&mut track, &[5, 6]);
+        track.resume(0);
+        assert_eq!(
+            track.on_resumed(20, Some(EPOCH), false),
+            Resumed::NotRecovered { skipped: Some(14) }
+        );
+        assert!(track.delivered(21, Some(EPOCH)), "live");
+        assert_eq!(
+            (
+                track.last,
+                track.lost,
+                track.duplicated,
+                track.epoch_changes
+            ),
+            (21, 0, 0, 0)
+        );
+        // Another epoch: the room started again (say the hub restarted).
+        track.resume(0);
+        assert_eq!(
+            track.on_resumed(3, Some(b"another-1"), false),
+            Resumed::NotRecovered { skipped: None }
+        );
+        delivered_in(&mut track, b"another-1", &[4]);
+        assert_eq!((track.last, track.lost, track.epoch_changes), (4, 0, 1));
+        // `recovered: true` under another epoch cannot be: it counts as not.
+        track.resume(0);
+        assert_eq!(
+            track.on_resumed(7, Some(EPOCH), true),
+            Resumed::NotRecovered { skipped: None }
+        );
+        assert_eq!((track.last, track.epoch_changes), (7, 2));
+    }
+
+    #[test]
+    fn no_epoch_no_resume() {
+        let mut track = Track::default();
+        track.on_joined(3, None);
+        assert_eq!(track.since(), None);
     }
 
     #[test]
