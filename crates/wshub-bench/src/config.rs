@@ -389,6 +389,13 @@ pub struct FanoutConfig {
     /// that a server whose messages carry no offset cannot pass. Default:
     /// `false`.
     pub verify: bool,
+    /// Members join with a `name` of their own, `s<i>` (subscriber *i*;
+    /// `s<i>r<k>` on its *k*-th resume) and `p` (the publisher), rather than
+    /// as the hub's `anon-<id>`. Each node of a hub on Redis numbers its
+    /// connections from 1, so anonymous members on different nodes can get
+    /// the same `anon-<id>`, which the room's presence then refuses
+    /// (`name_taken`). Default: `false`.
+    pub named: bool,
 }
 
 impl Default for FanoutConfig {
@@ -407,6 +414,7 @@ impl Default for FanoutConfig {
             resume_every: Duration::from_secs(1),
             resume_elsewhere: false,
             verify: false,
+            named: false,
         }
     }
 }

@@ -826,6 +826,13 @@ pub(crate) struct BenchFanoutArgs {
     #[arg(long)]
     pub(crate) verify: bool,
 
+    /// Members join with names of their own (subscriber i as s<i>, s<i>r<k>
+    /// after its k-th resume, the publisher as p) instead of the hub's
+    /// anon-<id>, which nodes of one hub on Redis can hand out twice
+    /// (name_taken).
+    #[arg(long)]
+    pub(crate) named: bool,
+
     #[command(flatten)]
     pub(crate) time: BenchTimeArgs,
 

@@ -311,3 +311,51 @@ fn the_text_report_says_what_delivery_and_resumes_came_to() {
     );
     assert!(text.contains("  resume time   p50 "), "{text}");
 }
+
+/// Three real nodes on one real Redis (the issue's "3 hub nodes on one
+/// Redis"), subscribers spread over them, the publisher on the first, and a
+/// fifth of them every 300 ms resuming at the next node. The members are
+/// `--named`: each node numbers its connections from 1, so anonymous
+/// members on different nodes would be `anon-1`, `anon-2`, … twice over and
+/// refused `name_taken` by the room's presence.
+#[test]
+fn named_subscribers_over_three_nodes_on_one_redis_get_everything_once_and_resume_elsewhere() {
+    let redis = wshub_testkit::RedisServer::start(wshub_testkit::Options::default());
+    let redis_url = redis.url();
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| {
+            let mut flags = HUB_FLAGS.to_vec();
+            flags.extend(["--engine", "redis", "--redis-url", &redis_url]);
+            flags.extend(["--history-size", "20000", "--history-max-replay", "20000"]);
+            Server::start(&flags)
+        })
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|node| url(node.addr)).collect();
+    let mut args = vec!["--named", "--resume-elsewhere"];
+    for u in &urls {
+        args.extend(["--url", u.as_str()]);
+    }
+    args.extend(RESUMING);
+    let (code, report, stderr) = bench_fanout(&args);
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+    assert_eq!(n(&report, "joined"), 50, "{report:#}");
+    let per_url = report["urls"].as_array().unwrap();
+    for (u, expected) in per_url.iter().zip([17, 17, 16]) {
+        assert_eq!(n(u, "joined"), expected, "{report:#}");
+        assert!(n(u, "deliveries") > 0, "{report:#}");
+        assert!(n(u, "resumes") > 0, "{report:#}");
+    }
+    let resumes = n(&report, "resume.resumes");
+    assert!(resumes > 0, "{report:#}");
+    assert_eq!(n(&report, "resume.recovered"), resumes, "{report:#}");
+    assert_eq!(
+        (
+            n(&report, "delivery.lost"),
+            n(&report, "delivery.duplicated"),
+            n(&report, "delivery.unverified"),
+            n(&report, "errors"),
+        ),
+        (0, 0, 0, 0),
+        "{report:#}"
+    );
+}

@@ -106,6 +106,8 @@ struct FanState {
     away: AtomicUsize,
     /// A resuming subscriber moves on to the next URL.
     resume_elsewhere: bool,
+    /// Members join with names of their own ([`member_name`]).
+    named: bool,
 }
 
 impl FanState {
@@ -131,6 +133,7 @@ impl FanState {
                 .collect(),
             away: AtomicUsize::new(0),
             resume_elsewhere: fanout.resume_elsewhere,
+            named: fanout.named,
         }
     }
 
@@ -505,10 +508,6 @@ async fn shard_main(
     fanout: FanoutConfig,
 ) -> FanStats {
     let stats = Rc::new(RefCell::new(FanStats::new(state.targets.len())));
-    let join: Rc<[u8]> = serde_json::json!({ "op": "join", "room": fanout.room })
-        .to_string()
-        .into_bytes()
-        .into();
     let mut tasks: Vec<_> = shard
         .owned(fanout.subscribers)
         .map(|slot| {
@@ -517,7 +516,6 @@ async fn shard_main(
                 state.clone(),
                 setup.clone(),
                 stats.clone(),
-                join.clone(),
                 slot,
             ))
         })
@@ -527,7 +525,6 @@ async fn shard_main(
             shard.clone(),
             state.clone(),
             stats.clone(),
-            join.clone(),
             fanout,
         )));
     }
@@ -593,18 +590,33 @@ async fn stop_or_resume(shard: &Shard, drop_now: Option<&Notify>) {
     }
 }
 
-/// The `join` that resumes from what `track` has received.
-fn resume_request(room: &str, track: &Track) -> Vec<u8> {
-    let request = match track.since() {
-        Some((epoch, offset)) => serde_json::json!({
-            "op": "join",
-            "room": room,
-            "since": { "epoch": epoch, "offset": offset },
-        }),
-        // No epoch to resume in: a plain join, answered without `recovered`.
-        None => serde_json::json!({ "op": "join", "room": room }),
-    };
+/// A member's `join` of `room`: as `name` when given (else the hub calls it
+/// `anon-<id>`), and with `since`, the epoch and offset to resume after,
+/// when given.
+fn join_request(room: &str, name: Option<&str>, since: Option<(&str, u64)>) -> Vec<u8> {
+    let mut request = serde_json::json!({ "op": "join", "room": room });
+    if let Some(name) = name {
+        request["name"] = name.into();
+    }
+    if let Some((epoch, offset)) = since {
+        request["since"] = serde_json::json!({ "epoch": epoch, "offset": offset });
+    }
     request.to_string().into_bytes()
+}
+
+/// The name member `slot` joins as on its `resumes`-th reconnection (0: its
+/// first connection) with [`FanoutConfig::named`], or `None`. A name is
+/// used once, so that a resume is never refused because the hub still
+/// holds the dropped connection's entry (`name_taken`).
+fn member_name(state: &FanState, slot: usize, resumes: u64) -> Option<String> {
+    if !state.named {
+        return None;
+    }
+    Some(match (slot == state.publisher_seat().slot, resumes) {
+        (true, _) => "p".to_owned(),
+        (false, 0) => format!("s{slot}"),
+        (false, k) => format!("s{slot}r{k}"),
+    })
 }
 
 async fn subscriber(
@@ -612,12 +624,13 @@ async fn subscriber(
     state: Arc<FanState>,
     setup: Arc<Semaphore>,
     stats: Rc<RefCell<FanStats>>,
-    join: Rc<[u8]>,
     slot: usize,
 ) {
     let live = &shard.shared.live;
     let mut seat = state.subscriber_seat(slot);
     let mut track = Track::default();
+    let mut resumes = 0;
+    let join = join_request(&state.room, member_name(&state, slot, 0).as_deref(), None);
     let joined = join_room(
         &shard,
         &state,
@@ -663,7 +676,10 @@ async fn subscriber(
         state.set_seen(slot, GONE);
         seat = state.resume_seat(seat);
         track.resume(dropped_at);
-        let request = resume_request(&state.room, &track);
+        resumes += 1;
+        let name = member_name(&state, slot, resumes);
+        // No epoch to resume in: a plain join, answered without `recovered`.
+        let request = join_request(&state.room, name.as_deref(), track.since());
         let joined = join_room(&shard, &state, &stats, &mut track, &request, seat, None).await;
         (tcp, session) = match joined {
             Ok(joined) => joined,
@@ -726,13 +742,13 @@ async fn publisher(
     shard: Rc<Shard>,
     state: Arc<FanState>,
     stats: Rc<RefCell<FanStats>>,
-    join: Rc<[u8]>,
     fanout: FanoutConfig,
 ) {
     let live = &shard.shared.live;
     let seat = state.publisher_seat();
     let slot = seat.slot;
     let mut track = Track::default();
+    let join = join_request(&state.room, member_name(&state, slot, 0).as_deref(), None);
     let joined = join_room(&shard, &state, &stats, &mut track, &join, seat, None).await;
     let (mut tcp, mut session) = match joined {
         Ok(joined) => joined,

@@ -108,6 +108,7 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             fanout.own_copies = a.own_copies;
             fanout.handshake_concurrency = a.handshake_concurrency;
             fanout.verify = a.verify;
+            fanout.named = a.named;
             if let Some(room) = a.room {
                 room_ok("--room", &room)?;
                 fanout.room = room;
