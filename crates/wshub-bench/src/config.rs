@@ -173,9 +173,29 @@ impl Config {
                 if fanout.room.is_empty() || fanout.room.len() > 64 {
                     return Err(ConfigError::InvalidRoom);
                 }
+                if !(0.0..=1.0).contains(&fanout.resume_share) {
+                    return Err(ConfigError::InvalidShare {
+                        field: "resume_share",
+                    });
+                }
+                if fanout.resume_share > 0.0 && fanout.resume_every.is_zero() {
+                    return Err(ConfigError::ZeroDuration {
+                        field: "resume_every",
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// The URLs the fan-out subscribers are spread over: [`FanoutConfig::urls`],
+    /// or [`Config::url`] alone.
+    pub(crate) fn subscriber_urls<'a>(&'a self, fanout: &'a FanoutConfig) -> Vec<&'a str> {
+        if fanout.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            fanout.urls.iter().map(String::as_str).collect()
+        }
     }
 
     /// Connections this run holds open at once (file descriptors needed).
@@ -343,6 +363,39 @@ pub struct FanoutConfig {
     /// Room name, 1–64 bytes. Default: `bench-` followed by random digits, so
     /// no one else's room is disturbed.
     pub room: String,
+    /// The hub's URLs the subscribers are spread over: subscriber `i`
+    /// joins at `urls[i % urls.len()]`. Empty: [`Config::url`] alone (which
+    /// names the run in the report; set it to the first of these). Several
+    /// URLs are several nodes of one hub that share their rooms, or one
+    /// node under several names. Default: empty.
+    pub urls: Vec<String>,
+    /// Where the publisher joins. Default: `None`, the first subscriber URL.
+    pub publisher_url: Option<String>,
+    /// Share of the subscribers, 0 to 1, that resume every `resume_every`
+    /// during the measured window: each one, drawn afresh each round,
+    /// drops its connection without a close handshake, reconnects and joins
+    /// again with `since`, the epoch and offset of the last message it got
+    /// (docs/protocol.md, "History and resume"). 0 is off. Default: 0.
+    pub resume_share: f64,
+    /// Time between rounds of resumes; the first starts with the measured
+    /// window. Default: 1 s.
+    pub resume_every: Duration,
+    /// A resuming subscriber reconnects to the next of `urls` (round-robin)
+    /// instead of its own, as when the node it was on dies. Default: `false`.
+    pub resume_elsewhere: bool,
+    /// Fail the run ([`Report::passed`](crate::Report::passed) false) unless
+    /// every delivery was checked by its `epoch` and `offset` and none was
+    /// lost or duplicated. Losses and duplicates fail a run anyway; this adds
+    /// that a server whose messages carry no offset cannot pass. Default:
+    /// `false`.
+    pub verify: bool,
+    /// Members join with a `name` of their own, `s<i>` (subscriber *i*;
+    /// `s<i>r<k>` on its *k*-th resume) and `p` (the publisher), rather than
+    /// as the hub's `anon-<id>`. Each node of a hub on Redis numbers its
+    /// connections from 1, so anonymous members on different nodes can get
+    /// the same `anon-<id>`, which the room's presence then refuses
+    /// (`name_taken`). Default: `false`.
+    pub named: bool,
 }
 
 impl Default for FanoutConfig {
@@ -355,6 +408,13 @@ impl Default for FanoutConfig {
             own_copies: false,
             handshake_concurrency: 200,
             room: format!("bench-{:08}", rand::random::<u32>() % 100_000_000),
+            urls: Vec::new(),
+            publisher_url: None,
+            resume_share: 0.0,
+            resume_every: Duration::from_secs(1),
+            resume_elsewhere: false,
+            verify: false,
+            named: false,
         }
     }
 }
@@ -441,5 +501,36 @@ mod tests {
         };
         let config = Config::new("ws://a/", Mode::Fanout(fanout));
         assert_eq!(config.validate(), Err(ConfigError::InvalidRate));
+    }
+
+    #[test]
+    fn a_resume_share_is_a_fraction_and_needs_a_period() {
+        let fanout = |share, every| {
+            let fanout = FanoutConfig {
+                resume_share: share,
+                resume_every: every,
+                ..Default::default()
+            };
+            Config::new("ws://a/", Mode::Fanout(fanout)).validate()
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(fanout(0.0, second), Ok(()));
+        assert_eq!(fanout(0.0, Duration::ZERO), Ok(()), "off: no period needed");
+        assert_eq!(fanout(1.0, second), Ok(()));
+        for bad in [-0.1, 1.5, f64::NAN] {
+            assert_eq!(
+                fanout(bad, second),
+                Err(ConfigError::InvalidShare {
+                    field: "resume_share"
+                }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            fanout(0.2, Duration::ZERO),
+            Err(ConfigError::ZeroDuration {
+                field: "resume_every"
+            })
+        );
     }
 }

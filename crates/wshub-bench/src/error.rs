@@ -45,6 +45,12 @@ pub enum ConfigError {
     /// A publish rate that is not a positive finite number.
     #[error("rate must be a positive number of messages per second")]
     InvalidRate,
+    /// A share that is not a number from 0 to 1.
+    #[error("{field} must be a number from 0 to 1")]
+    InvalidShare {
+        /// The field, as named in the config struct.
+        field: &'static str,
+    },
     /// A room name outside the hub's 1–64 bytes.
     #[error("room names are 1 to 64 bytes")]
     InvalidRoom,

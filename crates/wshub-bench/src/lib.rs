@@ -8,7 +8,7 @@
 //! | [`Mode::Echo`] | N connections, P messages in flight each, every echo checked | messages/s, MB/s, round-trip percentiles, mismatches |
 //! | [`Mode::Connect`] | C loops of connect, upgrade, close handshake | handshakes/s, handshake percentiles, failures |
 //! | [`Mode::Idle`] | N connections opened K at a time, held answering Pings | server RSS per connection (`/proc/PID/status`) |
-//! | [`Mode::Fanout`] | M subscribers of one hub room, one publisher | deliveries/s, publish→receive percentiles, lost and reordered messages |
+//! | [`Mode::Fanout`] | M subscribers of one hub room over one or more URLs, one publisher; optionally subscribers that drop and resume | deliveries/s (per URL too), publish→receive percentiles, lost and duplicated offsets, resumes recovered or not |
 //!
 //! The generator is built not to be the bottleneck: each worker thread is a
 //! single-threaded tokio runtime (one by default); frames to send are
@@ -49,7 +49,9 @@ pub use config::{
     MAX_ECHO_SIZE, MAX_FANOUT_SIZE, MIN_FANOUT_SIZE,
 };
 pub use error::{ConfigError, ConnectionError, Error};
-pub use report::{ConnectReport, EchoReport, FanoutReport, IdleReport, Report, Results};
+pub use report::{
+    ConnectReport, DeliveryReport, EchoReport, FanoutReport, IdleReport, Report, Results, UrlReport,
+};
 pub use stats::Latency;
 
 /// Runs one benchmark to completion on `config.threads` new threads, and

@@ -82,6 +82,7 @@ impl Results {
                     && r.errors == 0
                     && r.failed == 0
                     && r.disconnected == 0
+                    && r.delivery.verified()
             }
         }
     }
@@ -208,15 +209,179 @@ pub struct FanoutReport {
     pub deliveries_per_sec: f64,
     /// Publish (stamp written) to receive (read from the socket).
     pub latency: Latency,
+    /// The URL the publisher joined at.
+    pub publisher_url: String,
+    /// The subscribers' URLs, in the order given, and what happened at each:
+    /// subscriber `i` joined at the URL `i % urls.len()`.
+    pub urls: Vec<UrlReport>,
     /// Messages a subscriber never received: `seq` gaps, and publishes it had
     /// not seen by the end.
     pub lost: u64,
     /// Deliveries whose `seq` was not above the last one seen.
     pub out_of_order: u64,
+    /// The check of every delivery's `epoch` and `offset`.
+    pub delivery: DeliveryReport,
+    /// The subscribers' resumes; `None` when they were off. (Boxed: most
+    /// runs have none, and [`Results`] keeps its variants close in size.)
+    pub resume: Option<Box<ResumeReport>>,
     /// Errors of any kind (hub errors, closes, failed joins).
     pub errors: u64,
     /// The first error, described.
     pub first_error: Option<String>,
+}
+
+/// Subscribers that dropped their connection and resumed (docs/protocol.md,
+/// "History and resume").
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ResumeReport {
+    /// Share of the subscribers told to resume each round.
+    pub share: f64,
+    /// Seconds between rounds.
+    pub every_secs: f64,
+    /// Subscribers reconnected to the next URL rather than their own.
+    pub elsewhere: bool,
+    /// `join`s with `since` answered with `joined`.
+    pub resumes: u64,
+    /// Of those, answered `recovered: true`: the missed messages followed,
+    /// each checked as any delivery (so a gap or a duplicate in a replay is
+    /// in [`FanoutReport::delivery`]).
+    pub recovered: u64,
+    /// Of those, answered `recovered: false` (or without `recovered`):
+    /// nothing was replayed. Not counted as lost, but messages missed all
+    /// the same.
+    pub not_recovered: u64,
+    /// Messages the resumes not recovered went without: from the last one
+    /// received to the `joined` answer's offset (within one epoch).
+    pub skipped: u64,
+    /// Messages replayed after recovered resumes (not in
+    /// [`FanoutReport::deliveries`] nor its latency).
+    pub replayed: u64,
+    /// Reconnections or `join`s that failed; each is also an error and a
+    /// disconnected subscriber.
+    pub failed: u64,
+    /// From dropping the connection to the first live message after the
+    /// resume (after the replay, if any).
+    pub disconnect_to_live: Latency,
+}
+
+impl fmt::Display for ResumeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({:.0} % of subscribers every {}{}): {} recovered, {} not recovered ({} messages skipped), {} failed; {} messages replayed",
+            thousands(self.resumes as f64),
+            self.share * 100.0,
+            Micros(self.every_secs * 1e6),
+            if self.elsewhere { ", to the next URL" } else { "" },
+            thousands(self.recovered as f64),
+            thousands(self.not_recovered as f64),
+            thousands(self.skipped as f64),
+            thousands(self.failed as f64),
+            thousands(self.replayed as f64),
+        )
+    }
+}
+
+/// The subscribers of one URL.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct UrlReport {
+    /// The URL.
+    pub url: String,
+    /// Subscribers assigned to it.
+    pub subscribers: u64,
+    /// Of those, the ones that joined the room.
+    pub joined: u64,
+    /// Resumes answered at this URL (`joined` to a `join` with `since`).
+    pub resumes: u64,
+    /// Messages received on connections to it in the measured window (part
+    /// of [`FanoutReport::deliveries`]).
+    pub deliveries: u64,
+    /// `deliveries` per second.
+    pub deliveries_per_sec: f64,
+}
+
+/// What the subscribers found checking each delivery's place in the room's
+/// log (docs/protocol.md, "Delivery semantics"): each one tracks the last
+/// offset it received, within its epoch.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct DeliveryReport {
+    /// The run was asked to verify delivery (`FanoutConfig::verify`).
+    pub verify: bool,
+    /// Subscribers whose deliveries were checked: those that joined.
+    pub subscribers: u64,
+    /// Messages a subscriber did not receive: offsets skipped over (one more
+    /// than one above the last), and publishes it had not received by the
+    /// end. The same number as [`FanoutReport::lost`].
+    pub lost: u64,
+    /// Deliveries whose offset was not above the last one received: the
+    /// same number as [`FanoutReport::out_of_order`].
+    pub duplicated: u64,
+    /// Subscribers with any `lost`.
+    pub subscribers_with_lost: u64,
+    /// Subscribers with any `duplicated`.
+    pub subscribers_with_duplicated: u64,
+    /// Deliveries under a new epoch: the room started again, and its
+    /// offsets with it.
+    pub epoch_changes: u64,
+    /// Deliveries without `epoch` and `offset`, checked by `seq` alone (a
+    /// server other than wshub's hub).
+    pub unverified: u64,
+}
+
+impl DeliveryReport {
+    /// Nothing lost or duplicated, and, when asked to verify, every delivery
+    /// checked by its offset.
+    pub fn verified(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && (!self.verify || self.unverified == 0)
+    }
+}
+
+impl fmt::Display for DeliveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let of = |n: u64| {
+            if n == 0 {
+                String::new()
+            } else {
+                format!(" ({} subscriber{})", thousands(n as f64), plural(n))
+            }
+        };
+        write!(
+            f,
+            "{} lost{}, {} duplicated{} across {} subscriber{}",
+            thousands(self.lost as f64),
+            of(self.subscribers_with_lost),
+            thousands(self.duplicated as f64),
+            of(self.subscribers_with_duplicated),
+            thousands(self.subscribers as f64),
+            plural(self.subscribers),
+        )?;
+        if self.epoch_changes > 0 {
+            write!(
+                f,
+                ", {} epoch changes",
+                thousands(self.epoch_changes as f64)
+            )?;
+        }
+        if self.unverified > 0 {
+            write!(
+                f,
+                ", {} deliveries without epoch and offset (checked by seq only)",
+                thousands(self.unverified as f64)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Formats a count or rate with thousands separators, e.g. `1,234,567`.
@@ -396,11 +561,40 @@ impl fmt::Display for Report {
                     thousands(r.deliveries_per_sec)
                 )?;
                 writeln!(f, "  latency       {}", r.latency)?;
+                // One URL is the whole run, said above; several get a line each.
+                if r.urls.len() > 1 || r.urls.first().is_some_and(|u| u.url != r.publisher_url) {
+                    writeln!(f, "  publisher     {}", r.publisher_url)?;
+                    for u in &r.urls {
+                        writeln!(
+                            f,
+                            "  url           {}: {} of {} subscribers joined, {} deliveries ({}/s){}",
+                            u.url,
+                            thousands(u.joined as f64),
+                            thousands(u.subscribers as f64),
+                            thousands(u.deliveries as f64),
+                            thousands(u.deliveries_per_sec),
+                            if r.resume.is_some() {
+                                format!(", {} resumes", thousands(u.resumes as f64))
+                            } else {
+                                String::new()
+                            }
+                        )?;
+                    }
+                }
                 writeln!(
                     f,
                     "  lost          {}, out of order {}",
                     r.lost, r.out_of_order
                 )?;
+                writeln!(f, "  delivery      {}", r.delivery)?;
+                if let Some(resume) = &r.resume {
+                    writeln!(f, "  resumes       {resume}")?;
+                    writeln!(
+                        f,
+                        "  resume time   {} (disconnect to first live message)",
+                        resume.disconnect_to_live
+                    )?;
+                }
                 writeln!(
                     f,
                     "  errors        {} ({} failed to join, {} disconnected)",
@@ -427,6 +621,33 @@ mod tests {
         assert_eq!(thousands(999.4), "999");
         assert_eq!(thousands(1_000.0), "1,000");
         assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn delivery_fails_on_loss_or_duplicates_and_under_verify_on_unchecked_deliveries() {
+        let delivery = |lost, duplicated, unverified, verify| DeliveryReport {
+            verify,
+            subscribers: 3,
+            lost,
+            duplicated,
+            subscribers_with_lost: u64::from(lost > 0),
+            subscribers_with_duplicated: u64::from(duplicated > 0),
+            epoch_changes: 0,
+            unverified,
+        };
+        assert!(delivery(0, 0, 0, true).verified());
+        assert!(!delivery(2, 0, 0, false).verified());
+        assert!(!delivery(0, 1, 0, false).verified());
+        assert!(delivery(0, 0, 5, false).verified());
+        assert!(!delivery(0, 0, 5, true).verified());
+        assert_eq!(
+            delivery(0, 0, 0, true).to_string(),
+            "0 lost, 0 duplicated across 3 subscribers"
+        );
+        assert_eq!(
+            delivery(2, 1, 0, true).to_string(),
+            "2 lost (1 subscriber), 1 duplicated (1 subscriber) across 3 subscribers"
+        );
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! codes), never speed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use wshub::rustls::pki_types::PrivatePkcs8KeyDer;
 use wshub::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use wshub::Message;
@@ -71,6 +72,77 @@ impl Server {
                             };
                             if ws.send(reply).await.is_err() {
                                 return;
+                            }
+                        }
+                    });
+                }
+            };
+            tokio::select! {
+                () = accept_loop => {}
+                _ = stopped => {}
+            }
+        })
+    }
+
+    /// A hub (just enough of docs/protocol.md for `fanout`) that answers
+    /// every `join` with `since` `recovered: true` and then replays nothing:
+    /// what a subscriber missed while away never comes.
+    fn hub_forgetting_replays() -> Self {
+        Self::start(|listener, stopped| async move {
+            let members = Arc::new(Mutex::new(Vec::<mpsc::UnboundedSender<String>>::new()));
+            let offset = Arc::new(AtomicU64::new(0));
+            let accept_loop = async {
+                for id in 1.. {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (members, offset) = (members.clone(), offset.clone());
+                    tokio::spawn(async move {
+                        let Ok(ws) = wshub::accept(tcp).await else {
+                            return;
+                        };
+                        let (mut reader, mut writer) = ws.split();
+                        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+                        tokio::spawn(async move {
+                            while let Some(text) = rx.recv().await {
+                                if writer.send(Message::text(text)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                        let name = format!("anon-{id}");
+                        let _ =
+                            tx.send(format!(r#"{{"type":"welcome","id":{id},"name":"{name}"}}"#));
+                        while let Some(Ok(message)) = reader.recv().await {
+                            let request: serde_json::Value =
+                                serde_json::from_slice(message.as_bytes()).unwrap_or_default();
+                            // Under the lock, as the hub's room lock: every
+                            // member gets the messages after its `joined`.
+                            let mut members = members.lock().unwrap();
+                            match request["op"].as_str() {
+                                Some("join") => {
+                                    let last = offset.load(Ordering::SeqCst);
+                                    let recovered = if request.get("since").is_some() {
+                                        r#","recovered":true"#
+                                    } else {
+                                        ""
+                                    };
+                                    let _ = tx.send(format!(
+                                        r#"{{"type":"joined","room":"r","name":"{name}","members":[],"member_count":1,"offset":{last},"seq":{last},"epoch":"fake-1"{recovered}}}"#
+                                    ));
+                                    members.push(tx.clone());
+                                }
+                                Some("publish") => {
+                                    let n = offset.fetch_add(1, Ordering::SeqCst) + 1;
+                                    let text = format!(
+                                        r#"{{"type":"message","room":"r","from":"p","seq":{n},"ts":1,"message":{},"from_id":1,"epoch":"fake-1","offset":{n}}}"#,
+                                        request["message"]
+                                    );
+                                    for member in members.iter() {
+                                        let _ = member.send(text.clone());
+                                    }
+                                }
+                                _ => {}
                             }
                         }
                     });
@@ -309,6 +381,7 @@ fn fanout_to_twenty_subscribers_loses_and_reorders_nothing() {
     let hub = Server::hub();
     let mut fanout = FanoutConfig::default();
     fanout.subscribers = 20;
+    fanout.verify = true;
     let report = wshub_bench::run(&short(hub.url("/ws"), Mode::Fanout(fanout))).unwrap();
     let Results::Fanout(r) = &report.results else {
         panic!("not a fanout report");
@@ -317,6 +390,25 @@ fn fanout_to_twenty_subscribers_loses_and_reorders_nothing() {
     assert!(r.published > 0 && r.deliveries > 0, "{report}");
     assert_eq!((r.lost, r.out_of_order, r.errors), (0, 0, 0), "{report}");
     assert_eq!(r.latency.samples, r.deliveries);
+    // Every delivery was checked by its epoch and offset.
+    let d = &r.delivery;
+    assert_eq!(
+        (
+            d.subscribers,
+            d.lost,
+            d.duplicated,
+            d.unverified,
+            d.epoch_changes
+        ),
+        (20, 0, 0, 0, 0),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("delivery      0 lost, 0 duplicated across 20 subscribers"),
+        "{report}"
+    );
     assert!(report.passed);
 }
 
@@ -333,6 +425,52 @@ fn fanout_at_a_fixed_rate_loses_nothing() {
     };
     assert!(r.published > 0, "{report}");
     assert_eq!((r.lost, r.out_of_order, r.errors), (0, 0, 0), "{report}");
+}
+
+#[test]
+fn fanout_resumes_lose_nothing_and_are_all_recovered() {
+    let hub = Server::hub();
+    let mut fanout = FanoutConfig::default();
+    fanout.subscribers = 10;
+    fanout.rate = Some(2_000.0);
+    fanout.resume_share = 0.3;
+    fanout.resume_every = Duration::from_millis(100);
+    fanout.verify = true;
+    let report = wshub_bench::run(&short(hub.url("/ws"), Mode::Fanout(fanout))).unwrap();
+    let Results::Fanout(r) = &report.results else {
+        panic!("not a fanout report");
+    };
+    let resume = r.resume.as_ref().expect("resumes were on");
+    assert!(resume.resumes > 0, "{report}");
+    assert_eq!(
+        (resume.recovered, resume.not_recovered, resume.failed),
+        (resume.resumes, 0, 0),
+        "{report}"
+    );
+    assert_eq!((r.delivery.lost, r.delivery.duplicated), (0, 0), "{report}");
+    assert!(report.passed, "{report}");
+}
+
+#[test]
+fn a_resume_said_recovered_without_its_replay_is_caught_as_lost() {
+    let hub = Server::hub_forgetting_replays();
+    let mut fanout = FanoutConfig::default();
+    fanout.subscribers = 10;
+    fanout.resume_share = 0.5;
+    fanout.resume_every = Duration::from_millis(100);
+    fanout.verify = true;
+    let report = wshub_bench::run(&short(hub.url("/ws"), Mode::Fanout(fanout))).unwrap();
+    let Results::Fanout(r) = &report.results else {
+        panic!("not a fanout report");
+    };
+    let resume = r.resume.as_ref().expect("resumes were on");
+    assert!(resume.resumes > 0, "{report}");
+    assert_eq!(resume.recovered, resume.resumes, "{report}");
+    assert!(r.delivery.lost > 0, "{report}");
+    assert!(r.delivery.subscribers_with_lost > 0, "{report}");
+    assert_eq!(r.lost, r.delivery.lost);
+    assert!(!report.passed, "{report}");
+    assert_eq!(report.exit_code(), 1);
 }
 
 #[test]

@@ -765,9 +765,15 @@ pub(crate) struct BenchIdleArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchFanoutArgs {
-    /// The hub's JSON endpoint.
+    /// The hub's JSON endpoint. Repeat it to spread the subscribers over
+    /// several (nodes of one hub, or one hub under several names):
+    /// subscriber i joins at URL i mod n.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws", value_name = "URL")]
-    pub(crate) url: String,
+    pub(crate) url: Vec<String>,
+
+    /// Where the publisher joins (default: the first --url).
+    #[arg(long, value_name = "URL")]
+    pub(crate) publisher_url: Option<String>,
 
     /// Subscribers of the room.
     #[arg(short = 'm', long, value_name = "M", default_value_t = FanoutConfig::default().subscribers)]
@@ -801,6 +807,38 @@ pub(crate) struct BenchFanoutArgs {
     /// Room to use (default: bench- and random digits).
     #[arg(long, value_name = "ROOM")]
     pub(crate) room: Option<String>,
+
+    /// Share of the subscribers (0 to 1) that resume every --resume-every
+    /// during the measured window, drawn at random each time: each drops its
+    /// connection without a close handshake, reconnects and joins again with
+    /// `since`, the epoch and offset of the last message it got; the missed
+    /// messages must follow in order. 0: off.
+    #[arg(long, value_name = "FRACTION", default_value_t = FanoutConfig::default().resume_share)]
+    pub(crate) resume_share: f64,
+
+    /// Time between rounds of resumes (with --resume-share).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(FanoutConfig::default().resume_every))]
+    pub(crate) resume_every: humantime::Duration,
+
+    /// A resuming subscriber reconnects to the next --url (round-robin), not
+    /// its own, as when the node it was on dies.
+    #[arg(long)]
+    pub(crate) resume_elsewhere: bool,
+
+    /// Verify delivery: exit 1 if any message was lost or duplicated (each
+    /// subscriber checks every delivery's epoch and offset against the last
+    /// it received; losses and duplicates fail any run), or if the server's
+    /// messages carry no epoch and offset to check.
+    #[arg(long)]
+    pub(crate) verify: bool,
+
+    /// Members join with names of their own (subscriber i as s<i>, s<i>r<k>
+    /// after its k-th resume, the publisher as p) instead of the hub's
+    /// anon-<id>, which nodes of one hub on Redis can hand out twice
+    /// (name_taken).
+    #[arg(long)]
+    pub(crate) named: bool,
 
     #[command(flatten)]
     pub(crate) time: BenchTimeArgs,

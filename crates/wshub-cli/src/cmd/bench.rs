@@ -15,8 +15,15 @@ use crate::config::parse_size;
 
 pub(crate) fn run(args: BenchArgs) -> Result<i32> {
     let (config, json) = bench_config(args)?;
+    let publisher_url = match &config.mode {
+        Mode::Fanout(fanout) => fanout.publisher_url.clone(),
+        _ => None,
+    };
     let report = wshub_bench::run(&config).map_err(|e| match e {
         // A bad URL is a bad flag: exit 2.
+        wshub_bench::Error::InvalidUrl { ref url, .. } if Some(url) == publisher_url.as_ref() => {
+            anyhow::Error::new(e).context("--publisher-url")
+        }
         wshub_bench::Error::InvalidUrl { .. } => anyhow::Error::new(e).context("--url"),
         e => e.into(),
     })?;
@@ -100,11 +107,29 @@ pub(crate) fn bench_config(args: BenchArgs) -> Result<(Config, bool)> {
             fanout.window = a.window;
             fanout.own_copies = a.own_copies;
             fanout.handshake_concurrency = a.handshake_concurrency;
+            fanout.verify = a.verify;
+            fanout.named = a.named;
             if let Some(room) = a.room {
                 room_ok("--room", &room)?;
                 fanout.room = room;
             }
-            (a.url, Mode::Fanout(fanout), Some(a.time), a.output)
+            if !(0.0..=1.0).contains(&a.resume_share) {
+                bail!(
+                    "--resume-share {}: give a fraction of the subscribers from 0 (off) to 1, e.g. 0.2",
+                    a.resume_share
+                );
+            }
+            fanout.resume_share = a.resume_share;
+            fanout.resume_every = a.resume_every.into();
+            if a.resume_share > 0.0 && fanout.resume_every.is_zero() {
+                bail!("--resume-every must be more than 0, e.g. 1s");
+            }
+            fanout.resume_elsewhere = a.resume_elsewhere;
+            // The first URL names the run; clap gives at least one.
+            let url = a.url.first().cloned().unwrap_or_default();
+            fanout.urls = a.url;
+            fanout.publisher_url = a.publisher_url;
+            (url, Mode::Fanout(fanout), Some(a.time), a.output)
         }
     };
     let BenchOutputArgs {
@@ -215,6 +240,51 @@ mod tests {
     }
 
     #[test]
+    fn fanout_flags_reach_the_library_config() {
+        let (config, _) = parse(
+            "wshub bench fanout -m 50 --verify --url ws://a:1/ws --url ws://b:2/ws --publisher-url ws://c:3/ws",
+        )
+        .unwrap();
+        assert_eq!(config.url, "ws://a:1/ws");
+        let Mode::Fanout(fanout) = config.mode else {
+            panic!("not fanout")
+        };
+        assert_eq!((fanout.subscribers, fanout.verify), (50, true));
+        assert_eq!(fanout.urls, ["ws://a:1/ws", "ws://b:2/ws"]);
+        assert_eq!(fanout.publisher_url.as_deref(), Some("ws://c:3/ws"));
+        let (config, _) =
+            parse("wshub bench fanout --resume-share 0.2 --resume-every 300ms --resume-elsewhere")
+                .unwrap();
+        let Mode::Fanout(fanout) = config.mode else {
+            panic!("not fanout")
+        };
+        assert_eq!(
+            (
+                fanout.resume_share,
+                fanout.resume_every,
+                fanout.resume_elsewhere
+            ),
+            (0.2, Duration::from_millis(300), true)
+        );
+        let (config, _) = parse("wshub bench fanout").unwrap();
+        assert_eq!(config.url, "ws://127.0.0.1:8080/ws");
+        let Mode::Fanout(fanout) = config.mode else {
+            panic!("not fanout")
+        };
+        assert!(!fanout.verify);
+        assert_eq!(fanout.urls, ["ws://127.0.0.1:8080/ws"]);
+        assert_eq!(fanout.publisher_url, None);
+        assert_eq!(
+            (
+                fanout.resume_share,
+                fanout.resume_every,
+                fanout.resume_elsewhere
+            ),
+            (0.0, Duration::from_secs(1), false)
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         for (line, flag) in [
             ("wshub bench echo -p 0", "--in-flight"),
@@ -227,6 +297,13 @@ mod tests {
             ("wshub bench fanout --rate=-1", "--rate"),
             ("wshub bench fanout --rate 0", "--rate"),
             ("wshub bench fanout --window 0", "--window"),
+            ("wshub bench fanout --resume-share 1.5", "--resume-share"),
+            ("wshub bench fanout --resume-share=-0.1", "--resume-share"),
+            ("wshub bench fanout --resume-share NaN", "--resume-share"),
+            (
+                "wshub bench fanout --resume-share 0.1 --resume-every 0s",
+                "--resume-every",
+            ),
         ] {
             let err = format!("{:#}", parse(line).unwrap_err());
             assert!(err.starts_with(flag) || err.contains(flag), "{line}: {err}");
