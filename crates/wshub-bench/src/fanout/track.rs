@@ -170,7 +170,7 @@ impl Track {
         self.joined = true;
         self.resuming = false;
         self.replay_until = offset;
-        let same_epoch = epoch.map_or(true, |e| e == self.epoch.as_slice());
+        let same_epoch = epoch.is_none_or(|e| e == self.epoch.as_slice());
         if recovered && same_epoch {
             return Resumed::Recovered {
                 missed: offset.saturating_sub(self.last),
