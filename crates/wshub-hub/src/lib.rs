@@ -44,7 +44,7 @@ pub use admission::{
 pub use api::{ApiKey, ApiKeyError, MIN_API_KEY_LEN};
 pub use auth::{AuthConfig, Identity, KeyError, RoomAction, TokenError, TokenVerifier};
 pub use config::{HubConfig, MetricsEndpoint};
-pub use engine::RedisConfig;
+pub use engine::{RedisConfig, RedisTls};
 pub use hub::{Hub, PublishError, PublishOptions};
 pub use server::serve;
 pub use tls::ServerTls;

@@ -5,6 +5,8 @@
 //! subscriber per node brings each message of a followed room back, in
 //! order, to be fanned out here.
 
+mod config;
+mod connection;
 pub(crate) mod keys;
 pub(crate) mod log;
 mod subscriber;
@@ -18,50 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use wshub::{Message, PreparedMessage};
 
+pub use self::config::{RedisConfig, RedisTls};
 use self::log::{LogError, LogRead, RedisLog};
 use crate::protocol::Since;
 use crate::rooms::{HistoryPage, Published, Remote, Rooms};
-
-/// [`HubConfig::redis`](crate::HubConfig::redis): run the hub's rooms on a
-/// Redis server shared by several hub nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`.
-    pub url: String,
-    /// Where the node's subscriber connects, if not to `url`: the same
-    /// Redis reached another way (a proxy that passes Pub/Sub). Default:
-    /// `url`.
-    pub subscriber_url: Option<String>,
-}
-
-impl RedisConfig {
-    /// The Redis server at `url`.
-    ///
-    /// # Errors
-    /// A message saying what is wrong with `url`, if it is not a Redis URL
-    /// (`redis://host:port`, `redis://:password@host:port/db`).
-    pub fn new(url: impl Into<String>) -> Result<Self, String> {
-        let url = url.into();
-        redis::Client::open(url.as_str()).map_err(|e| {
-            format!("{url:?} is not a Redis URL ({e}); use redis://host:port or redis://:password@host:port/db")
-        })?;
-        Ok(Self {
-            url,
-            subscriber_url: None,
-        })
-    }
-
-    /// The subscriber connects to `url` instead: see
-    /// [`RedisConfig::subscriber_url`].
-    ///
-    /// # Errors
-    /// As [`RedisConfig::new`].
-    pub fn with_subscriber_url(mut self, url: impl Into<String>) -> Result<Self, String> {
-        self.subscriber_url = Some(Self::new(url)?.url);
-        Ok(self)
-    }
-}
 
 /// How long a join waits for the engine to follow its room.
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,8 +56,10 @@ pub(crate) struct RedisEngine {
     control: mpsc::UnboundedSender<Control>,
     /// The subscriber is connected.
     up: AtomicBool,
-    /// This node's own shard channel, for the subscriber's watchdog.
-    node: String,
+    /// This node's id, in its watchdog channels' names.
+    node: u64,
+    /// How to (re)connect the subscriber.
+    target: connection::Target,
 }
 
 impl RedisEngine {
@@ -105,19 +69,10 @@ impl RedisEngine {
         config: &RedisConfig,
         rooms: Rooms,
     ) -> Result<(Arc<Self>, impl std::future::Future<Output = ()> + 'static), EngineError> {
-        let open = |url: &str| redis::Client::open(url).map_err(|e| EngineError(e.to_string()));
-        let client = open(&config.url)?;
-        // The subscriber's pushes need RESP3.
-        let subscriber_url = config.subscriber_url.as_deref().unwrap_or(&config.url);
-        let separator = if subscriber_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let subscriber_client = open(&format!("{subscriber_url}{separator}protocol=resp3"))?;
+        let target = connection::Target::new(config)?;
         let (released_tx, released) = mpsc::unbounded_channel();
         let remote = Arc::new(Remote::new(released_tx));
-        let log = RedisLog::lazy(client.clone(), *rooms.history_limits())?;
+        let log = RedisLog::new(target.command_connection()?, *rooms.history_limits());
         let rooms = Arc::new(rooms.with_remote(remote.clone()));
         let (control, requests) = mpsc::unbounded_channel();
         let engine = Arc::new(Self {
@@ -126,9 +81,10 @@ impl RedisEngine {
             remote,
             control,
             up: AtomicBool::new(false),
-            node: keys::node_channel(rand::random()),
+            node: rand::random(),
+            target,
         });
-        let task = subscriber::run(engine.clone(), subscriber_client, requests, released);
+        let task = subscriber::run(engine.clone(), requests, released);
         Ok((engine, task))
     }
 
