@@ -607,6 +607,12 @@ impl Ca {
 /// a certificate of `ca`, asking clients for none, and password `pw` (set
 /// once started: the testkit's probes speak plain RESP without AUTH).
 fn tls_redis(ca: &Ca, dir: &std::path::Path) -> (RedisServer, u16) {
+    tls_redis_asking(ca, dir, "no")
+}
+
+/// [`tls_redis`] with `--tls-auth-clients` = `auth_clients` (`yes`: a
+/// client certificate of `ca` is required).
+fn tls_redis_asking(ca: &Ca, dir: &std::path::Path, auth_clients: &str) -> (RedisServer, u16) {
     let (cert, key) = ca.issue();
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
@@ -628,7 +634,7 @@ fn tls_redis(ca: &Ca, dir: &std::path::Path) -> (RedisServer, u16) {
         "--tls-ca-cert-file".to_owned(),
         write("ca.pem", &ca.cert.pem()),
         "--tls-auth-clients".to_owned(),
-        "no".to_owned(),
+        auth_clients.to_owned(),
     ];
     let redis = RedisServer::start(Options {
         args: args.to_vec(),
@@ -675,4 +681,40 @@ async fn over_tls_a_certificate_of_another_ca_fails_closed() {
     };
     assert!(why.contains("certificate"), "{why}");
     assert_eq!(http_status(served.addr, "/readyz").await, 503);
+}
+
+/// A Redis that asks for a client certificate gets the one configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_client_certificate_is_shown_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("wshub test CA");
+    let (_redis, port) = tls_redis_asking(&ca, dir.path(), "yes");
+    let (cert, key) = ca.issue();
+    let config = RedisConfig::new(format!("rediss://:pw@127.0.0.1:{port}"))
+        .unwrap()
+        .with_ca_pem(ca.cert.pem().into_bytes())
+        .unwrap()
+        .with_client_identity(cert.into_bytes(), key.into_bytes())
+        .unwrap();
+    let (hub, _) = node_on(config).await;
+    let published = hub.publish("r", &json!(1), &PublishOptions::new()).await;
+    assert_eq!(published.unwrap().offset, 1);
+}
+
+/// An ACL user and its password in the URL (`redis://user:password@…`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_in_the_url_is_used() {
+    let redis = RedisServer::start(Options::default());
+    let user = [
+        "ACL", "SETUSER", "hub", "on", ">s3cret", "~*", "&*", "+@all",
+    ];
+    assert_eq!(redis.command(&user).as_str(), Some("OK"));
+    assert_eq!(
+        redis
+            .command(&["ACL", "SETUSER", "default", "off"])
+            .as_str(),
+        Some("OK")
+    );
+    let url = redis.url().replace("redis://", "redis://hub:s3cret@");
+    every_message_in_order_once(&RedisConfig::new(url).unwrap(), "lobby").await;
 }
