@@ -127,6 +127,44 @@ async fn on_a_cluster_a_room_whose_slot_moves_keeps_delivering_in_order() {
     assert_eq!(m["offset"], 7, "live, nothing repeated: {m}");
 }
 
+/// Every master holds a subscription to one of the node's watchdog
+/// channels, so every subscriber connection is watched; when the slot of
+/// one master's channel moves away, that master gets a new one (the
+/// watchdog looks again every 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_every_master_keeps_a_watchdog_channel() {
+    let cluster = RedisCluster::start(3);
+    let (_hub, served) = node_on(on_cluster(&cluster)).await;
+    // The first join makes the subscriber connect.
+    let (mut ws, _) = member(&served).await;
+    join(&mut ws, "r", "me").await;
+    let watched = |n: usize| -> Vec<String> {
+        cluster.nodes()[n]
+            .command(&["PUBSUB", "SHARDCHANNELS", "wshub:node:*"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for n in 0..3 {
+        assert_eq!(watched(n).len(), 1, "master {n}: {:?}", watched(n));
+    }
+    let moved = watched(0).remove(0);
+    move_slot_of(&cluster, &moved);
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while watched(0).is_empty() || watched(0).contains(&moved) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "master 0 has no watchdog channel: {:?}",
+            watched(0)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!watched(1).is_empty() && !watched(2).is_empty());
+    assert_eq!(http_status(served.addr, "/readyz").await, 200);
+}
+
 /// Moves the slot of `key`, with its keys, from its master to another one
 /// (`CLUSTER SETSLOT … IMPORTING/MIGRATING`, `MIGRATE`, `SETSLOT … NODE`
 /// on every master), as `redis-cli --cluster reshard` does.
@@ -144,14 +182,14 @@ fn move_slot_of(cluster: &RedisCluster, key: &str) {
             .unwrap()
             .to_owned()
     };
-    let owns = |n: usize| {
-        nodes[n]
-            .command(&["CLUSTER", "COUNTKEYSINSLOT", &slot])
-            .as_integer()
-            .unwrap()
-            > 0
-    };
-    let from = (0..nodes.len()).find(|&n| owns(n)).expect("the key exists");
+    let owner = slot_owners(cluster)
+        .into_iter()
+        .find(|(first, last, _)| (*first..=*last).contains(&slot.parse().unwrap()))
+        .map(|(_, _, port)| port)
+        .expect("every slot is assigned");
+    let from = (0..nodes.len())
+        .find(|&n| i64::from(nodes[n].port()) == owner)
+        .unwrap();
     let to = (from + 1) % nodes.len();
     let (from_id, to_id) = (id(from), id(to));
     let ok = |n: usize, args: &[&str]| {
@@ -170,7 +208,9 @@ fn move_slot_of(cluster: &RedisCluster, key: &str) {
     let port = nodes[to].port().to_string();
     let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
     migrate.extend(&keys);
-    ok(from, &migrate);
+    if !keys.is_empty() {
+        ok(from, &migrate);
+    }
     for n in [to, from, (to + 1) % nodes.len()] {
         ok(n, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
     }
@@ -225,12 +265,9 @@ async fn on_a_cluster_a_publish_to_a_dead_master_fails_closed() {
     assert_eq!(ready, 503);
 }
 
-/// Two room names for each master of `cluster` whose keys
-/// (`wshub:{room}:…`) that master owns.
-fn rooms_on_every_master(cluster: &RedisCluster) -> Vec<[String; 2]> {
-    let redis = &cluster.nodes()[0];
-    // (first slot, last slot, master's port) of each range.
-    let ranges: Vec<(i64, i64, i64)> = redis
+/// (first slot, last slot, master's port) of each range of `cluster`.
+fn slot_owners(cluster: &RedisCluster) -> Vec<(i64, i64, i64)> {
+    cluster.nodes()[0]
         .command(&["CLUSTER", "SLOTS"])
         .as_array()
         .expect("CLUSTER SLOTS answers an array")
@@ -244,7 +281,14 @@ fn rooms_on_every_master(cluster: &RedisCluster) -> Vec<[String; 2]> {
                 master[1].as_integer().unwrap(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Two room names for each master of `cluster` whose keys
+/// (`wshub:{room}:…`) that master owns.
+fn rooms_on_every_master(cluster: &RedisCluster) -> Vec<[String; 2]> {
+    let redis = &cluster.nodes()[0];
+    let ranges = slot_owners(cluster);
     let mut by_master = std::collections::BTreeMap::new();
     for n in 0..1000 {
         let room = format!("room-{n}");

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
 
+use super::connection::SubscriberConnection;
 use super::keys::RoomKeys;
 use super::{Control, EngineError, RedisEngine};
 use crate::rooms::Delivery;
@@ -40,6 +41,11 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_secs(2);
 /// answering nothing) and replaced: with the interval, a starved
 /// connection is found within 10 s.
 const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// How many watchdog intervals pass between two looks at which channels the
+/// watchdog needs (on a cluster, one per master: slots move, masters come
+/// and go).
+const WATCHDOG_REFRESH_TICKS: u32 = 15;
 
 /// Joins waiting for a room to be followed, by its channel.
 type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
@@ -96,11 +102,11 @@ pub(super) async fn run(
             }
             ok = conn.ssubscribe(&RoomKeys::new(&room).channel).await.is_ok();
         }
+        // Each watchdog channel, and when its message last came back.
         let now = tokio::time::Instant::now();
-        let mut echoed: HashMap<&str, tokio::time::Instant> = watched
-            .iter()
-            .map(|channel| (channel.as_str(), now))
-            .collect();
+        let mut echoed: HashMap<String, tokio::time::Instant> =
+            watched.into_iter().map(|channel| (channel, now)).collect();
+        let mut ticks = 0u32;
         let mut watchdog = tokio::time::interval(WATCHDOG_INTERVAL);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if ok {
@@ -111,7 +117,7 @@ pub(super) async fn run(
                         Some(push) => {
                             if let Some(silent) = echo_channel(&push, &mut echoed) {
                                 *silent = tokio::time::Instant::now();
-                            } else if let Some(channel) = ended(&engine, &push, &watched, &waiting) {
+                            } else if let Some(channel) = ended(&engine, &push, &echoed, &waiting) {
                                 // The cluster ended it (its slot moved):
                                 // taken again where the slot is now.
                                 tracing::info!(channel, "Redis engine: a subscription ended by Redis is taken again");
@@ -132,9 +138,15 @@ pub(super) async fn run(
                             );
                             break;
                         }
+                        ticks += 1;
+                        if ticks % WATCHDOG_REFRESH_TICKS == 0
+                            && refresh_watchdog(&engine, &mut conn, &mut echoed).await.is_err()
+                        {
+                            break;
+                        }
                         // From the command connection, so a subscriber
                         // connection that is open but starved misses it.
-                        for channel in &watched {
+                        for channel in echoed.keys() {
                             let engine = engine.clone();
                             let channel = channel.clone();
                             tokio::spawn(async move {
@@ -189,7 +201,7 @@ fn channel_of(push: &PushInfo) -> Option<String> {
 /// when that channel was last heard from.
 fn echo_channel<'a>(
     push: &PushInfo,
-    echoed: &'a mut HashMap<&str, tokio::time::Instant>,
+    echoed: &'a mut HashMap<String, tokio::time::Instant>,
 ) -> Option<&'a mut tokio::time::Instant> {
     if push.kind != PushKind::SMessage {
         return None;
@@ -204,17 +216,48 @@ fn echo_channel<'a>(
 fn ended(
     engine: &RedisEngine,
     push: &PushInfo,
-    watched: &[String],
+    watched: &HashMap<String, tokio::time::Instant>,
     waiting: &Waiting,
 ) -> Option<String> {
     if push.kind != PushKind::SUnsubscribe {
         return None;
     }
     let channel = channel_of(push)?;
-    let wanted = watched.contains(&channel)
+    let wanted = watched.contains_key(&channel)
         || (!waiting.contains_key(&channel)
             && RoomKeys::room_of(&channel).is_some_and(|room| engine.remote.follows(&room)));
     wanted.then_some(channel)
+}
+
+/// Brings the watchdog's channels in line with the masters there are now
+/// (a cluster's slots moved, a master came or went): subscribes the new
+/// ones, drops the old. One server's never change.
+///
+/// # Errors
+/// If Redis does not answer, or a subscription fails: the connection is
+/// then replaced.
+async fn refresh_watchdog(
+    engine: &RedisEngine,
+    conn: &mut SubscriberConnection,
+    echoed: &mut HashMap<String, tokio::time::Instant>,
+) -> redis::RedisResult<()> {
+    let wanted = conn.watchdog_channels(engine.node).await?;
+    let gone: Vec<String> = echoed
+        .keys()
+        .filter(|channel| !wanted.contains(channel))
+        .cloned()
+        .collect();
+    for channel in gone {
+        echoed.remove(&channel);
+        conn.sunsubscribe(&channel).await?;
+    }
+    for channel in wanted {
+        if let std::collections::hash_map::Entry::Vacant(entry) = echoed.entry(channel) {
+            conn.ssubscribe(entry.key()).await?;
+            entry.insert(tokio::time::Instant::now());
+        }
+    }
+    Ok(())
 }
 
 fn fail_all(waiting: &mut Waiting, why: &str) {
