@@ -104,7 +104,12 @@ impl Target {
             Self::Server { client, .. } => {
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(COMMAND_TIMEOUT))
-                    .set_connection_timeout(Some(COMMAND_TIMEOUT));
+                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                    // One retry: the command waiting on a (re)connection
+                    // gets its error (a refused port, a certificate that
+                    // does not verify) at once; the next command tries
+                    // again.
+                    .set_number_of_retries(1);
                 let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
                     .map_err(|e| EngineError(e.to_string()))?;
                 Ok(EngineConnection::Server(conn))
@@ -159,7 +164,14 @@ pub(crate) enum EngineConnection {
 impl ConnectionLike for EngineConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Server(conn) => conn.req_packed_command(cmd),
+            // The manager's own timeouts are per attempt: the command is
+            // bounded as a whole too, as the cluster's
+            // `overall_response_timeout` does.
+            Self::Server(conn) => Box::pin(async move {
+                tokio::time::timeout(COMMAND_TIMEOUT, conn.req_packed_command(cmd))
+                    .await
+                    .unwrap_or_else(|_| Err(no_answer()))
+            }),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
@@ -171,7 +183,14 @@ impl ConnectionLike for EngineConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Server(conn) => Box::pin(async move {
+                tokio::time::timeout(
+                    COMMAND_TIMEOUT,
+                    conn.req_packed_commands(pipeline, offset, count),
+                )
+                .await
+                .unwrap_or_else(|_| Err(no_answer()))
+            }),
             Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -182,6 +201,16 @@ impl ConnectionLike for EngineConnection {
             Self::Cluster(conn) => conn.get_db(),
         }
     }
+}
+
+/// A command that got no answer within [`COMMAND_TIMEOUT`], connecting
+/// included.
+fn no_answer() -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer from Redis within {COMMAND_TIMEOUT:?}"),
+    )
+    .into()
 }
 
 /// The subscriber's connection: one to a server, or redis-rs' cluster
