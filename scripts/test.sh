@@ -45,6 +45,20 @@ no_tokio_in_proto() {
   echo "wshub-proto depends on no async runtime"
 }
 
+# rustls with the ring provider only (wss://, rediss://): aws-lc-rs needs cmake
+# and clang to build, and nothing links OpenSSL.
+tls_on_ring_only() {
+  local crate found=0
+  for crate in aws-lc-rs aws-lc-sys openssl-sys; do
+    if cargo tree --workspace -i "$crate" >/dev/null 2>&1; then
+      echo "$crate is in the dependency tree:"
+      cargo tree --workspace -e features -i "$crate"
+      found=1
+    fi
+  done
+  [ "$found" = 0 ] && echo "no aws-lc-rs, aws-lc-sys or openssl-sys in the tree"
+}
+
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo test --workspace
@@ -61,6 +75,7 @@ step "cargo package" cargo package --workspace --allow-dirty
 # Licences, duplicate versions and sources of what ships (deny.toml);
 # installs the pinned cargo-deny when missing.
 step "cargo deny" scripts/cargo-deny.sh
+step "TLS on ring only" tls_on_ring_only
 # The feature-off paths (no permessage-deflate, no TLS) are compiled too.
 step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-features --all-targets
 step "no default features: workspace" cargo check --workspace --no-default-features

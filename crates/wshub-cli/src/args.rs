@@ -187,8 +187,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_enum, default_value = "memory")]
     pub(crate) engine: Engine,
 
-    /// The Redis server of --engine redis: redis://host:port, or
-    /// redis://:password@host:port/db. Redis 7 or later (sharded Pub/Sub).
+    /// The Redis server of --engine redis: redis://host:port,
+    /// redis://[user]:password@host:port/db, or rediss://… for TLS. Redis 7
+    /// or later (sharded Pub/Sub).
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
 
@@ -206,6 +207,31 @@ pub(crate) struct ServeArgs {
     /// Default: --redis-url.
     #[arg(long, value_name = "URL")]
     pub(crate) redis_subscriber_url: Option<String>,
+
+    /// A seed node of the Redis Cluster of --engine redis, instead of
+    /// --redis-url: redis://host:port or rediss://… (repeatable; give two or
+    /// three, the others are found from them). Room keys carry the room as
+    /// hash tag, so each room lives on one slot.
+    #[arg(
+        long = "redis-cluster",
+        value_name = "URL",
+        conflicts_with = "redis_url"
+    )]
+    pub(crate) redis_cluster: Vec<String>,
+
+    /// CA certificates (PEM) that rediss:// trusts besides the platform's
+    /// roots: a private Redis' CA.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) redis_ca: Option<PathBuf>,
+
+    /// Client certificate chain (PEM) that rediss:// shows to a Redis that
+    /// asks for one (tls-auth-clients yes); with --redis-key.
+    #[arg(long, value_name = "FILE", requires = "redis_key")]
+    pub(crate) redis_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --redis-cert.
+    #[arg(long, value_name = "FILE", requires = "redis_cert")]
+    pub(crate) redis_key: Option<PathBuf>,
 
     /// Time a client has to send its HTTP request head (408 after it).
     #[arg(long, value_name = "DURATION",

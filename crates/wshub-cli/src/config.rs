@@ -115,17 +115,7 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
     config.history_max_replay = args.history_max_replay;
     config.history_bytes = parse_size("--history-bytes", &args.history_bytes)?;
     if args.engine == Engine::Redis {
-        let mut redis =
-            RedisConfig::new(&args.redis_url).map_err(|e| anyhow::anyhow!("--redis-url {e}"))?;
-        redis = redis
-            .with_presence_ttl(args.presence_ttl.into())
-            .map_err(|e| anyhow::anyhow!("--presence-ttl: {e}"))?;
-        if let Some(url) = &args.redis_subscriber_url {
-            redis = redis
-                .with_subscriber_url(url)
-                .map_err(|e| anyhow::anyhow!("--redis-subscriber-url {e}"))?;
-        }
-        config.redis = Some(redis);
+        config.redis = Some(redis_config(args)?);
     }
     config.shutdown_timeout = args.shutdown_timeout.into();
     config.drain_spread = args.drain_spread.into();
@@ -169,6 +159,54 @@ fn origin_policy(args: &AccessArgs) -> Result<OriginPolicy> {
                 .allow(origin)
                 .map_err(|e| anyhow::anyhow!("--allowed-origin {e}"))
         })
+}
+
+/// The Redis engine's settings from their flags: one server
+/// (--redis-url) or a cluster's seeds (--redis-cluster), and the rediss://
+/// files read and checked now, so a bad one stops the server at start.
+fn redis_config(args: &ServeArgs) -> Result<RedisConfig> {
+    let mut config = if args.redis_cluster.is_empty() {
+        RedisConfig::new(&args.redis_url).map_err(|e| anyhow::anyhow!("--redis-url {e}"))?
+    } else {
+        RedisConfig::cluster(&args.redis_cluster)
+            .map_err(|e| anyhow::anyhow!("--redis-cluster {e}"))?
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{flag} {}: cannot read it", path.display()))
+    };
+    if let Some(path) = &args.redis_ca {
+        config = config
+            .with_ca_pem(read("--redis-ca", path)?)
+            .map_err(|e| anyhow::anyhow!("--redis-ca {}: {e}", path.display()))?;
+    }
+    if let (Some(cert), Some(key)) = (&args.redis_cert, &args.redis_key) {
+        config = config
+            .with_client_identity(read("--redis-cert", cert)?, read("--redis-key", key)?)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--redis-cert {} / --redis-key {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+    }
+    config = config
+        .with_presence_ttl(args.presence_ttl.into())
+        .map_err(|e| anyhow::anyhow!("--presence-ttl: {e}"))?;
+    if let Some(url) = &args.redis_subscriber_url {
+        if !config.cluster_seeds.is_empty() {
+            bail!("--redis-subscriber-url is for one Redis server (--redis-url); a cluster's subscriber connects to each master");
+        }
+        config = config
+            .with_subscriber_url(url)
+            .map_err(|e| anyhow::anyhow!("--redis-subscriber-url {e}"))?;
+    }
+    let tls_files = args.redis_ca.is_some() || args.redis_cert.is_some();
+    let mut urls = std::iter::once(&config.url).chain(&config.cluster_seeds);
+    if tls_files && !urls.any(|url| url.starts_with("rediss://")) {
+        bail!("--redis-ca, --redis-cert and --redis-key are for rediss:// URLs; use rediss://host:port in --redis-url or --redis-cluster");
+    }
+    Ok(config)
 }
 
 /// Token authentication from its flags: the key file read and checked now,

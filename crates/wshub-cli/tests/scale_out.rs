@@ -1,5 +1,6 @@
-//! `wshub serve --engine redis`: two real nodes on one real Redis serve the
-//! same rooms (README "Scale out"); a bad Redis URL stops `serve` at start.
+//! `wshub serve --engine redis`: two real nodes on one real Redis, or on a
+//! real 3-master Redis Cluster, serve the same rooms (README "Scale out");
+//! a bad Redis URL stops `serve` at start.
 
 mod common;
 
@@ -8,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use wshub::Message;
-use wshub_testkit::{Options, RedisServer};
+use wshub_testkit::{Options, RedisCluster, RedisServer};
 
 type Ws = wshub::WebSocket<wshub::ClientStream>;
 
@@ -45,9 +46,30 @@ async fn send(ws: &mut Ws, v: Value) {
 #[tokio::test]
 async fn two_nodes_on_one_redis_serve_the_same_room() {
     let redis = RedisServer::start(Options::default());
-    let flags = ["--engine", "redis", "--redis-url", &redis.url()];
-    let a = Server::start(&flags);
-    let b = Server::start(&flags);
+    two_nodes_serve_the_same_room(&["--engine", "redis", "--redis-url", &redis.url()]).await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_a_redis_cluster_serve_the_same_room() {
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    // Two seeds, as a user would give them; the third master is found.
+    let flags = [
+        "--engine",
+        "redis",
+        "--redis-cluster",
+        &urls[0],
+        "--redis-cluster",
+        &urls[1],
+    ];
+    two_nodes_serve_the_same_room(&flags).await;
+}
+
+/// Two `wshub serve` with `flags`: a message published on either reaches
+/// the member on the other, both with the same offsets and epoch.
+async fn two_nodes_serve_the_same_room(flags: &[&str]) {
+    let a = Server::start(flags);
+    let b = Server::start(flags);
     // Each node numbers its connections from 1, so its first anonymous
     // member is anon-1 on both: two members, not a name taken.
     let (mut anonymous, mut members) = (Vec::new(), Vec::new());
@@ -167,4 +189,93 @@ async fn the_members_of_a_node_killed_with_sigkill_leave_for_the_other_nodes() {
         json!(["ann", "bob"]),
         "the name is free: {joined}"
     );
+}
+
+#[test]
+fn redis_cluster_and_redis_url_together_stop_serve_with_the_fix() {
+    let (code, stderr) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--engine",
+        "redis",
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-cluster",
+        "redis://127.0.0.1:7000",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--redis-cluster") && stderr.contains("--redis-url"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_redis_ca_that_is_not_pem_stops_serve_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let (code, stderr) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--engine",
+        "redis",
+        "--redis-url",
+        "rediss://127.0.0.1:6379",
+        "--redis-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--redis-ca") && stderr.contains("PEM"),
+        "{stderr}"
+    );
+}
+
+/// `rediss://` to a Redis whose certificate the given `--redis-ca` did not
+/// sign: `serve` runs but is not ready, says why in its log (rustls' error),
+/// and a join is answered `unavailable`.
+#[tokio::test]
+async fn rediss_with_another_ca_is_not_ready_and_logs_the_tls_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let args = [
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &file("redis.pem", &server.cert.pem()),
+        "--tls-key-file",
+        &file("redis.key", &server.key_pair.serialize_pem()),
+        "--tls-auth-clients",
+        "no",
+    ];
+    let _redis = RedisServer::start(Options {
+        args: args.map(String::from).to_vec(),
+        ..Options::default()
+    });
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = file("other-ca.pem", &other.cert.pem());
+    let flags = ["--engine", "redis", "--redis-url", &url, "--redis-ca", &ca];
+    let node = Server::start(&flags);
+    let line = node.log.wait_for("subscriber cannot connect");
+    assert!(line.contains("certificate"), "{line}");
+    assert!(node.get("/readyz").await.contains("503"));
+    let mut ws = hub_client(&node).await;
+    send(&mut ws, json!({"op":"join","room":"r","name":"ann"})).await;
+    let answer = next_of_type(&mut ws, "error").await;
+    assert_eq!(answer["code"], "unavailable", "{answer}");
 }

@@ -106,8 +106,8 @@ impl Hub {
         let (rooms, engine) = match &config.redis {
             None => (Arc::new(rooms), None),
             Some(redis) => {
-                let (engine, subscriber) =
-                    RedisEngine::start(redis, rooms).expect("RedisConfig::new checked the URL");
+                let (engine, subscriber) = RedisEngine::start(redis, rooms)
+                    .expect("RedisConfig::new and ::cluster checked the URLs and certificates");
                 tokio::spawn(subscriber);
                 (engine.rooms.clone(), Some(engine))
             }

@@ -44,7 +44,7 @@ pub use admission::{
 pub use api::{ApiKey, ApiKeyError, MIN_API_KEY_LEN};
 pub use auth::{AuthConfig, Identity, KeyError, RoomAction, TokenError, TokenVerifier};
 pub use config::{HubConfig, MetricsEndpoint};
-pub use engine::{RedisConfig, DEFAULT_PRESENCE_TTL};
+pub use engine::{RedisConfig, RedisTls, DEFAULT_PRESENCE_TTL};
 pub use hub::{Hub, PublishError, PublishOptions};
 pub use server::serve;
 pub use tls::ServerTls;

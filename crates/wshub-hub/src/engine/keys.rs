@@ -70,6 +70,13 @@ pub(crate) fn node_channel(id: u64) -> String {
     format!("wshub:node:{{{id:016x}}}")
 }
 
+/// Candidate `k` of a node's watchdog channels on a Redis Cluster,
+/// `wshub:node:{<id>-<k>}`: the subscriber takes, for each master, one
+/// whose slot that master owns.
+pub(crate) fn node_channel_in_slot(id: u64, k: u32) -> String {
+    format!("wshub:node:{{{id:016x}-{k}}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +114,6 @@ mod tests {
         assert_eq!(RoomKeys::room_of("wshub:{a}:meta"), None);
         assert_eq!(RoomKeys::room_of("other"), None);
         assert_eq!(RoomKeys::room_of(&node_channel(7)), None);
+        assert_eq!(RoomKeys::room_of(&node_channel_in_slot(7, 3)), None);
     }
 }

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
+use super::connection::EngineConnection;
 use super::keys::RoomKeys;
 use crate::rooms::HistoryLimits;
 
@@ -45,10 +45,10 @@ pub(crate) struct LogRead {
     pub(crate) frames: Vec<String>,
 }
 
-/// The rooms' logs on one Redis server.
+/// The rooms' logs on one Redis server or a Redis Cluster.
 #[derive(Clone)]
 pub(crate) struct RedisLog {
-    conn: ConnectionManager,
+    conn: EngineConnection,
     publish: Script,
     read: Script,
     history: HistoryLimits,
@@ -67,7 +67,9 @@ impl RedisLog {
     /// connection is re-established by itself after a failure.
     #[cfg(test)]
     pub(crate) async fn connect(url: &str, history: HistoryLimits) -> Result<Self, LogError> {
-        let log = Self::lazy(redis::Client::open(url)?, history)?;
+        let config = super::RedisConfig::new(url).expect("a Redis URL");
+        let target = super::connection::Target::new(&config).expect("a Redis URL");
+        let log = Self::new(target.command_connection().expect("a Redis URL"), history);
         // The first command connects.
         let _: () = redis::cmd("PING")
             .query_async(&mut log.conn.clone())
@@ -75,19 +77,10 @@ impl RedisLog {
         Ok(log)
     }
 
-    /// The log on `client`'s server, connecting at its first command (and
-    /// again after a failure).
-    pub(crate) fn lazy(client: redis::Client, history: HistoryLimits) -> Result<Self, LogError> {
-        // One connection attempt per reconnect, not the manager's default
-        // of 6 with backoff (up to 6.3 s more): a command issued while
-        // Redis is down waits for that reconnect, and must fail within
-        // the timeout rather than wait for Redis to come back.
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
+    /// The log on `conn`'s Redis (which connects at its first command,
+    /// and again after a failure).
+    pub(crate) fn new(conn: EngineConnection, history: HistoryLimits) -> Self {
+        Self {
             conn,
             publish: Script::new(concat!(
                 include_str!("epoch.lua"),
@@ -95,7 +88,7 @@ impl RedisLog {
             )),
             read: Script::new(concat!(include_str!("epoch.lua"), include_str!("read.lua"))),
             history,
-        })
+        }
     }
 
     fn ttl_ms(&self) -> u64 {

@@ -5,6 +5,8 @@
 //! subscriber per node brings each message of a followed room back, in
 //! order, to be fanned out here.
 
+mod config;
+mod connection;
 pub(crate) mod keys;
 pub(crate) mod log;
 mod presence;
@@ -20,74 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use wshub::{Message, PreparedMessage};
 
+pub use self::config::{RedisConfig, RedisTls, DEFAULT_PRESENCE_TTL};
 use self::log::{LogError, LogRead, RedisLog};
 use self::presence::Presence;
 use crate::protocol::{ServerMessage, Since};
 use crate::rooms::{HistoryPage, Left, Published, Remote, RoomInfo, Rooms, MAX_LISTED_MEMBERS};
-
-/// [`HubConfig::redis`](crate::HubConfig::redis): run the hub's rooms on a
-/// Redis server shared by several hub nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`.
-    pub url: String,
-    /// Where the node's subscriber connects, if not to `url`: the same
-    /// Redis reached another way (a proxy that passes Pub/Sub). Default:
-    /// `url`.
-    pub subscriber_url: Option<String>,
-    /// How long a member's presence entry outlives its node's last renewal
-    /// (every third of it): the members of a node that died leave their
-    /// rooms, on every other node, this long after. Default: 30 s.
-    pub presence_ttl: Duration,
-}
-
-/// Default of [`RedisConfig::presence_ttl`].
-pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(30);
-
-impl RedisConfig {
-    /// The Redis server at `url`.
-    ///
-    /// # Errors
-    /// A message saying what is wrong with `url`, if it is not a Redis URL
-    /// (`redis://host:port`, `redis://:password@host:port/db`).
-    pub fn new(url: impl Into<String>) -> Result<Self, String> {
-        let url = url.into();
-        redis::Client::open(url.as_str()).map_err(|e| {
-            format!("{url:?} is not a Redis URL ({e}); use redis://host:port or redis://:password@host:port/db")
-        })?;
-        Ok(Self {
-            url,
-            subscriber_url: None,
-            presence_ttl: DEFAULT_PRESENCE_TTL,
-        })
-    }
-
-    /// Sets [`RedisConfig::presence_ttl`].
-    ///
-    /// # Errors
-    /// If `ttl` is under 300 ms (renewals every 100 ms would busy Redis)
-    /// or over a day.
-    pub fn with_presence_ttl(mut self, ttl: Duration) -> Result<Self, String> {
-        if !(Duration::from_millis(300)..=Duration::from_secs(86_400)).contains(&ttl) {
-            return Err(format!(
-                "the presence ttl must be from 300ms to 1d, not {ttl:?}"
-            ));
-        }
-        self.presence_ttl = ttl;
-        Ok(self)
-    }
-
-    /// The subscriber connects to `url` instead: see
-    /// [`RedisConfig::subscriber_url`].
-    ///
-    /// # Errors
-    /// As [`RedisConfig::new`].
-    pub fn with_subscriber_url(mut self, url: impl Into<String>) -> Result<Self, String> {
-        self.subscriber_url = Some(Self::new(url)?.url);
-        Ok(self)
-    }
-}
 
 /// How long a join waits for the engine to follow its room.
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,8 +59,11 @@ pub(crate) struct RedisEngine {
     control: mpsc::UnboundedSender<Control>,
     /// The subscriber is connected.
     up: AtomicBool,
-    /// This node's own shard channel, for the subscriber's watchdog.
-    node: String,
+    /// This node's id, in its watchdog channels' names and its presence
+    /// entries.
+    node: u64,
+    /// How to (re)connect the subscriber.
+    target: connection::Target,
     presence: Presence,
 }
 
@@ -132,20 +74,11 @@ impl RedisEngine {
         config: &RedisConfig,
         rooms: Rooms,
     ) -> Result<(Arc<Self>, impl std::future::Future<Output = ()> + 'static), EngineError> {
-        let open = |url: &str| redis::Client::open(url).map_err(|e| EngineError(e.to_string()));
-        let client = open(&config.url)?;
-        // The subscriber's pushes need RESP3.
-        let subscriber_url = config.subscriber_url.as_deref().unwrap_or(&config.url);
-        let separator = if subscriber_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let subscriber_client = open(&format!("{subscriber_url}{separator}protocol=resp3"))?;
+        let target = connection::Target::new(config)?;
         let (released_tx, released) = mpsc::unbounded_channel();
         let (left_tx, left) = mpsc::unbounded_channel();
         let remote = Arc::new(Remote::new(released_tx, left_tx));
-        let log = RedisLog::lazy(client.clone(), *rooms.history_limits())?;
+        let log = RedisLog::new(target.command_connection()?, *rooms.history_limits());
         let presence_limit = rooms.presence_limit();
         let rooms = Arc::new(rooms.with_remote(remote.clone()));
         let (control, requests) = mpsc::unbounded_channel();
@@ -156,10 +89,11 @@ impl RedisEngine {
             remote,
             control,
             up: AtomicBool::new(false),
-            node: keys::node_channel(node_id),
+            node: node_id,
+            target,
             presence: Presence::new(node_id, config.presence_ttl, presence_limit),
         });
-        let subscriber = subscriber::run(engine.clone(), subscriber_client, requests, released);
+        let subscriber = subscriber::run(engine.clone(), requests, released);
         let presence = keep_presence(engine.clone(), left);
         let tasks = async move {
             tokio::join!(subscriber, presence);

@@ -4,20 +4,26 @@
 //! subscription confirmations and the messages. It alone delivers a room's
 //! messages to the local rooms, so their order is the channel's; a gap (a
 //! message past the next offset) is filled from the room's log first.
+//!
+//! On a Redis Cluster the connection is redis-rs' cluster connection: one
+//! connection per master, each `SSUBSCRIBE` sent to the master of its
+//! channel's slot, all pushes into the one channel read here. A
+//! subscription the cluster ends (its slot moved: an `sunsubscribe` push
+//! nobody asked for) is taken again, and its confirmation repairs the gap
+//! as after a reconnect; the watchdog has a channel on every master.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind};
+use redis::{PushInfo, PushKind};
 use serde::Deserialize;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
 
+use super::connection::SubscriberConnection;
 use super::keys::RoomKeys;
-use super::log::COMMAND_TIMEOUT;
 use super::{Control, EngineError, RedisEngine};
 use crate::rooms::Delivery;
 
@@ -30,15 +36,20 @@ const MAX_REPAIR: usize = 10_000;
 /// How often the watchdog publishes on the node's own channel.
 const WATCHDOG_INTERVAL: Duration = Duration::from_secs(2);
 
-/// How long the subscriber may go without the watchdog's echo before its
-/// connection is taken for starved (open, answering nothing) and replaced.
-/// It is checked at each tick, and the last echo came a round trip after
+/// How long the subscriber may go without the watchdog's echo on one of
+/// its channels before its connection is taken for starved (open,
+/// answering nothing) and replaced. It is checked at each tick, and the last echo came a round trip after
 /// a tick up to an interval before the starvation began: with 7 s, it is
 /// found at the fourth tick after that echo, 6 to 8 s into the
 /// starvation, within 10 s even on a busy machine. (With 8 s, the check
 /// at the fourth tick missed by the round trip, and the fifth came 8 to
 /// 10 s in, past 10 s with any delay.)
 const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// How many watchdog intervals pass between two looks at which channels the
+/// watchdog needs (on a cluster, one per master: slots move, masters come
+/// and go).
+const WATCHDOG_REFRESH_TICKS: u32 = 15;
 
 /// Joins waiting for a room to be followed, by its channel.
 type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
@@ -47,7 +58,6 @@ type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
 /// every loss), follows every room the rooms need, delivers.
 pub(super) async fn run(
     engine: Arc<RedisEngine>,
-    client: redis::Client,
     mut control: UnboundedReceiver<Control>,
     mut released: UnboundedReceiver<String>,
 ) {
@@ -55,15 +65,15 @@ pub(super) async fn run(
     let mut logged_down = false;
     loop {
         let (push_tx, mut pushes) = unbounded_channel::<PushInfo>();
-        let config = AsyncConnectionConfig::new()
-            .set_push_sender(push_tx)
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_connection_timeout(Some(COMMAND_TIMEOUT));
-        let mut conn = match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
-            Ok(conn) => conn,
+        let connected = match engine.target.subscriber_connection(push_tx).await {
+            Ok(mut conn) => conn
+                .watchdog_channels(engine.node)
+                .await
+                .map(|watched| (conn, watched)),
+            Err(e) => Err(e),
+        };
+        let (mut conn, watched) = match connected {
+            Ok(connected) => connected,
             Err(e) => {
                 if !logged_down {
                     tracing::warn!(error = %e, "Redis engine: subscriber cannot connect; retrying");
@@ -83,19 +93,24 @@ pub(super) async fn run(
             logged_down = false;
         }
         engine.up.store(true, Ordering::Relaxed);
-        // The watchdog's channel first, then what was followed: each
+        // The watchdog's channels first, then what was followed: each
         // confirmation re-reads the room's head and repairs what was
         // missed while away.
-        let mut ok = ssubscribe(&mut conn, &engine.node).await.is_ok();
+        let mut ok = true;
+        for channel in &watched {
+            ok = ok && conn.ssubscribe(channel).await.is_ok();
+        }
         for room in engine.remote.followed_rooms() {
             if !ok {
                 break;
             }
-            ok = ssubscribe(&mut conn, &RoomKeys::new(&room).channel)
-                .await
-                .is_ok();
+            ok = conn.ssubscribe(&RoomKeys::new(&room).channel).await.is_ok();
         }
-        let mut echoed = tokio::time::Instant::now();
+        // Each watchdog channel, and when its message last came back.
+        let now = tokio::time::Instant::now();
+        let mut echoed: HashMap<String, tokio::time::Instant> =
+            watched.into_iter().map(|channel| (channel, now)).collect();
+        let mut ticks = 0u32;
         let mut watchdog = tokio::time::interval(WATCHDOG_INTERVAL);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if ok {
@@ -103,29 +118,45 @@ pub(super) async fn run(
                 tokio::select! {
                     push = pushes.recv() => match push {
                         None => break,
-                        Some(push) if is_echo(&push, &engine.node) => {
-                            echoed = tokio::time::Instant::now();
-                        }
                         Some(push) => {
-                            if !on_push(&engine, push, &mut waiting).await {
+                            if let Some(silent) = echo_channel(&push, &mut echoed) {
+                                *silent = tokio::time::Instant::now();
+                            } else if let Some(channel) = ended(&engine, &push, &echoed, &waiting) {
+                                // The cluster ended it (its slot moved):
+                                // taken again where the slot is now.
+                                tracing::info!(channel, "Redis engine: a subscription ended by Redis is taken again");
+                                if conn.ssubscribe(&channel).await.is_err() {
+                                    break;
+                                }
+                            } else if !on_push(&engine, push, &mut waiting).await {
                                 break;
                             }
                         }
                     },
                     _ = watchdog.tick() => {
-                        if echoed.elapsed() > WATCHDOG_TIMEOUT {
+                        let silent = echoed.values().map(|at| at.elapsed()).max().unwrap_or_default();
+                        if silent > WATCHDOG_TIMEOUT {
                             tracing::warn!(
-                                silent_ms = echoed.elapsed().as_millis() as u64,
+                                silent_ms = silent.as_millis() as u64,
                                 "Redis engine: the subscriber connection delivers nothing (the watchdog's messages do not come back); replacing it"
                             );
                             break;
                         }
+                        ticks += 1;
+                        if ticks.is_multiple_of(WATCHDOG_REFRESH_TICKS)
+                            && refresh_watchdog(&engine, &mut conn, &mut echoed).await.is_err()
+                        {
+                            break;
+                        }
                         // From the command connection, so a subscriber
                         // connection that is open but starved misses it.
-                        let engine = engine.clone();
-                        tokio::spawn(async move {
-                            let _ = engine.log.spublish(&engine.node, "watchdog").await;
-                        });
+                        for channel in echoed.keys() {
+                            let engine = engine.clone();
+                            let channel = channel.clone();
+                            tokio::spawn(async move {
+                                let _ = engine.log.spublish(&channel, "watchdog").await;
+                            });
+                        }
                     },
                     request = control.recv() => match request {
                         None => return,
@@ -137,7 +168,7 @@ pub(super) async fn run(
                             let channel = RoomKeys::new(&room).channel;
                             let first = !waiting.contains_key(&channel);
                             waiting.entry(channel.clone()).or_default().push(reply);
-                            if first && ssubscribe(&mut conn, &channel).await.is_err() {
+                            if first && conn.ssubscribe(&channel).await.is_err() {
                                 break;
                             }
                         }
@@ -147,11 +178,7 @@ pub(super) async fn run(
                         Some(room) => {
                             if engine.remote.unfollow(&room, &engine.rooms) {
                                 let channel = RoomKeys::new(&room).channel;
-                                let unsubscribed: redis::RedisResult<()> = redis::cmd("SUNSUBSCRIBE")
-                                    .arg(&channel)
-                                    .exec_async(&mut conn)
-                                    .await;
-                                if unsubscribed.is_err() {
+                                if conn.sunsubscribe(&channel).await.is_err() {
                                     break;
                                 }
                             }
@@ -167,18 +194,74 @@ pub(super) async fn run(
     }
 }
 
-/// Whether `push` is the watchdog's message on `node`'s channel.
-fn is_echo(push: &PushInfo, node: &str) -> bool {
-    push.kind == PushKind::SMessage
-        && push
-            .data
-            .first()
-            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-            .is_some_and(|channel| channel == node)
+/// The channel of `push`, its first element.
+fn channel_of(push: &PushInfo) -> Option<String> {
+    push.data
+        .first()
+        .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
 }
 
-async fn ssubscribe(conn: &mut MultiplexedConnection, channel: &str) -> redis::RedisResult<()> {
-    redis::cmd("SSUBSCRIBE").arg(channel).exec_async(conn).await
+/// If `push` is the watchdog's message on one of the watched channels,
+/// when that channel was last heard from.
+fn echo_channel<'a>(
+    push: &PushInfo,
+    echoed: &'a mut HashMap<String, tokio::time::Instant>,
+) -> Option<&'a mut tokio::time::Instant> {
+    if push.kind != PushKind::SMessage {
+        return None;
+    }
+    echoed.get_mut(channel_of(push)?.as_str())
+}
+
+/// If `push` ends a subscription this node still wants (a followed room's
+/// or a watchdog's, none of which the node unsubscribes while it wants
+/// them), its channel: Redis Cluster ends the subscriptions of a slot
+/// that moved to another node.
+fn ended(
+    engine: &RedisEngine,
+    push: &PushInfo,
+    watched: &HashMap<String, tokio::time::Instant>,
+    waiting: &Waiting,
+) -> Option<String> {
+    if push.kind != PushKind::SUnsubscribe {
+        return None;
+    }
+    let channel = channel_of(push)?;
+    let wanted = watched.contains_key(&channel)
+        || (!waiting.contains_key(&channel)
+            && RoomKeys::room_of(&channel).is_some_and(|room| engine.remote.follows(&room)));
+    wanted.then_some(channel)
+}
+
+/// Brings the watchdog's channels in line with the masters there are now
+/// (a cluster's slots moved, a master came or went): subscribes the new
+/// ones, drops the old. One server's never change.
+///
+/// # Errors
+/// If Redis does not answer, or a subscription fails: the connection is
+/// then replaced.
+async fn refresh_watchdog(
+    engine: &RedisEngine,
+    conn: &mut SubscriberConnection,
+    echoed: &mut HashMap<String, tokio::time::Instant>,
+) -> redis::RedisResult<()> {
+    let wanted = conn.watchdog_channels(engine.node).await?;
+    let gone: Vec<String> = echoed
+        .keys()
+        .filter(|channel| !wanted.contains(channel))
+        .cloned()
+        .collect();
+    for channel in gone {
+        echoed.remove(&channel);
+        conn.sunsubscribe(&channel).await?;
+    }
+    for channel in wanted {
+        if let std::collections::hash_map::Entry::Vacant(entry) = echoed.entry(channel) {
+            conn.ssubscribe(entry.key()).await?;
+            entry.insert(tokio::time::Instant::now());
+        }
+    }
+    Ok(())
 }
 
 fn fail_all(waiting: &mut Waiting, why: &str) {
@@ -194,11 +277,7 @@ async fn on_push(engine: &RedisEngine, push: PushInfo, waiting: &mut Waiting) ->
     match push.kind {
         PushKind::Disconnection => false,
         PushKind::SSubscribe => {
-            let Some(channel) = push
-                .data
-                .first()
-                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-            else {
+            let Some(channel) = channel_of(&push) else {
                 return true;
             };
             let Some(room) = RoomKeys::room_of(&channel) else {
