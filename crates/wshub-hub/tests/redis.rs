@@ -895,3 +895,39 @@ async fn an_acl_user_in_the_url_is_used() {
     let url = redis.url().replace("redis://", "redis://hub:s3cret@");
     every_message_in_order_once(&RedisConfig::new(url).unwrap(), "lobby").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_let_go_of_costs_the_other_rooms_nothing() {
+    let redis = RedisServer::start(Options::default());
+    let (hub, served) = node(&redis).await;
+    let (mut stays, _) = member(&served).await;
+    join(&mut stays, "stays", "s").await;
+    // The last member here of `brief` leaves: the node lets the room go.
+    let (mut brief, _) = member(&served).await;
+    join(&mut brief, "brief", "b").await;
+    send(&mut brief, json!({"op":"leave","room":"brief"})).await;
+    next_of_type(&mut brief, "left").await;
+    // The subscription stays healthy for the room still held: it stays
+    // ready, and messages keep coming, in order, for 3 s (an unsubscribe
+    // that costs the connection fails both at about 2 s).
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        n += 1;
+        hub.publish("stays", &json!(n), &PublishOptions::new())
+            .await
+            .unwrap();
+        let m = timeout(Duration::from_millis(1500), next_message(&mut stays))
+            .await
+            .expect("delivered without a stall");
+        assert_eq!(m["offset"], n);
+        assert_eq!(http_status(served.addr, "/readyz").await, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And the room let go of can be joined again and delivers.
+    join(&mut brief, "brief", "b").await;
+    hub.publish("brief", &json!("back"), &PublishOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut brief).await["message"], "back");
+}

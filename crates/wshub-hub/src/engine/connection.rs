@@ -230,16 +230,17 @@ impl SubscriberConnection {
         }
     }
 
-    /// `SUNSUBSCRIBE channel`.
-    pub(crate) async fn sunsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+    /// `SUNSUBSCRIBE channel` on a cluster; returns whether the channel
+    /// was unsubscribed. On one server nothing is sent and the channel
+    /// stays subscribed (`false`): redis-rs 1.8 does not take a raw
+    /// `SUNSUBSCRIBE`'s confirmation (a push) for its answer (redis-rs
+    /// issue #2533), so the command would time out and cost the connection
+    /// and 2 s of every room's deliveries. Messages of a room not held
+    /// here are dropped on arrival.
+    pub(crate) async fn sunsubscribe(&mut self, channel: &str) -> redis::RedisResult<bool> {
         match self {
-            Self::Server(conn) => {
-                redis::cmd("SUNSUBSCRIBE")
-                    .arg(channel)
-                    .exec_async(conn)
-                    .await
-            }
-            Self::Cluster(conn) => conn.sunsubscribe(channel).await,
+            Self::Server(_) => Ok(false),
+            Self::Cluster(conn) => conn.sunsubscribe(channel).await.map(|()| true),
         }
     }
 

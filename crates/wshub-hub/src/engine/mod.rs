@@ -354,9 +354,9 @@ impl RedisEngine {
         }
     }
 
-    /// Renews this node's presence entries in every room it follows.
+    /// Renews this node's presence entries in every room held here.
     async fn renew_presence(&self) {
-        for room in self.remote.followed_rooms() {
+        for room in self.rooms.synced_rooms() {
             let members = self.rooms.local_members(&room);
             match self.presence.refresh(&self.log, &room, &members).await {
                 Ok(answer) => {

@@ -51,6 +51,14 @@ const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(7);
 /// and go).
 const WATCHDOG_REFRESH_TICKS: u32 = 15;
 
+/// Most channels of rooms no longer followed that one server's subscriber
+/// connection stays subscribed to (see
+/// [`SubscriberConnection::sunsubscribe`]) before it is replaced by one
+/// subscribed to the followed rooms only: their messages are dropped on
+/// arrival, and a node that has held many rooms would otherwise receive
+/// them all.
+const MAX_LINGERING: usize = 4096;
+
 /// Joins waiting for a room to be followed, by its channel.
 type Waiting = HashMap<String, Vec<oneshot::Sender<Result<(), EngineError>>>>;
 
@@ -92,7 +100,14 @@ pub(super) async fn run(
             tracing::info!("Redis engine: subscriber connected again");
             logged_down = false;
         }
+        // Every room held here is subscribed to again, and none counts as
+        // followed until its confirmation has re-read its head.
+        engine.remote.forget_all();
+        let held = engine.rooms.synced_rooms();
         engine.up.store(true, Ordering::Relaxed);
+        // Channels of rooms let go of but still subscribed, and whether
+        // this connection is being replaced to drop them.
+        let (mut lingering, mut replacing) = (0usize, false);
         // The watchdog's channels first, then what was followed: each
         // confirmation re-reads the room's head and repairs what was
         // missed while away.
@@ -100,7 +115,7 @@ pub(super) async fn run(
         for channel in &watched {
             ok = ok && conn.ssubscribe(channel).await.is_ok();
         }
-        for room in engine.remote.followed_rooms() {
+        for room in held {
             if !ok {
                 break;
             }
@@ -178,8 +193,20 @@ pub(super) async fn run(
                         Some(room) => {
                             if engine.remote.unfollow(&room, &engine.rooms) {
                                 let channel = RoomKeys::new(&room).channel;
-                                if conn.sunsubscribe(&channel).await.is_err() {
-                                    break;
+                                match conn.sunsubscribe(&channel).await {
+                                    Err(_) => break,
+                                    Ok(true) => {}
+                                    Ok(false) => {
+                                        lingering += 1;
+                                        if lingering > MAX_LINGERING {
+                                            tracing::info!(
+                                                lingering,
+                                                "Redis engine: replacing the subscriber connection to drop the subscriptions of rooms no longer held here"
+                                            );
+                                            replacing = true;
+                                            break;
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -188,9 +215,11 @@ pub(super) async fn run(
             }
         }
         engine.up.store(false, Ordering::Relaxed);
-        tracing::warn!("Redis engine: subscriber connection lost; reconnecting");
         fail_all(&mut waiting, "the subscriber connection was lost");
-        tokio::time::sleep(RECONNECT_DELAY).await;
+        if !replacing {
+            tracing::warn!("Redis engine: subscriber connection lost; reconnecting");
+            tokio::time::sleep(RECONNECT_DELAY).await;
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 use wshub::{Message, PreparedMessage};
 
-use super::{lock_room, History, HistoryLimits, JoinRefused, Joined, Outbox, Room, Rooms};
+use super::{
+    lock_room, History, HistoryLimits, JoinRefused, Joined, Outbox, Room, Rooms, SharedRoom,
+};
 use crate::engine::log::LogRead;
 use crate::protocol::Since;
 
@@ -70,9 +72,12 @@ impl Remote {
         self.lock().insert(room.to_owned(), (epoch.into(), last));
     }
 
-    /// Every room followed.
-    pub(crate) fn followed_rooms(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    /// Follows nothing: after the subscriber reconnects, no room counts as
+    /// followed until Redis confirms its subscription again (and its head
+    /// is read again), so a join in between waits for that rather than
+    /// answer with what the node knew before.
+    pub(crate) fn forget_all(&self) {
+        self.lock().clear();
     }
 
     /// Stops following `room` unless `rooms` holds it again; returns whether
@@ -246,6 +251,24 @@ impl Rooms {
                 r.enter_epoch(epoch);
             }
         }
+    }
+
+    /// The rooms held here whose messages the engine delivers: those to
+    /// subscribe to again after the subscriber reconnects.
+    pub(crate) fn synced_rooms(&self) -> Vec<String> {
+        let rooms: Vec<(String, SharedRoom)> = self
+            .lock()
+            .iter()
+            .map(|(name, shared)| (name.clone(), shared.clone()))
+            .collect();
+        rooms
+            .into_iter()
+            .filter(|(_, shared)| {
+                let r = lock_room(shared);
+                !r.closed && r.synced
+            })
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Where `room` is here: its epoch and delivered offset, if a local
