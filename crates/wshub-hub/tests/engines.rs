@@ -63,6 +63,7 @@ macro_rules! on_both_engines {
 
 on_both_engines!(
     publish_reaches_every_member_in_order_and_an_id_is_answered,
+    publishes_sent_back_to_back_are_answered_and_delivered_in_order,
     an_idempotency_key_publishes_once,
     presence_lists_the_members_tells_joins_and_leaves_and_keeps_names_unique,
     leaving_ends_delivery_and_publishing_needs_membership,
@@ -181,6 +182,43 @@ async fn publish_reaches_every_member_in_order_and_an_id_is_answered(engine: Eng
             (&json!(n), &json!(n), &epoch)
         );
         assert!(m["ts"].as_u64().is_some_and(|ts| ts > 0), "{m}");
+    }
+}
+
+/// A publisher that does not wait for answers: every publish is answered,
+/// in the order sent, under consecutive offsets, and delivered in that
+/// order (what a Redis engine that pipelines publishes must keep).
+async fn publishes_sent_back_to_back_are_answered_and_delivered_in_order(engine: Engine) {
+    const COUNT: u64 = 300;
+    let (_, hub) = engine.start(config()).await;
+    let (mut publisher, _) = member(&hub).await;
+    let (mut reader, _) = member(&hub).await;
+    join(&mut publisher, "burst", "pub").await;
+    join(&mut reader, "burst", "reader").await;
+    for n in 1..=COUNT {
+        send(
+            &mut publisher,
+            json!({"op":"publish","room":"burst","message":n,"id":n}),
+        )
+        .await;
+    }
+    let mut answered = 0;
+    while answered < COUNT {
+        let v = next_json(&mut publisher).await;
+        if v["type"] == "published" {
+            answered += 1;
+            assert_eq!(
+                (&v["id"], &v["offset"]),
+                (&json!(answered), &json!(answered)),
+                "answers in the order sent: {v}"
+            );
+        } else {
+            assert!(v["type"] == "message" || v["type"] == "presence", "{v}");
+        }
+    }
+    for n in 1..=COUNT {
+        let m = next_of_type(&mut reader, "message").await;
+        assert_eq!((&m["offset"], &m["message"]), (&json!(n), &json!(n)));
     }
 }
 
