@@ -71,7 +71,7 @@ step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all
 step "docs (docs.rs)" env RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" \
   cargo doc --workspace --no-deps --all-features
 # Every crate packages and its package builds on its own.
-step "cargo package" cargo package --workspace --allow-dirty
+step "cargo package" scripts/package.sh
 # Licences, duplicate versions and sources of what ships (deny.toml);
 # installs the pinned cargo-deny when missing.
 step "cargo deny" scripts/cargo-deny.sh
