@@ -645,16 +645,6 @@ async fn presence_is_the_rooms_on_every_node_and_a_dead_nodes_members_leave_it()
         (&json!("join"), &json!("bob"))
     );
 
-    // A name is the room's on every node.
-    let (mut impostor, _) = member(&c).await;
-    send(
-        &mut impostor,
-        json!({"op":"join","room":"r","name":"ann","id":1}),
-    )
-    .await;
-    let refused = next_of_type(&mut impostor, "error").await;
-    assert_eq!(refused["code"], "name_taken", "{refused}");
-
     let info = a_hub.room("r").await.unwrap();
     assert_eq!(
         (info.members, info.member_count),

@@ -13,7 +13,7 @@
 --   list:    nothing
 -- Returns {status, member count, {name, ...}, {expired name, ...}}, the
 -- names listed (join, list: up to 100) or put back (refresh):
--- status 0 = name taken (nothing changed but the expiry), 1 = done,
+-- status 0 = name taken on this node (nothing changed but the expiry), 1 = done,
 -- 2 = a new entry (join) or an entry removed (leave). The expired names are
 -- the members of dead nodes removed now: the caller announces them.
 local presence, names, expiry = KEYS[1], KEYS[2], KEYS[3]
@@ -72,7 +72,14 @@ if op == 'join' then
   if unique then
     local holder = redis.call('HGET', names, name)
     if holder and holder ~= field then
-      return {0, redis.call('HLEN', presence), {}, expired}
+      -- Held on this node: taken. Held on another node: this join takes
+      -- it over (a client whose node died rejoins elsewhere at once, not a
+      -- presence ttl later); the old entry goes, without a leave notice,
+      -- since the name stays in the room.
+      if string.match(holder, '^[^:]*') == string.match(field, '^[^:]*') then
+        return {0, redis.call('HLEN', presence), {}, expired}
+      end
+      remove(holder)
     end
   end
   local old = redis.call('HGET', presence, field)
