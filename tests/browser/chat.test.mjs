@@ -6,29 +6,13 @@
 // later ones are skipped instead of piling up timeouts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
+import { WSHUB_BIN, CHROMIUM, CHROMIUM_ARGS, freePort } from './common.mjs';
 
-const WSHUB_BIN = process.env.WSHUB_BIN;
 // TEST_WSHUB_COMPRESSION=1: run the hub with --compression and check that the
 // browser's own permessage-deflate is negotiated and carries messages.
 const COMPRESSION = process.env.TEST_WSHUB_COMPRESSION === '1';
-if (!WSHUB_BIN) {
-  throw new Error('WSHUB_BIN is not set: point it at the wshub binary, e.g. WSHUB_BIN=target/debug/wshub');
-}
-try {
-  fs.accessSync(WSHUB_BIN, fs.constants.X_OK);
-} catch {
-  throw new Error(`WSHUB_BIN=${WSHUB_BIN} is not an executable file`);
-}
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  // playwright always gives Chromium a fresh temporary --user-data-dir of its own
-];
 const ROOM = 'it-room';
 const STEP_TIMEOUT = 45_000;
 
@@ -41,18 +25,6 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 // ---- the hub child process -------------------------------------------------
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -22,22 +22,9 @@ import path from 'node:path';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
+import { WSHUB_BIN, CHROMIUM, CHROMIUM_ARGS, freePort } from './common.mjs';
 
-const WSHUB_BIN = process.env.WSHUB_BIN;
-if (!WSHUB_BIN) {
-  throw new Error('WSHUB_BIN is not set: point it at the wshub binary, e.g. WSHUB_BIN=target/release/wshub');
-}
-try {
-  fs.accessSync(WSHUB_BIN, fs.constants.X_OK);
-} catch {
-  throw new Error(`WSHUB_BIN=${WSHUB_BIN} is not an executable file`);
-}
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN || 'redis-server';
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 const ROOM = 'failover-room';
 const STEP_TIMEOUT = 45_000;
 const API_KEY = 'failover-test-key-0123456789abcdef';
@@ -65,18 +52,6 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // Spawns a child whose output is kept (the last 8 KB) for failure messages.
 function start(bin, args) {
