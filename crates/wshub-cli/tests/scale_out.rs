@@ -122,17 +122,17 @@ async fn two_nodes_serve_the_same_room(flags: &[&str]) {
 /// `wshub serve --engine redis FLAG VALUE` exits 2 with a message naming
 /// the flag and saying `fix`.
 fn assert_redis_flag_refused(flag: &str, value: &str, fix: &str) {
-    let (code, stderr) = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--engine",
-        "redis",
-        flag,
-        value,
-    ]);
+    assert_redis_serve_refused(&[flag, value], &[flag, fix]);
+}
+
+/// `wshub serve --engine redis FLAGS…` exits 2 with a message that says
+/// each of `says`.
+fn assert_redis_serve_refused(flags: &[&str], says: &[&str]) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--engine", "redis"];
+    args.extend_from_slice(flags);
+    let (code, stderr) = run(&args);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains(flag) && stderr.contains(fix), "{stderr}");
+    assert!(says.iter().all(|s| stderr.contains(s)), "{stderr}");
 }
 
 #[test]
@@ -193,21 +193,14 @@ async fn the_members_of_a_node_killed_with_sigkill_leave_for_the_other_nodes() {
 
 #[test]
 fn redis_cluster_and_redis_url_together_stop_serve_with_the_fix() {
-    let (code, stderr) = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--engine",
-        "redis",
-        "--redis-url",
-        "redis://127.0.0.1:6379",
-        "--redis-cluster",
-        "redis://127.0.0.1:7000",
-    ]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--redis-cluster") && stderr.contains("--redis-url"),
-        "{stderr}"
+    assert_redis_serve_refused(
+        &[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster",
+            "redis://127.0.0.1:7000",
+        ],
+        &["--redis-cluster", "--redis-url"],
     );
 }
 
@@ -216,21 +209,14 @@ fn a_redis_ca_that_is_not_pem_stops_serve_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, "not a certificate").unwrap();
-    let (code, stderr) = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--engine",
-        "redis",
-        "--redis-url",
-        "rediss://127.0.0.1:6379",
-        "--redis-ca",
-        ca.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--redis-ca") && stderr.contains("PEM"),
-        "{stderr}"
+    assert_redis_serve_refused(
+        &[
+            "--redis-url",
+            "rediss://127.0.0.1:6379",
+            "--redis-ca",
+            ca.to_str().unwrap(),
+        ],
+        &["--redis-ca", "PEM"],
     );
 }
 
