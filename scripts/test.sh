@@ -15,6 +15,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+# Build artifacts sized for a CI disk: no incremental caches (about 5 GB of
+# target/ that a one-shot run never reuses) and line tables only in debug
+# builds (backtraces keep file and line; the ~60 test binaries shrink to a
+# fraction). A full run needed 6.2 GB under target/ and fuzz/target/ on
+# 2026-12-06 (about 20 GB before).
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+
 passed=0
 failed=0
 failures=()
