@@ -237,25 +237,35 @@ fn connections_allowed(wanted: usize) -> usize {
 }
 
 #[test]
-fn a_16_kib_head_in_1_byte_writes_costs_the_server_little_cpu() {
+fn a_16_kib_head_in_1_byte_writes_costs_the_server_linear_cpu() {
     let server = Server::start(&[]);
-    let padding = "a".repeat(16 * 1024 - 400);
-    let head = request("/echo", &format!("X-Padding: {padding}\r\n"));
-    assert!(head.len() < 16 * 1024, "{} bytes", head.len());
-    let (cpu, answer) = server.cpu_for(|| {
-        let mut tcp = server.connect();
-        for byte in head.as_bytes() {
-            tcp.write_all(std::slice::from_ref(byte)).unwrap();
-        }
-        read_head(&mut tcp)
-    });
-    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    // The server's CPU for a head of about `len` bytes sent one byte per
+    // write.
+    let play = |len: usize| {
+        let padding = "a".repeat(len - 400);
+        let head = request("/echo", &format!("X-Padding: {padding}\r\n"));
+        assert!(head.len() < 16 * 1024, "{} bytes", head.len());
+        let (cpu, answer) = server.cpu_for(|| {
+            let mut tcp = server.connect();
+            for byte in head.as_bytes() {
+                tcp.write_all(std::slice::from_ref(byte)).unwrap();
+            }
+            read_head(&mut tcp)
+        });
+        assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+        cpu
+    };
+    let small = play(4 * 1024);
+    let large = play(16 * 1024);
+    eprintln!("head in 1-byte writes: {small:?} of server CPU at 4 KiB, {large:?} at 16 KiB");
     // The head is scanned once, however it is cut (HeadReader), and the
-    // server reads what has arrived, 2 KiB at a time. Measured 2026-12-04 on
-    // 2 cores: under one 10 ms tick. The budget is 5 ticks: /proc counts in
-    // 10 ms ticks, so 5 ms cannot be told apart from 0.
-    eprintln!("16 KiB head in 1-byte writes: {cpu:?} of server CPU");
-    assert!(cpu <= TICK * 5, "{cpu:?}");
+    // server reads what has arrived: 4 times the bytes cost about 4 times
+    // the CPU (one read per byte dominates; rescanning the head on each
+    // read would cost 16 times). A ratio, not a time budget, so a machine
+    // busy with other work slows both sides alike; the slack covers the
+    // 10 ms resolution of /proc. Measured 2026-12-04 on 2 cores: under one
+    // tick at 16 KiB when the machine was otherwise idle.
+    assert!(large <= small * 6 + TICK * 5, "{small:?} -> {large:?}");
 }
 
 #[test]
