@@ -27,6 +27,7 @@ mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hub;
+mod in_flight;
 mod log_budget;
 mod member;
 mod metrics;

@@ -19,6 +19,7 @@ use crate::protocol::{decode_request, ErrorCode, Op, ServerMessage};
 use serde_json::Value;
 
 use crate::engine::{EngineError, PresenceJoin, RedisEngine};
+use crate::in_flight::EngineSide;
 use crate::protocol::Since;
 use crate::rooms::{JoinRefused, Joined, NameTaken, Outbox, Rooms, SendQueue, Sender, Signal};
 use crate::session::{finish, log_end};
@@ -91,7 +92,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         out,
         metrics: open,
         auth,
-        engine,
+        engine: engine.map(|engine| Box::new(EngineSide::new(engine))),
     };
     let mut rate = limits.rate;
     let mut writer = Writer::new(limits.write_timeout);
@@ -120,12 +121,13 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if shutdown_changed.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Shutdown);
                 }
-                if member.auth.poll_deadline(cx).is_ready() {
-                    return Poll::Ready(Wake::AuthDeadline);
+                if let Poll::Ready(wake) = member.poll_own(cx) {
+                    return Poll::Ready(wake);
                 }
                 if let Poll::Ready(wake) = writer.poll(&mut ws, cx) {
                     return Poll::Ready(wake);
                 }
+                let reading = member.takes_requests();
                 // Nothing more is queued on a socket holding its limit:
                 // frames stay in the send queue (bounded), requests in the
                 // client's socket.
@@ -137,7 +139,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     if turn {
                         // While the hub is behind on its fan-out, requests
                         // (each publish a fan-out more) wait in the socket.
-                        if room && backlog.poll_eased(&mut paused, cx).is_ready() {
+                        if room && reading && backlog.poll_eased(&mut paused, cx).is_ready() {
                             if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
                                 return Poll::Ready(Wake::Incoming(incoming));
                             }
@@ -165,7 +167,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // and resume"). Scoped to this turn: no await while it lives,
             // so an idle member's future has no room for it; nor for a
             // request deferred to the Redis engine, boxed.
-            let deferred = {
+            let join = {
                 let mut replay = Vec::new();
                 let mut deferred = None;
                 let reply = match wake {
@@ -212,6 +214,13 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         writer.fed(&ws);
                         None
                     }
+                    Wake::Answered => {
+                        if let Some(side) = &mut member.engine {
+                            error = feed_answered(&mut ws, side).err();
+                            writer.fed(&ws);
+                        }
+                        None
+                    }
                     Wake::Incoming(None) => break,
                     Wake::Incoming(Some(Err(e))) => {
                         error = Some(e);
@@ -251,20 +260,48 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     },
                 };
                 if let Some(reply) = reply {
-                    error = feed_answer(&mut ws, reply, &replay).err();
-                    writer.fed(&ws);
+                    match &mut member.engine {
+                        // Behind the answers still to come (only a join has
+                        // a replay, and a join waits for them).
+                        Some(side) if !side.is_idle() && replay.is_empty() => {
+                            side.push_answer(reply)
+                        }
+                        _ => {
+                            error = feed_answer(&mut ws, reply, &replay).err();
+                            writer.fed(&ws);
+                        }
+                    }
                 }
-                deferred.map(Box::new)
+                match deferred {
+                    // Sent on, not awaited: the session goes on reading,
+                    // and answers it in turn (`Wake::Answered`).
+                    Some(EngineOp::Publish {
+                        room,
+                        message,
+                        key,
+                        id,
+                    }) => {
+                        if let Some(side) = &mut member.engine {
+                            let from = (&member.name, member.conn_id);
+                            side.publish(room, from.0, from.1, &message, key.as_deref(), id);
+                        }
+                        None
+                    }
+                    Some(EngineOp::Join(join)) => Some(Box::new(join)),
+                    None => None,
+                }
             };
-            // A join or publish through the Redis engine: awaited here, in
-            // an allocation of its own, so an idle member's future has no
-            // room for it.
-            if let Some(op) = deferred {
-                let (reply, replay) = Box::pin(member.answer_engine(*op)).await;
-                if let Some(reply) = reply {
-                    error = feed_answer(&mut ws, reply, &replay).err();
-                    writer.fed(&ws);
-                }
+            // A join through the Redis engine: after the publishes before
+            // it are answered, awaited here, in an allocation of its own,
+            // so an idle member's future has no room for it.
+            if let Some(join) = join {
+                let (fed, reply, replay) = Box::pin(member.join_in_turn(&mut ws, join)).await;
+                let fed = fed.and_then(|()| match reply {
+                    Some(reply) => feed_answer(&mut ws, reply, &replay),
+                    None => Ok(()),
+                });
+                error = error.or(fed.err());
+                writer.fed(&ws);
             }
         }
         // Out of its rooms first: nothing more is queued for it, and its
@@ -280,6 +317,14 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         let code = log_end(member.conn_id, "/ws", &ws, error.as_ref());
         member.metrics.ended(code);
     }
+}
+
+/// Queues the answers to requests in flight that are in, in order.
+fn feed_answered<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    side: &mut EngineSide,
+) -> Result<(), Error> {
+    side.take_answered(|reply| ws.feed_message(&Message::text(reply)))
 }
 
 /// Queues a direct answer and the messages a join recovered after it.
@@ -313,6 +358,8 @@ enum Wake {
     /// Everything queued on the socket was written (or the write failed).
     Written(Result<(), Error>),
     Frames,
+    /// The oldest request in flight with the Redis engine is answered.
+    Answered,
     Incoming(Option<Result<Message, Error>>),
 }
 
@@ -506,8 +553,9 @@ struct Member {
     out: Outbox,
     metrics: OpenConnection<true>,
     auth: Auth,
-    /// The Redis engine, when the hub runs on one.
-    engine: Option<Arc<RedisEngine>>,
+    /// The Redis engine, when the hub runs on one, and the publishes in
+    /// flight with it. Boxed: one pointer in every member's future.
+    engine: Option<Box<EngineSide>>,
 }
 
 /// What a member's session is told of authentication when it starts.
@@ -577,6 +625,25 @@ impl Drop for Member {
 }
 
 impl Member {
+    /// What the member itself wakes for: its auth deadline, and the oldest
+    /// request in flight with the Redis engine answered. (One method: the
+    /// session's wait captures `member` once, not a field each.)
+    fn poll_own(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Wake> {
+        if self.auth.poll_deadline(cx).is_ready() {
+            return Poll::Ready(Wake::AuthDeadline);
+        }
+        match &mut self.engine {
+            Some(side) => side.poll_answered(cx).map(|()| Wake::Answered),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Whether the member reads requests: not while as many publishes are
+    /// in flight as allowed (the next ones wait in the socket).
+    fn takes_requests(&self) -> bool {
+        self.engine.as_ref().is_none_or(|side| !side.is_full())
+    }
+
     /// Leaves every room joined. Called once the session stops reading, and
     /// again on drop, so a session future dropped before its end (a panic,
     /// runtime shutdown, an embedder's cancellation) does not stay a member
@@ -758,14 +825,14 @@ impl Member {
                 }
                 let new_name = new_name.as_ref().filter(|_| !takes_tokens);
                 if engine.is_some() {
-                    *deferred = Some(EngineOp::Join {
+                    *deferred = Some(EngineOp::Join(EngineJoin {
                         room: room.clone(),
                         wanted: wanted.to_owned(),
                         new_name: new_name.cloned(),
                         unique: !takes_tokens,
                         since: since.clone(),
                         id: id.cloned(),
-                    });
+                    }));
                     return None;
                 }
                 let result = rooms.join(room, conn_id, wanted, !takes_tokens, out, since.as_ref());
@@ -808,16 +875,7 @@ impl Member {
                         if !published.duplicate {
                             metrics.fanned_out(arrived.elapsed());
                         }
-                        id.map(|id| {
-                            ServerMessage::Published {
-                                room,
-                                epoch: &published.epoch,
-                                offset: published.offset,
-                                duplicate: published.duplicate,
-                                id,
-                            }
-                            .to_json()
-                        })
+                        id.map(|id| crate::protocol::published_json(room, &published, id))
                     }
                     Err(_) => Some(not_joined(room)),
                 }
@@ -831,14 +889,7 @@ impl Member {
 /// A `join` or `publish` that passed its checks, for the Redis engine.
 #[derive(Debug)]
 pub(crate) enum EngineOp {
-    Join {
-        room: String,
-        wanted: String,
-        new_name: Option<String>,
-        unique: bool,
-        since: Option<Since>,
-        id: Option<Value>,
-    },
+    Join(EngineJoin),
     Publish {
         room: String,
         message: Value,
@@ -847,14 +898,45 @@ pub(crate) enum EngineOp {
     },
 }
 
+/// A `join` for the Redis engine, awaited by the session.
+#[derive(Debug)]
+pub(crate) struct EngineJoin {
+    room: String,
+    wanted: String,
+    new_name: Option<String>,
+    unique: bool,
+    since: Option<Since>,
+    id: Option<Value>,
+}
+
 /// How many times a join follows its room again when the room was let go
 /// of between the follow and the join (its last member here left).
 const JOIN_ATTEMPTS: usize = 3;
 
 impl Member {
+    /// Answers the requests in flight (queued on `ws`), then carries out
+    /// `join`: a join waits for the publishes before it, so that its
+    /// answer comes after theirs and it happens after them. Whether the
+    /// answers could be queued; `join`'s answer and replay.
+    async fn join_in_turn<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        ws: &mut WebSocket<S>,
+        join: Box<EngineJoin>,
+    ) -> (Result<(), Error>, Option<String>, Vec<PreparedMessage>) {
+        let mut fed = Ok(());
+        while let Some(side) = self.engine.as_mut().filter(|side| !side.is_idle()) {
+            std::future::poll_fn(|cx| side.poll_answered(cx)).await;
+            if fed.is_ok() {
+                fed = feed_answered(ws, side);
+            }
+        }
+        let (reply, replay) = self.answer_engine(*join).await;
+        (fed, reply, replay)
+    }
+
     /// Carries out `op` through the Redis engine; the direct answer, and
     /// in `replay` what a resuming join recovered.
-    async fn answer_engine(&mut self, op: EngineOp) -> (Option<String>, Vec<PreparedMessage>) {
+    async fn answer_engine(&mut self, op: EngineJoin) -> (Option<String>, Vec<PreparedMessage>) {
         let mut replay = Vec::new();
         let reply = self.answer_engine_into(op, &mut replay).await;
         (reply, replay)
@@ -862,10 +944,14 @@ impl Member {
 
     async fn answer_engine_into(
         &mut self,
-        op: EngineOp,
+        op: EngineJoin,
         replay: &mut Vec<PreparedMessage>,
     ) -> Option<String> {
-        let engine = self.engine.clone().expect("deferred only with an engine");
+        let engine = self
+            .engine
+            .as_ref()
+            .map(|side| side.engine.clone())
+            .expect("deferred only with an engine");
         let unavailable = |e: EngineError, id: Option<&Value>| {
             ServerMessage::Error {
                 code: ErrorCode::Unavailable,
@@ -874,129 +960,93 @@ impl Member {
             }
             .to_json()
         };
-        match op {
-            EngineOp::Join {
-                room,
-                wanted,
-                new_name,
-                unique,
-                since,
-                id,
-            } => {
-                let answered = JoinAnswer {
-                    room: &room,
-                    wanted: wanted.clone(),
-                    new_name: new_name.as_ref(),
-                    id: id.as_ref(),
-                };
-                // The room's presence on every node first: it holds the
-                // names, and a name taken on another node refuses the join
-                // before anything is followed.
-                let rejoin = self.joined.contains(&room);
-                // `anon-<connection id>` is unique on its node only: other
-                // nodes number their connections too, so it is not held
-                // against them.
-                let unique_everywhere = unique && !is_anonymous(&wanted);
-                let presence = match engine
-                    .presence_join(&room, self.conn_id, &wanted, unique_everywhere)
-                    .await
-                {
-                    Ok(PresenceJoin::Entered {
-                        members,
-                        member_count,
-                    }) => (members, member_count),
-                    Ok(PresenceJoin::NameTaken) => {
-                        return Some(answered.into_reply(
-                            Err(NameTaken),
-                            &mut self.name,
-                            &mut self.joined,
-                            replay,
-                        ))
-                    }
-                    Err(e) => return Some(unavailable(e, id.as_ref())),
-                };
-                // Out of the presence again if the join fails (a member
-                // renaming itself stays, under its old name, as it is here).
-                let undo = |engine: &RedisEngine| {
-                    if !rejoin {
-                        engine.forget(&room, self.conn_id, &wanted);
-                    }
-                };
-                for _ in 0..JOIN_ATTEMPTS {
-                    if let Err(e) = engine.follow(&room).await {
-                        undo(&engine);
-                        return Some(unavailable(e, id.as_ref()));
-                    }
-                    let read = match &since {
-                        Some(since) => {
-                            let max = self.rooms.history_limits().max_replay + 1;
-                            match engine.read(&room, since.offset, max).await {
-                                Ok(read) => Some(read),
-                                Err(e) => {
-                                    undo(&engine);
-                                    return Some(unavailable(e, id.as_ref()));
-                                }
-                            }
-                        }
-                        None => None,
-                    };
-                    let since = since.as_ref().zip(read.as_ref());
-                    let result = self.rooms.join_remote(
-                        &room,
-                        self.conn_id,
-                        &wanted,
-                        unique,
-                        &self.out,
-                        since,
-                    );
-                    let result = match result {
-                        Err(JoinRefused::NotSynced) => continue,
-                        Err(JoinRefused::NameTaken) => {
-                            undo(&engine);
-                            Err(NameTaken)
-                        }
-                        // The members of every node, not only this one's.
-                        Ok(joined) => Ok(Joined {
-                            members: presence.0.clone(),
-                            member_count: presence.1,
-                            ..joined
-                        }),
-                    };
-                    return Some(answered.into_reply(
-                        result,
-                        &mut self.name,
-                        &mut self.joined,
-                        replay,
-                    ));
-                }
+        let EngineJoin {
+            room,
+            wanted,
+            new_name,
+            unique,
+            since,
+            id,
+        } = op;
+        let answered = JoinAnswer {
+            room: &room,
+            wanted: wanted.clone(),
+            new_name: new_name.as_ref(),
+            id: id.as_ref(),
+        };
+        // The room's presence on every node first: it holds the
+        // names, and a name taken on another node refuses the join
+        // before anything is followed.
+        let rejoin = self.joined.contains(&room);
+        // `anon-<connection id>` is unique on its node only: other
+        // nodes number their connections too, so it is not held
+        // against them.
+        let unique_everywhere = unique && !is_anonymous(&wanted);
+        let presence = match engine
+            .presence_join(&room, self.conn_id, &wanted, unique_everywhere)
+            .await
+        {
+            Ok(PresenceJoin::Entered {
+                members,
+                member_count,
+            }) => (members, member_count),
+            Ok(PresenceJoin::NameTaken) => {
+                return Some(answered.into_reply(
+                    Err(NameTaken),
+                    &mut self.name,
+                    &mut self.joined,
+                    replay,
+                ))
+            }
+            Err(e) => return Some(unavailable(e, id.as_ref())),
+        };
+        // Out of the presence again if the join fails (a member
+        // renaming itself stays, under its old name, as it is here).
+        let undo = |engine: &RedisEngine| {
+            if !rejoin {
+                engine.forget(&room, self.conn_id, &wanted);
+            }
+        };
+        for _ in 0..JOIN_ATTEMPTS {
+            if let Err(e) = engine.follow(&room).await {
                 undo(&engine);
-                let e = EngineError("the room was let go of while joining; try again".into());
-                Some(unavailable(e, id.as_ref()))
+                return Some(unavailable(e, id.as_ref()));
             }
-            EngineOp::Publish {
-                room,
-                message,
-                key,
-                id,
-            } => {
-                let published = engine
-                    .publish(&room, &self.name, self.conn_id, &message, key.as_deref())
-                    .await;
-                match published {
-                    Ok(published) => id.as_ref().map(|id| {
-                        ServerMessage::Published {
-                            room: &room,
-                            epoch: &published.epoch,
-                            offset: published.offset,
-                            duplicate: published.duplicate,
-                            id,
+            let read = match &since {
+                Some(since) => {
+                    let max = self.rooms.history_limits().max_replay + 1;
+                    match engine.read(&room, since.offset, max).await {
+                        Ok(read) => Some(read),
+                        Err(e) => {
+                            undo(&engine);
+                            return Some(unavailable(e, id.as_ref()));
                         }
-                        .to_json()
-                    }),
-                    Err(e) => Some(unavailable(e, id.as_ref())),
+                    }
                 }
-            }
+                None => None,
+            };
+            let since = since.as_ref().zip(read.as_ref());
+            let result =
+                self.rooms
+                    .join_remote(&room, self.conn_id, &wanted, unique, &self.out, since);
+            let result = match result {
+                Err(JoinRefused::NotSynced) => continue,
+                Err(JoinRefused::NameTaken) => {
+                    undo(&engine);
+                    Err(NameTaken)
+                }
+                // The members of every node, not only this one's.
+                Ok(joined) => Ok(Joined {
+                    members: presence.0.clone(),
+                    member_count: presence.1,
+                    ..joined
+                }),
+            };
+            return Some(answered.into_reply(result, &mut self.name, &mut self.joined, replay));
         }
+        undo(&engine);
+        let e = EngineError("the room was let go of while joining; try again".into());
+        Some(unavailable(e, id.as_ref()))
     }
 }
 

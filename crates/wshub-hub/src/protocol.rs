@@ -466,6 +466,23 @@ pub(crate) fn message_json(
     json
 }
 
+/// The `published` answer to a publish with request `id` that landed as
+/// `published` in `room`.
+pub(crate) fn published_json(
+    room: &str,
+    published: &crate::rooms::Published,
+    id: &serde_json::Value,
+) -> String {
+    ServerMessage::Published {
+        room,
+        epoch: &published.epoch,
+        offset: published.offset,
+        duplicate: published.duplicate,
+        id,
+    }
+    .to_json()
+}
+
 /// [`message_json`] in two parts, for a writer that fills in the offset
 /// and the epoch later (the Redis engine's publish script, which gives
 /// them): the frame is `prefix + offset + middle + "epoch" + ,"offset":

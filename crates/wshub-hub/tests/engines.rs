@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 use wshub_hub::{Hub, HubConfig, PublishOptions, RedisConfig};
@@ -64,6 +65,7 @@ macro_rules! on_both_engines {
 on_both_engines!(
     publish_reaches_every_member_in_order_and_an_id_is_answered,
     publishes_sent_back_to_back_are_answered_and_delivered_in_order,
+    answers_keep_request_order_behind_publishes,
     an_idempotency_key_publishes_once,
     presence_lists_the_members_tells_joins_and_leaves_and_keeps_names_unique,
     leaving_ends_delivery_and_publishing_needs_membership,
@@ -220,6 +222,55 @@ async fn publishes_sent_back_to_back_are_answered_and_delivered_in_order(engine:
         let m = next_of_type(&mut reader, "message").await;
         assert_eq!((&m["offset"], &m["message"]), (&json!(n), &json!(n)));
     }
+}
+
+/// Publishes sent back to back, then a request answered at once (a
+/// publish to a room not joined), a `ping`, a publish again and a `join`:
+/// every answer comes in request order (the Redis engine keeps publishes
+/// in flight and must hold the others' answers behind theirs).
+async fn answers_keep_request_order_behind_publishes(engine: Engine) {
+    const COUNT: u64 = 100;
+    let (_, hub) = engine.start(config()).await;
+    let (mut ws, _) = member(&hub).await;
+    join(&mut ws, "r", "ann").await;
+    for n in 1..=COUNT {
+        send(
+            &mut ws,
+            json!({"op":"publish","room":"r","message":n,"id":n}),
+        )
+        .await;
+    }
+    send(
+        &mut ws,
+        json!({"op":"publish","room":"elsewhere","message":0,"id":"x"}),
+    )
+    .await;
+    ws.send(wshub::Message::text("ping")).await.unwrap();
+    send(
+        &mut ws,
+        json!({"op":"publish","room":"r","message":"last","id":"y"}),
+    )
+    .await;
+    send(&mut ws, json!({"op":"join","room":"s","id":"j"})).await;
+    let mut answers = Vec::new();
+    while answers.last() != Some(&json!("j")) {
+        let message = timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("valid");
+        if message.as_bytes() == b"pong" {
+            answers.push(json!("pong"));
+            continue;
+        }
+        let v: Value = serde_json::from_slice(message.as_bytes()).unwrap();
+        if let Some("published" | "error" | "joined") = v["type"].as_str() {
+            answers.push(v["id"].clone());
+        }
+    }
+    let mut expected: Vec<Value> = (1..=COUNT).map(|n| json!(n)).collect();
+    expected.extend([json!("x"), json!("pong"), json!("y"), json!("j")]);
+    assert_eq!(answers, expected, "answers in request order");
 }
 
 async fn an_idempotency_key_publishes_once(engine: Engine) {

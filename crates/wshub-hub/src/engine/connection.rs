@@ -161,6 +161,18 @@ pub(crate) enum EngineConnection {
     Cluster(ClusterConnection),
 }
 
+impl EngineConnection {
+    /// Which pipeline a command on `key` may share: one for all of a
+    /// single server's commands; on a cluster, the key's hash slot, as
+    /// redis-rs sends a pipeline to one slot's master only.
+    pub(crate) fn pipeline_of(&self, key: &str) -> Option<Slot> {
+        match self {
+            Self::Server(_) => None,
+            Self::Cluster(_) => Some(Slot::for_key(key)),
+        }
+    }
+}
+
 impl ConnectionLike for EngineConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
+use redis::cluster_routing::Slot;
 use redis::Script;
 
 use super::connection::EngineConnection;
@@ -17,7 +19,7 @@ use crate::rooms::HistoryLimits;
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the log could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum LogError {
     /// Redis could not be reached, timed out, or refused the command.
     #[error("redis: {0}")]
@@ -30,6 +32,20 @@ pub(crate) struct Logged {
     pub(crate) epoch: String,
     pub(crate) offset: u64,
     pub(crate) duplicate: bool,
+}
+
+/// One publish for [`RedisLog::publish_batch`]: the frame `prefix +
+/// offset + middle + "epoch" ...` (see [`crate::protocol::message_parts`])
+/// to `room`, with an optional idempotency `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogPublish {
+    pub(crate) room: String,
+    pub(crate) prefix: String,
+    pub(crate) middle: String,
+    pub(crate) key: Option<String>,
+    /// The room's epoch if it has none (a new room, or one whose keys
+    /// expired or were lost).
+    pub(crate) new_epoch: String,
 }
 
 /// What [`RedisLog::read`] found.
@@ -95,14 +111,8 @@ impl RedisLog {
         self.history.ttl.as_millis().max(1) as u64
     }
 
-    /// Publishes the frame `prefix + offset + middle + "epoch" ...` (see
-    /// [`crate::protocol::message_parts`]) to `room`: Redis gives it the
-    /// room's next offset, keeps it in the room's stream (at most the
-    /// history size, for the history ttl) and publishes it on the room's
-    /// shard channel. With an idempotency `key` already used within the
-    /// ttl, nothing is published and the first publish's offset answered.
-    /// `new_epoch` is the room's epoch if it has none (a new room, or one
-    /// whose keys expired or were lost).
+    /// Publishes one message: [`RedisLog::publish_batch`] of one.
+    #[cfg(test)]
     pub(crate) async fn publish(
         &self,
         room: &str,
@@ -111,27 +121,147 @@ impl RedisLog {
         key: Option<&str>,
         new_epoch: &str,
     ) -> Result<Logged, LogError> {
-        let keys = RoomKeys::new(room);
-        let key_name = key.map(|k| keys.idempotency(k)).unwrap_or_default();
-        let (epoch, offset, duplicate): (String, u64, u8) = self
+        let publish = LogPublish {
+            room: room.to_owned(),
+            prefix: prefix.to_owned(),
+            middle: middle.to_owned(),
+            key: key.map(str::to_owned),
+            new_epoch: new_epoch.to_owned(),
+        };
+        let mut answers = self.publish_batch(&[publish]).await;
+        answers.pop().expect("one answer per publish")
+    }
+
+    /// Which pipeline `room`'s publishes go in (see
+    /// [`EngineConnection::pipeline_of`]).
+    pub(crate) fn pipeline_of(&self, room: &str) -> Option<Slot> {
+        self.conn.pipeline_of(&RoomKeys::new(room).channel)
+    }
+
+    /// Publishes `batch`, in order: each message gets its room's next
+    /// offset, is kept in the room's stream (at most the history size, for
+    /// the history ttl) and published on the room's shard channel, by the
+    /// publish script, atomically. A publish whose idempotency key was used
+    /// within the ttl publishes nothing and is answered the first
+    /// publish's offset.
+    ///
+    /// One round trip: the whole batch is one pipeline of `EVALSHA`s (one
+    /// per cluster slot, sent side by side, on a Redis Cluster). Answers
+    /// come in the batch's order; a pipeline that fails (no connection, a
+    /// timeout) fails each of its publishes with that error. If Redis lost
+    /// its script cache (a restart, `SCRIPT FLUSH`, a failover), the
+    /// script is loaded and the publishes that got `NOSCRIPT` are sent
+    /// again, in order.
+    pub(crate) async fn publish_batch(
+        &self,
+        batch: &[LogPublish],
+    ) -> Vec<Result<Logged, LogError>> {
+        let mut groups: Vec<(Option<Slot>, Vec<usize>)> = Vec::new();
+        for (i, publish) in batch.iter().enumerate() {
+            let group = self.pipeline_of(&publish.room);
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((group, vec![i])),
+            }
+        }
+        let sent = groups
+            .iter()
+            .map(|(_, members)| self.publish_pipeline(batch, members));
+        let mut answers: Vec<Option<Result<Logged, LogError>>> = vec![None; batch.len()];
+        for ((_, members), results) in groups.iter().zip(join_all(sent).await) {
+            for (&i, result) in members.iter().zip(results) {
+                answers[i] = Some(result);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.expect("every publish is in one group"))
+            .collect()
+    }
+
+    /// The publishes at `members` of `batch`, as one pipeline.
+    async fn publish_pipeline(
+        &self,
+        batch: &[LogPublish],
+        members: &[usize],
+    ) -> Vec<Result<Logged, LogError>> {
+        let mut answers = self.send_publishes(batch, members).await;
+        let no_script: Vec<usize> = (0..members.len())
+            .filter(|&i| {
+                matches!(&answers[i], Err(LogError::Redis(e))
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+            })
+            .collect();
+        if no_script.is_empty() {
+            return answers;
+        }
+        let loaded = self
             .publish
-            .key(&keys.meta)
-            .key(&keys.log)
-            .key(if key.is_some() { &key_name } else { &keys.meta })
-            .arg(new_epoch)
-            .arg(self.history.size.max(1))
-            .arg(self.ttl_ms())
-            .arg(prefix)
-            .arg(middle)
-            .arg(&keys.channel)
-            .arg(if key.is_some() { "1" } else { "0" })
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(Logged {
-            epoch,
-            offset,
-            duplicate: duplicate == 1,
-        })
+            .prepare_invoke()
+            .load_async(&mut self.conn.clone())
+            .await;
+        let again: Vec<usize> = no_script.iter().map(|&i| members[i]).collect();
+        let retried = match loaded {
+            Ok(_) => self.send_publishes(batch, &again).await,
+            Err(e) => vec![Err(LogError::Redis(e)); again.len()],
+        };
+        for (i, answer) in no_script.into_iter().zip(retried) {
+            answers[i] = answer;
+        }
+        answers
+    }
+
+    /// Sends the publishes at `members` of `batch` as one pipeline of
+    /// `EVALSHA`s; one answer per publish.
+    async fn send_publishes(
+        &self,
+        batch: &[LogPublish],
+        members: &[usize],
+    ) -> Vec<Result<Logged, LogError>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for &i in members {
+            let publish = &batch[i];
+            let keys = RoomKeys::new(&publish.room);
+            let key_name = publish.key.as_deref().map(|k| keys.idempotency(k));
+            pipe.cmd("EVALSHA")
+                .arg(self.publish.get_hash())
+                .arg(3)
+                .arg(&keys.meta)
+                .arg(&keys.log)
+                .arg(key_name.as_deref().unwrap_or(&keys.meta))
+                .arg(&publish.new_epoch)
+                .arg(self.history.size.max(1))
+                .arg(self.ttl_ms())
+                .arg(&publish.prefix)
+                .arg(&publish.middle)
+                .arg(&keys.channel)
+                .arg(if key_name.is_some() { "1" } else { "0" });
+        }
+        let answered: redis::RedisResult<Vec<redis::RedisResult<(String, u64, u8)>>> =
+            pipe.query_async(&mut self.conn.clone()).await;
+        match answered {
+            Ok(answers) if answers.len() == members.len() => answers
+                .into_iter()
+                .map(|answer| {
+                    let (epoch, offset, duplicate) = answer?;
+                    Ok(Logged {
+                        epoch,
+                        offset,
+                        duplicate: duplicate == 1,
+                    })
+                })
+                .collect(),
+            Ok(answers) => {
+                let e = redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a pipeline answered",
+                    format!("{} answers to {} publishes", answers.len(), members.len()),
+                ));
+                vec![Err(LogError::Redis(e)); members.len()]
+            }
+            Err(e) => vec![Err(LogError::Redis(e)); members.len()],
+        }
     }
 
     /// Runs a script of the engine's other parts (presence) on the log's

@@ -10,6 +10,7 @@ mod connection;
 pub(crate) mod keys;
 pub(crate) mod log;
 mod presence;
+mod publisher;
 mod subscriber;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use wshub::{Message, PreparedMessage};
 
 pub use self::config::{RedisConfig, RedisTls, DEFAULT_PRESENCE_TTL};
-use self::log::{LogError, LogRead, RedisLog};
+use self::log::{LogError, LogPublish, LogRead, Logged, RedisLog};
 use self::presence::Presence;
+pub(crate) use self::publisher::PublishAnswer;
+use self::publisher::PublishQueue;
 use crate::protocol::{ServerMessage, Since};
 use crate::rooms::{HistoryPage, Left, Published, Remote, RoomInfo, Rooms, MAX_LISTED_MEMBERS};
 
@@ -65,6 +68,8 @@ pub(crate) struct RedisEngine {
     /// How to (re)connect the subscriber.
     target: connection::Target,
     presence: Presence,
+    /// This node's publishes, on their way to Redis.
+    publishes: PublishQueue,
 }
 
 impl RedisEngine {
@@ -82,6 +87,8 @@ impl RedisEngine {
         let presence_limit = rooms.presence_limit();
         let rooms = Arc::new(rooms.with_remote(remote.clone()));
         let (control, requests) = mpsc::unbounded_channel();
+        let (publishes, queued) = PublishQueue::new();
+        let publisher = publisher::run(log.clone(), queued);
         let node_id = rand::random();
         let engine = Arc::new(Self {
             log,
@@ -92,11 +99,12 @@ impl RedisEngine {
             node: node_id,
             target,
             presence: Presence::new(node_id, config.presence_ttl, presence_limit),
+            publishes,
         });
         let subscriber = subscriber::run(engine.clone(), requests, released);
         let presence = keep_presence(engine.clone(), left);
         let tasks = async move {
-            tokio::join!(subscriber, presence);
+            tokio::join!(subscriber, presence, publisher);
         };
         Ok((engine, tasks))
     }
@@ -202,20 +210,49 @@ impl RedisEngine {
         message: &Value,
         key: Option<&str>,
     ) -> Result<Published, EngineError> {
+        published(
+            self.queue_publish(room, from, from_id, message, key)
+                .await
+                .ok(),
+        )
+    }
+
+    /// Queues the publish of `message` from `from` to `room` behind this
+    /// node's publishes so far (its place in the room is fixed now) and
+    /// returns where its answer comes, for [`published`]: a session keeps
+    /// several in flight, in order.
+    pub(crate) fn queue_publish(
+        &self,
+        room: &str,
+        from: &str,
+        from_id: u64,
+        message: &Value,
+        key: Option<&str>,
+    ) -> PublishAnswer {
         let value = crate::protocol::encode_value(message);
         let ts = crate::rooms::now_ms();
         let (prefix, middle) = crate::protocol::message_parts(room, from, from_id, ts, &value);
-        let epoch = self.rooms.next_epoch();
-        let logged = self
-            .log
-            .publish(room, &prefix, &middle, key, &epoch)
-            .await?;
-        Ok(Published {
-            epoch: logged.epoch.into(),
-            offset: logged.offset,
-            duplicate: logged.duplicate,
+        self.publishes.push(LogPublish {
+            room: room.to_owned(),
+            prefix,
+            middle,
+            key: key.map(str::to_owned),
+            new_epoch: self.rooms.next_epoch(),
         })
     }
+}
+
+/// What a queued publish's answer says, once it came (`None`: the queue
+/// stopped before answering, as when the hub shuts down).
+pub(crate) fn published(
+    answer: Option<Result<Logged, LogError>>,
+) -> Result<Published, EngineError> {
+    let logged = answer.ok_or_else(|| EngineError("the publish queue has stopped".into()))??;
+    Ok(Published {
+        epoch: logged.epoch.into(),
+        offset: logged.offset,
+        duplicate: logged.duplicate,
+    })
 }
 
 /// A `presence` frame's JSON.
