@@ -13,6 +13,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
+import { withTimeout } from './common.mjs';
 
 const WSHUB_BIN = process.env.WSHUB_BIN;
 // TEST_WSHUB_COMPRESSION=1: the server runs with --compression, so the ws client's
@@ -31,15 +32,6 @@ let server; // the wshub child process
 let port;
 let serverLog = '';
 
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 function startServer() {
   return new Promise((resolve, reject) => {

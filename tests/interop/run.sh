@@ -2,8 +2,13 @@
 # Interop tests of wshub against peers we did not write:
 #   node_ws.test.mjs  - `wshub serve` vs the npm `ws` client (node:test),
 #                       over ws:// and again over wss:// (--tls-cert/--tls-key)
+#   node_cli.test.mjs - `wshub connect` vs an npm `ws` server, `wshub listen`
+#                       vs an npm `ws` client
 #   connect_test.py   - `wshub connect` vs a Python `websockets` server (ws://
-#                       and wss://), and a `websockets` client with an `ssl`
+#                       and wss://, wscat/websocat flags, redirects, through
+#                       proxy.py (HTTP CONNECT) and pproxy (SOCKS5) started
+#                       by the tests), `wshub listen` vs a `websockets`
+#                       client, and a `websockets` client with an `ssl`
 #                       context vs `wshub serve --tls-cert --tls-key`
 # A throwaway CA and a server certificate for 127.0.0.1 are made with the
 # openssl command line (Debian: the `openssl` package).
@@ -51,12 +56,14 @@ if timeout --foreground 300 npm ci --silent --no-audit --no-fund; then
     TEST_WSHUB_COMPRESSION=1 timeout --foreground -k 10 300 node --test --test-reporter=spec node_ws.test.mjs || rc=1
     echo "[interop] the same over TLS: wshub serve --tls-cert/--tls-key, ws with wss:// and ca" >&2
     WSHUB_TLS=1 timeout --foreground -k 10 300 node --test --test-reporter=spec node_ws.test.mjs || rc=1
+    echo "[interop] wshub connect against a ws server, wshub listen against a ws client" >&2
+    timeout --foreground -k 10 300 node --test --test-reporter=spec node_cli.test.mjs || rc=1
 else
     echo "[interop] npm ci failed" >&2
     rc=1
 fi
 
-echo "[interop] wshub connect against a Python websockets server" >&2
+echo "[interop] wshub connect and listen against Python websockets, through proxy.py and pproxy" >&2
 venv="$here/.venv"
 if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
     rm -rf "$venv"

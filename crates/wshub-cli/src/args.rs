@@ -61,6 +61,9 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// Connect to a WebSocket server: stdin lines are sent, messages printed.
     Connect(ConnectArgs),
+    /// Listen for a WebSocket client: its messages are printed, stdin lines
+    /// sent to it (as wscat -l, websocat -s).
+    Listen(ListenArgs),
     /// Publish one message into a hub room through its HTTP API (POST
     /// /api/publish); the hub's answer is printed.
     Publish(PublishArgs),
@@ -318,7 +321,7 @@ pub(crate) struct ClientTlsArgs {
 
     /// Accept any server certificate over wss:// (https://): no check of
     /// its issuer, dates or name; for tests only; a warning is printed.
-    #[arg(long, conflicts_with = "ca")]
+    #[arg(long, short = 'n', visible_alias = "no-check", conflicts_with = "ca")]
     pub(crate) insecure: bool,
 }
 
@@ -497,9 +500,15 @@ pub(crate) enum BinaryOutput {
     Base64,
 }
 
+/// `wshub connect`. Exit codes: 0 closed by you (end of input, Ctrl-C,
+/// `/close`, --execute and --wait done) or cleanly by the server; 1 the
+/// connection failed or dropped; 2 a usage error (a flag, the URL or a
+/// proxy setting), with a message that says what to fix.
 #[derive(Debug, Args)]
+#[command(after_help = CONNECT_AFTER_HELP)]
 pub(crate) struct ConnectArgs {
-    /// Server URL, e.g. ws://127.0.0.1:8080/ws.
+    /// Server URL: ws://host[:port]/path or wss://… (user:password@ in it
+    /// is sent as Basic authentication, as --auth).
     pub(crate) url: String,
 
     /// Extra request header `Name: value` (repeatable).
@@ -510,22 +519,23 @@ pub(crate) struct ConnectArgs {
     #[arg(short = 's', long = "subprotocol", value_name = "PROTOCOL")]
     pub(crate) subprotocols: Vec<String>,
 
-    /// Send each stdin line as a binary message instead of text.
-    #[arg(long)]
-    pub(crate) binary: bool,
+    /// The Origin header to send, e.g. https://example.com (a server may
+    /// refuse requests without the origin it expects).
+    #[arg(short = 'o', long, value_name = "ORIGIN")]
+    pub(crate) origin: Option<String>,
 
-    /// How to print binary messages.
-    #[arg(long, value_enum, default_value_t = BinaryOutput::Hex)]
-    pub(crate) binary_output: BinaryOutput,
+    /// HTTP Basic authentication: sends `Authorization: Basic …` with
+    /// USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub(crate) auth: Option<String>,
 
-    /// Send a protocol Ping this often (e.g. 10s); off by default.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub(crate) ping_interval: Option<Duration>,
+    /// Follow HTTP redirects (301, 302, 303, 307, 308) of the opening
+    /// handshake, at most 10; an http(s):// Location is taken as ws(s)://.
+    #[arg(short = 'L', long)]
+    pub(crate) location: bool,
 
-    /// With --ping-interval: give up on a server silent this long after a Ping.
-    #[arg(long, value_name = "DURATION",
-        default_value_t = flag_duration(WebSocketConfig::default().pong_timeout))]
-    pub(crate) pong_timeout: humantime::Duration,
+    #[command(flatten)]
+    pub(crate) session: SessionArgs,
 
     /// Reconnect with exponential backoff and jitter when the connection drops
     /// (not after you close it with Ctrl-D or Ctrl-C).
@@ -545,6 +555,112 @@ pub(crate) struct ConnectArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub(crate) reconnect_max_delay: Duration,
 
+    #[command(flatten)]
+    pub(crate) proxy: ProxyArgs,
+
+    #[command(flatten)]
+    pub(crate) compression: CompressionArgs,
+
+    #[command(flatten)]
+    pub(crate) tls: ClientTlsArgs,
+
+    /// Time allowed for TCP connect, proxy, TLS handshake and the opening
+    /// handshake, per attempt (each redirect is one).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(WebSocketConfig::default().handshake_timeout))]
+    pub(crate) handshake_timeout: humantime::Duration,
+}
+
+const CONNECT_AFTER_HELP: &str = "\
+Input: each line of stdin is one message. When stdin and stdout are
+terminals, a prompt with line editing and history (Up/Down, Ctrl-R) is
+shown and received messages are printed above it, prefixed `< `; otherwise
+lines are read and printed as they are (pipe mode). Status lines go to
+stderr.
+
+Slash commands (with --slash): /ping [PAYLOAD], /pong [PAYLOAD],
+/close [CODE [REASON]]; `//text` sends `/text`.
+
+Proxies: --proxy and --socks5, else the environment: https_proxy/HTTPS_PROXY
+for wss://, http_proxy/HTTP_PROXY for ws://, then all_proxy/ALL_PROXY;
+no_proxy/NO_PROXY lists hosts to reach directly (comma-separated names,
+`.domain` suffixes, addresses, optional :port, or `*`). A proxy URL is
+http://[user:password@]host[:port] (HTTP CONNECT; port 80 unless given),
+socks5://… (names resolved here) or socks5h://… (by the proxy; port 1080
+unless given for both).
+
+Exit codes: 0 closed by you or cleanly by the server, 1 connection failed
+or dropped, 2 usage error.
+
+Examples:
+  wshub connect ws://127.0.0.1:8080/echo
+  wshub connect -x hello -1 ws://127.0.0.1:8080/echo
+  wshub connect -x '{\"op\":\"join\",\"room\":\"lobby\"}' -w 2 ws://127.0.0.1:8080/ws
+  wshub connect --show-ping-pong --slash wss://example.com/socket
+  wshub connect --proxy http://user:pw@proxy:3128 wss://example.com/socket";
+
+/// What `connect` and `listen` do with one connection: what is sent, what is
+/// printed, and how it ends.
+#[derive(Debug, Args)]
+pub(crate) struct SessionArgs {
+    /// Send each stdin line as a binary message instead of text.
+    #[arg(long)]
+    pub(crate) binary: bool,
+
+    /// How to print binary messages.
+    #[arg(long, value_enum, default_value_t = BinaryOutput::Hex)]
+    pub(crate) binary_output: BinaryOutput,
+
+    /// Send MESSAGE once connected (listen: to the client once it
+    /// connects), instead of reading stdin (repeatable, sent in order);
+    /// then close after --wait.
+    #[arg(short = 'x', long = "execute", value_name = "MESSAGE")]
+    pub(crate) execute: Vec<String>,
+
+    /// With --execute: how long to go on printing what arrives before
+    /// closing, in seconds (`2`, `0.5`) or as a duration (`500ms`). With
+    /// --one-message the wait for the message does not end with it.
+    #[arg(short = 'w', long, value_name = "SECS", default_value = "0", value_parser = parse_wait, requires = "execute")]
+    pub(crate) wait: Duration,
+
+    /// Close after the first message received (printed), e.g. with
+    /// --execute for a request and its answer. The end of input does not
+    /// close before it.
+    #[arg(short = '1', long)]
+    pub(crate) one_message: bool,
+
+    /// On end of input (Ctrl-D, the end of a pipe, --execute done) close
+    /// the connection and exit: the default (wscat's behaviour); the flag is
+    /// accepted so websocat command lines work.
+    #[arg(short = 'E', long, conflicts_with = "keep_open")]
+    pub(crate) exit_on_eof: bool,
+
+    /// On end of input keep the connection open and go on printing until
+    /// the peer closes it or Ctrl-C (websocat's default).
+    #[arg(long)]
+    pub(crate) keep_open: bool,
+
+    /// Show the Pings and Pongs received on stderr, each Pong answering one
+    /// of ours (/ping, --ping-interval) with its round-trip time in
+    /// milliseconds.
+    #[arg(long = "show-ping-pong", short = 'P')]
+    pub(crate) show_ping_pong: bool,
+
+    /// Take lines starting with `/` as commands: /ping [PAYLOAD],
+    /// /pong [PAYLOAD], /close [CODE [REASON]]; `//text` sends `/text`.
+    #[arg(long)]
+    pub(crate) slash: bool,
+
+    /// Send a protocol Ping this often (e.g. 10s); off by default.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) ping_interval: Option<Duration>,
+
+    /// With --ping-interval: give up on a peer silent this long after a Ping
+    /// (the connection ends as dropped, exit 1).
+    #[arg(long, value_name = "DURATION",
+        default_value_t = flag_duration(WebSocketConfig::default().pong_timeout))]
+    pub(crate) pong_timeout: humantime::Duration,
+
     /// Close code sent on Ctrl-D / end of input (1000, 1001, 1002, 1003,
     /// 1007–1014 or 3000–4999).
     #[arg(long, default_value_t = 1000, value_name = "CODE")]
@@ -554,22 +670,82 @@ pub(crate) struct ConnectArgs {
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub(crate) close_reason: String,
 
-    #[command(flatten)]
-    pub(crate) compression: CompressionArgs,
-
-    #[command(flatten)]
-    pub(crate) tls: ClientTlsArgs,
-
-    /// Time allowed for TCP connect, TLS handshake and the opening handshake.
-    #[arg(long, value_name = "DURATION",
-        default_value_t = flag_duration(WebSocketConfig::default().handshake_timeout))]
-    pub(crate) handshake_timeout: humantime::Duration,
-
     /// Largest message (and frame) accepted, in bytes (suffixes KiB, MiB, GiB).
     #[arg(long, value_name = "BYTES",
         default_value_t = flag_size(WebSocketConfig::default().protocol.max_message_size))]
     pub(crate) max_message_size: String,
 }
+
+/// `--wait`: seconds as a number, or a humantime duration.
+fn parse_wait(value: &str) -> Result<Duration, String> {
+    if let Ok(secs) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{value}: use seconds of 0 or more, e.g. 2 or 0.5"));
+    }
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{value}: {e}; use seconds (2, 0.5) or a duration (500ms)"))
+}
+
+/// Where `connect` goes through a proxy; see the proxy part of
+/// `wshub connect --help` for the environment variables.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Connect through this proxy: http://[USER:PASSWORD@]HOST[:PORT] (HTTP
+    /// CONNECT, with Basic authentication when given), socks5://… or
+    /// socks5h://…. Overrides the proxy environment variables.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["socks5", "no_proxy"])]
+    pub(crate) proxy: Option<String>,
+
+    /// Connect through this SOCKS5 proxy, HOST:PORT (the proxy resolves the
+    /// server's name), as --proxy socks5h://HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_proxy")]
+    pub(crate) socks5: Option<String>,
+
+    /// Ignore the proxy environment variables: connect directly.
+    #[arg(long)]
+    pub(crate) no_proxy: bool,
+}
+
+/// `wshub listen`. Exit codes: 0 input ended, Ctrl-C, or the client served
+/// (--once, --execute); 1 the address cannot be bound; 2 a usage error.
+#[derive(Debug, Args)]
+#[command(after_help = LISTEN_AFTER_HELP)]
+pub(crate) struct ListenArgs {
+    /// Port to listen on (on 127.0.0.1), or ADDR:PORT (0.0.0.0:8080, [::]:8080
+    /// to be reached from other machines). Port 0 picks a free one; the
+    /// address is printed as `listening on ws://ADDR` on stderr.
+    #[arg(value_name = "[ADDR:]PORT")]
+    pub(crate) listen: String,
+
+    /// Subprotocol to accept when the client offers it (repeatable, in
+    /// preference order).
+    #[arg(short = 's', long = "subprotocol", value_name = "PROTOCOL")]
+    pub(crate) subprotocols: Vec<String>,
+
+    /// Serve one client, then exit when it goes.
+    #[arg(long)]
+    pub(crate) once: bool,
+
+    #[command(flatten)]
+    pub(crate) session: SessionArgs,
+
+    #[command(flatten)]
+    pub(crate) compression: CompressionArgs,
+}
+
+const LISTEN_AFTER_HELP: &str = "\
+One client at a time: each line of stdin is sent to it as a message, each
+message it sends is printed; another client meanwhile is answered 503. When
+a client goes, the next one is taken (unless --once); lines typed with no
+client connected are dropped, with a warning. A terminal gets the same
+prompt as `wshub connect`.
+
+Exit codes: 0 input ended, Ctrl-C, or (--once, --execute) the client
+served; 1 the address cannot be bound; 2 usage error.
+
+Examples:
+  wshub listen 8080
+  wshub listen -x hello -1 0.0.0.0:8080";
 
 /// `wshub publish`. Exit codes: 0 published (or a duplicate), 1 the hub
 /// refused it or could not be reached, 2 a usage error.

@@ -13,7 +13,7 @@ use wshub_hub::{
 
 use crate::args::{
     AccessArgs, AdmissionArgs, CompressionArgs, ConnectArgs, Engine, MemberLimitArgs, Runtime,
-    ServeArgs,
+    ServeArgs, SessionArgs,
 };
 
 /// Parses a byte size: a whole number with an optional `B`, `KiB`, `MiB` or
@@ -322,10 +322,21 @@ pub(crate) fn deflate_config(
 /// A connect command, validated.
 #[derive(Debug)]
 pub(crate) struct ConnectConfig {
+    pub(crate) session: SessionConfig,
+    /// Request headers: --header, then Origin and Authorization.
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// What `connect` and `listen` share, validated.
+#[derive(Debug)]
+pub(crate) struct SessionConfig {
     /// The connection's settings, from [`WebSocketConfig::default`] and the flags.
     pub(crate) websocket: WebSocketConfig,
-    pub(crate) headers: Vec<(String, String)>,
     pub(crate) close_code: CloseCode,
+    /// --ping-interval when the session sends the Pings itself
+    /// (--show-ping-pong, to time their Pongs); then the library's
+    /// keepalive is off.
+    pub(crate) own_pings: Option<Duration>,
 }
 
 pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
@@ -343,6 +354,68 @@ pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
         }
         headers.push((name.to_owned(), value.to_owned()));
     }
+    if let Some(origin) = &args.origin {
+        if origin.is_empty() || origin.contains(['\r', '\n', '\0']) {
+            bail!("--origin {origin:?}: give an origin such as https://example.com");
+        }
+        headers.push(("Origin".to_owned(), origin.clone()));
+    }
+    let credentials = match &args.auth {
+        Some(auth) => {
+            if !auth.contains(':') {
+                bail!("--auth {auth:?}: expected USER:PASSWORD");
+            }
+            Some(auth.clone())
+        }
+        None => url_credentials(&args.url),
+    };
+    if let Some(credentials) = credentials {
+        headers.push(("Authorization".to_owned(), basic_auth(&credentials)));
+    }
+    let handshake_timeout = Duration::from(args.handshake_timeout);
+    if handshake_timeout.is_zero() {
+        bail!("--handshake-timeout must be more than 0, e.g. 10s");
+    }
+    let mut session = session_config(&args.session, &args.compression, DeflateConfig::client())?;
+    session.websocket = session.websocket.handshake_timeout(handshake_timeout);
+    Ok(ConnectConfig { session, headers })
+}
+
+/// The `user:password` of a URL's userinfo, percent-decoded; `None` when
+/// it has none (or is no URL: connecting reports that).
+fn url_credentials(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some(format!(
+        "{}:{}",
+        decode(url.username()),
+        decode(url.password().unwrap_or(""))
+    ))
+}
+
+/// An `Authorization` (or `Proxy-Authorization`) value for HTTP Basic
+/// authentication (RFC 7617) with `user:password`.
+pub(crate) fn basic_auth(credentials: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+/// The flags `connect` and `listen` share, checked.
+pub(crate) fn session_config(
+    args: &SessionArgs,
+    compression: &CompressionArgs,
+    deflate: DeflateConfig,
+) -> Result<SessionConfig> {
     let close_code = CloseCode::from(args.close_code);
     if !close_code.is_allowed_on_wire() {
         bail!(
@@ -360,24 +433,20 @@ pub(crate) fn connect_config(args: &ConnectArgs) -> Result<ConnectConfig> {
     if args.ping_interval.is_some_and(|d| d.is_zero()) {
         bail!("--ping-interval must be more than 0, e.g. 10s");
     }
-    let handshake_timeout = Duration::from(args.handshake_timeout);
-    if handshake_timeout.is_zero() {
-        bail!("--handshake-timeout must be more than 0, e.g. 10s");
-    }
     let max_message_size = parse_size("--max-message-size", &args.max_message_size)?;
     let protocol = ProtocolConfig::default()
         .max_message_size(max_message_size)
         .max_frame_size(max_message_size);
+    let own_pings = args.ping_interval.filter(|_| args.show_ping_pong);
     let websocket = WebSocketConfig::default()
         .protocol(protocol)
-        .ping_interval(args.ping_interval)
+        .ping_interval(args.ping_interval.filter(|_| own_pings.is_none()))
         .pong_timeout(args.pong_timeout.into())
-        .handshake_timeout(handshake_timeout)
-        .compression(deflate_config(&args.compression, DeflateConfig::client())?);
-    Ok(ConnectConfig {
+        .compression(deflate_config(compression, deflate)?);
+    Ok(SessionConfig {
         websocket,
-        headers,
         close_code,
+        own_pings,
     })
 }
 
@@ -511,7 +580,7 @@ mod tests {
         let Command::Connect(args) = Cli::try_parse_from(argv).unwrap().command else {
             panic!("not connect");
         };
-        let from_flags = connect_config(&args).unwrap().websocket;
+        let from_flags = connect_config(&args).unwrap().session.websocket;
         // One flag bounds messages and frames alike.
         let mut expected = WebSocketConfig::default();
         expected.protocol.max_frame_size = expected.protocol.max_message_size;

@@ -20,6 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod cmd;
 mod config;
+mod console;
+mod proxy;
+mod session;
 mod sources;
 mod tls;
 
@@ -78,6 +81,7 @@ fn main() {
             })
             .map_err(|e| sources.attribute(e)),
         Command::Connect(args) => block_on(cmd::connect::run(args)),
+        Command::Listen(args) => block_on(cmd::listen::run(args)),
         // Prints its own errors: its exit codes (1 and 2) are part of its
         // interface for scripts.
         Command::Publish(args) => block_on(cmd::publish::run(args)),
@@ -89,17 +93,36 @@ fn main() {
         Err(e) => {
             eprintln!("error: {e:#}");
             // Bad flag values exit 2, like clap's own usage errors.
-            let usage = e.chain().any(|c| c.to_string().starts_with("--"));
+            let usage = e
+                .chain()
+                .any(|c| c.is::<UsageError>() || c.to_string().starts_with("--"));
             std::process::exit(if usage { 2 } else { 1 });
         }
     }
 }
 
-/// Runs `command` on a multi-threaded tokio runtime.
+/// An error in what was typed (the URL, an address, a proxy variable)
+/// rather than a flag's value: exits 2, as a usage error.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Runs `command` on a multi-threaded tokio runtime. The runtime is not
+/// waited for afterwards: a thread blocked reading stdin (`connect`,
+/// `listen`) would hold the exit until the next line.
 fn block_on(command: impl Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(command)
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(command);
+    runtime.shutdown_background();
+    result
 }

@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::{mpsc, Arc, Mutex};
 
 use futures_util::StreamExt;
@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 use tokio::time::timeout;
 use wshub::Message;
 
-use common::{Server, WAIT};
+use common::{spawn_piped, Server, WAIT};
 
 /// Forwards connections to `target` until [`Proxy::cut`] drops them all.
 struct Proxy {
@@ -65,33 +65,15 @@ struct Client {
 
 impl Client {
     fn start(url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wshub"))
-            .args([
-                "connect",
-                "--reconnect",
-                "--reconnect-max-delay",
-                "200ms",
-                url,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("wshub runs");
-        let lines = |pipe: Box<dyn std::io::Read + Send>| {
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            rx
-        };
-        let stdout = lines(Box::new(child.stdout.take().unwrap()));
-        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wshub"));
+        command.args([
+            "connect",
+            "--reconnect",
+            "--reconnect-max-delay",
+            "200ms",
+            url,
+        ]);
+        let (mut child, stdout, stderr) = spawn_piped(command);
         let stdin = child.stdin.take().unwrap();
         Self {
             child,

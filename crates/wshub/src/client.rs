@@ -195,27 +195,61 @@ impl ClientBuilder {
     /// - [`Error::HandshakeTimeout`] past the handshake timeout.
     /// - [`Error::Io`] if the TCP connection fails.
     pub async fn connect(self) -> Result<WebSocket<ClientStream>, Error> {
+        let (target, request) = self.prepare()?;
+        let fut = async {
+            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            self.open(tcp, &target, &request).await
+        };
+        tokio::time::timeout(self.config.handshake_timeout, fut)
+            .await
+            .map_err(|_| Error::HandshakeTimeout)?
+    }
+
+    /// As [`ClientBuilder::connect`], over a TCP connection opened already,
+    /// such as a tunnel through an HTTP or SOCKS proxy: for `wss://` the TLS
+    /// handshake (server name and SNI: the URL's host, whatever `tcp` is
+    /// connected to), then the opening handshake. The handshake timeout
+    /// bounds the two together.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`]; [`Error::Io`] for a failure on `tcp`.
+    pub async fn connect_tcp(self, tcp: TcpStream) -> Result<WebSocket<ClientStream>, Error> {
+        let (target, request) = self.prepare()?;
+        tokio::time::timeout(
+            self.config.handshake_timeout,
+            self.open(tcp, &target, &request),
+        )
+        .await
+        .map_err(|_| Error::HandshakeTimeout)?
+    }
+
+    /// The URL and the request, checked before any socket is opened: the
+    /// URL, TLS support for `wss://`, the header values.
+    fn prepare(&self) -> Result<(Target, ClientRequest), Error> {
         let target = parse_url(&self.url)?;
         #[cfg(not(feature = "rustls"))]
         if target.tls {
             return Err(Error::TlsUnsupported);
         }
         let request = self.request(&target);
-        // Refuse bad header values before opening a socket.
         request.encode()?;
-        let fut = async {
-            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
-            tcp.set_nodelay(true)?;
-            let stream = if target.tls {
-                self.start_tls(tcp, &target.host).await?
-            } else {
-                ClientStream::plain(tcp)
-            };
-            handshake(stream, &request, self.url.clone(), self.config.clone()).await
+        Ok((target, request))
+    }
+
+    /// TLS for `wss://`, then the opening handshake, on `tcp`.
+    async fn open(
+        &self,
+        tcp: TcpStream,
+        target: &Target,
+        request: &ClientRequest,
+    ) -> Result<WebSocket<ClientStream>, Error> {
+        tcp.set_nodelay(true)?;
+        let stream = if target.tls {
+            self.start_tls(tcp, &target.host).await?
+        } else {
+            ClientStream::plain(tcp)
         };
-        tokio::time::timeout(self.config.handshake_timeout, fut)
-            .await
-            .map_err(|_| Error::HandshakeTimeout)?
+        handshake(stream, request, self.url.clone(), self.config.clone()).await
     }
 
     #[cfg(feature = "rustls")]

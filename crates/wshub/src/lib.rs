@@ -86,7 +86,7 @@ pub use stream::ClientStream;
 pub use tokio_rustls;
 #[cfg(unix)]
 pub use transport::TcpTransport;
-pub use websocket::{ReuniteError, WebSocket, WebSocketReader, WebSocketWriter};
+pub use websocket::{Incoming, ReuniteError, WebSocket, WebSocketReader, WebSocketWriter};
 // What this crate's public API names from the protocol core, so a dependent
 // crate needs no `wshub-proto` dependency to name it.
 /// The longest close reason [`WebSocket::close`] sends, in bytes (UTF-8):

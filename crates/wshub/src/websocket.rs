@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
@@ -21,6 +22,19 @@ use wshub_proto::{
 use crate::config::Millis;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::{Error, WebSocketConfig};
+
+/// What [`WebSocket::recv_incoming`] returns: a data message, or a Ping or
+/// Pong with its payload (at most 125 bytes, RFC 6455 §5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// A complete data message (text or binary).
+    Message(Message),
+    /// A Ping (opcode 0x9); the Pong is owed, and sent, already.
+    Ping(Bytes),
+    /// A Pong (opcode 0xA).
+    Pong(Bytes),
+}
 
 /// Bytes read from the socket per call, into [`READ_BUFFER`]: one per
 /// thread, so an idle connection holds no read buffer at all.
@@ -358,11 +372,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if !self.conn.has_events() {
             return None;
         }
-        self.take_queued_message()
+        match self.take_queued::<false>()? {
+            Incoming::Message(message) => Some(message),
+            // `take_queued::<false>` returns messages only.
+            Incoming::Ping(_) | Incoming::Pong(_) => None,
+        }
     }
 
-    /// [`Inner::take_message`] once an event is queued.
-    fn take_queued_message(&mut self) -> Option<Message> {
+    /// [`Inner::take_message`] once an event is queued; with `CONTROLS`,
+    /// Pings and Pongs are returned too.
+    fn take_queued<const CONTROLS: bool>(&mut self) -> Option<Incoming> {
         loop {
             match self.conn.next_event()? {
                 Event::Message(message) => {
@@ -372,8 +391,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         self.message_deadline = None;
                         self.track_message();
                     }
-                    return Some(message);
+                    return Some(Incoming::Message(message));
                 }
+                Event::Ping(payload) if CONTROLS => return Some(Incoming::Ping(payload)),
+                Event::Pong(payload) if CONTROLS => return Some(Incoming::Pong(payload)),
                 Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
             }
         }
@@ -408,10 +429,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.poll_next::<false>(cx).map(|next| {
+            next.map(|incoming| match incoming? {
+                Incoming::Message(message) => Ok(message),
+                // `poll_next::<false>` returns messages only.
+                Incoming::Ping(_) | Incoming::Pong(_) => unreachable!("a control frame"),
+            })
+        })
+    }
+
+    /// The next message or, with `CONTROLS`, Ping or Pong.
+    fn poll_next<const CONTROLS: bool>(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Incoming, Error>>> {
         self.register_reader(cx);
         loop {
-            if let Some(message) = self.take_message() {
-                return Poll::Ready(Some(Ok(message)));
+            if self.conn.has_events() {
+                if let Some(incoming) = self.take_queued::<CONTROLS>() {
+                    return Poll::Ready(Some(Ok(incoming)));
+                }
             }
             if self.phase == Phase::Open && self.pending_error.is_some() {
                 // The messages before the protocol error were delivered (and
@@ -761,6 +798,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         std::future::poll_fn(|cx| self.inner.poll_next_message(cx)).await
     }
 
+    /// The next message, Ping or Pong; `None` once the connection is
+    /// closed. For an application that shows control frames or measures
+    /// round-trip times: [`WebSocket::recv`] and the [`Stream`] impl skip
+    /// Pings and Pongs. A Ping has been answered already (unless
+    /// [`ProtocolConfig::auto_pong`](crate::ProtocolConfig::auto_pong) is
+    /// off); a Pong is the peer's answer to [`WebSocket::ping`] or to a
+    /// keepalive Ping (payload `wshub`), or one the peer sent unasked
+    /// (RFC 6455 §5.5.3).
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`].
+    pub async fn recv_incoming(&mut self) -> Option<Result<Incoming, Error>> {
+        std::future::poll_fn(|cx| self.inner.poll_next::<true>(cx)).await
+    }
+
     /// The next message that is ready without waiting: one already read from
     /// the transport and parsed or, when part of a frame was read and fewer
     /// than [`WebSocketConfig::write_buffer_limit`] bytes are queued to send,
@@ -829,6 +881,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// As [`WebSocket::send`], and [`Error::Send`] if `payload` is too long.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.send_with(|conn| conn.send_ping(payload)).await
+    }
+
+    /// Sends a Pong with `payload` (at most 125 bytes) unasked, as a
+    /// one-way heartbeat (RFC 6455 §5.5.3); Pings are answered without
+    /// this.
+    ///
+    /// # Errors
+    /// As [`WebSocket::ping`].
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_with(|conn| conn.send_pong(payload)).await
     }
 
     /// Writes everything queued.
@@ -1023,6 +1085,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// The next message; `None` once the connection is closed.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         std::future::poll_fn(|cx| lock(&self.shared).poll_next_message(cx)).await
+    }
+
+    /// The next message, Ping or Pong, as [`WebSocket::recv_incoming`].
+    pub async fn recv_incoming(&mut self) -> Option<Result<Incoming, Error>> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_next::<true>(cx)).await
     }
 }
 

@@ -525,3 +525,20 @@ async fn a_refusal_carries_its_headers() {
         "{server_side:?}"
     );
 }
+
+#[tokio::test]
+async fn connect_tcp_opens_on_a_connection_made_elsewhere_with_the_urls_host_and_path() {
+    let (addr, server) = serve_once(|_| Ok(Accept::default())).await;
+    // As through a proxy: the TCP connection goes to `addr`, the URL names
+    // another host, which is what the Host header and the request carry.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut ws = wshub::ClientBuilder::new("ws://example.invalid:9/through?x=1")
+        .connect_tcp(tcp)
+        .await
+        .expect("handshake over the given connection");
+    ws.send(Message::text("via")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("via"));
+    ws.close(CloseCode::NormalClosure, "").await.unwrap();
+    let seen = server.await.unwrap().unwrap();
+    assert_eq!(seen.path, "/through");
+}

@@ -3,42 +3,35 @@
 //! through it after each reconnect (see [`Resume`]).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use base64::Engine;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::AsyncBufReadExt;
-use tokio::sync::mpsc;
 use wshub::reconnect::Backoff;
-use wshub::{ClientBuilder, Message};
+use wshub::{ClientBuilder, ClientStream, Error, WebSocket, WsUrl};
 
-use crate::args::{BinaryOutput, ConnectArgs};
+use crate::args::ConnectArgs;
 use crate::config::{connect_config, ConnectConfig};
+use crate::console::Console;
+use crate::session::{self, Ended, Hooks};
+use crate::UsageError;
 
-/// How one connection ended.
-enum Ended {
-    /// Input ended or Ctrl-C: the user closed on purpose.
-    ByUser,
-    /// The server closed or the connection dropped.
-    ByPeer { clean: bool },
-}
+/// Redirects followed at most with -L.
+const MAX_REDIRECTS: usize = 10;
 
 pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
     let config = connect_config(&args)?;
     let tls = crate::tls::client_config(&args.tls)?;
-    let (lines_tx, mut lines) = mpsc::channel::<String>(64);
-    tokio::spawn(async move {
-        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = stdin.next_line().await {
-            if lines_tx.send(line).await.is_err() {
-                break;
-            }
-        }
-        // Dropping the sender tells the session that input ended.
-    });
+    if let Err(e) = WsUrl::parse(&args.url) {
+        return Err(UsageError(format!(
+            "{}; use ws://HOST[:PORT]/PATH or wss://…",
+            e.report()
+        ))
+        .into());
+    }
+    // Made once the first connection is open, so no prompt is shown for a
+    // server that cannot be reached.
+    let mut console: Option<Console> = None;
 
     let mut resume = args.reconnect.then(Resume::default);
     let mut backoff = Backoff::new(
@@ -46,159 +39,185 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<i32> {
         args.reconnect_max_delay,
     );
     loop {
-        let ws = match builder(&args, &config, tls.as_ref()).connect().await {
-            Ok(ws) => ws,
+        let mut status = |line: &str| match console.as_mut() {
+            Some(console) => console.status(line),
+            None => eprintln!("{line}"),
+        };
+        let (ws, url) = match open(&args, &config, tls.as_ref(), &mut status).await {
+            Ok(open) => open,
+            Err(e) if e.is::<UsageError>() => return Err(e),
             Err(e) => {
-                let reason = e.report();
                 if !args.reconnect {
-                    return Err(anyhow!("cannot connect to {}: {reason}", args.url));
+                    return Err(e);
                 }
                 let delay = backoff.next().unwrap_or_default();
-                eprintln!(
-                    "cannot connect to {}: {reason}; retrying in {:.1}s",
-                    args.url,
-                    delay.as_secs_f64()
-                );
+                status(&format!("{e:#}; retrying in {:.1}s", delay.as_secs_f64()));
                 tokio::time::sleep(delay).await;
                 continue;
             }
         };
         backoff.reset();
-        eprintln!(
-            "connected to {}{}{}",
-            args.url,
-            ws.protocol()
-                .map(|p| format!(" (subprotocol {p})"))
-                .unwrap_or_default(),
-            ws.extensions()
-                .map(|e| format!(" (extensions {e})"))
-                .unwrap_or_default()
-        );
-        match session(ws, &args, &config, &mut lines, resume.as_mut()).await? {
+        let console = console.get_or_insert_with(|| {
+            if args.session.execute.is_empty() {
+                Console::stdin()
+            } else {
+                Console::scripted(args.session.execute.clone(), args.session.wait)
+            }
+        });
+        console.status(&format!("connected to {url}{}", session::negotiated(&ws)));
+        let ended = match resume.as_mut() {
+            Some(resume) => {
+                let mut ws = ws;
+                for request in resume.requests() {
+                    if let Err(e) = ws.send(wshub::Message::text(request)).await {
+                        console.status(&format!("send failed: {}", e.report()));
+                    }
+                }
+                session::run(ws, &args.session, &config.session, console, resume).await?
+            }
+            None => {
+                let plain = &mut session::Plain;
+                session::run(ws, &args.session, &config.session, console, plain).await?
+            }
+        };
+        match ended {
             Ended::ByUser => return Ok(0),
             Ended::ByPeer { clean } if !args.reconnect => return Ok(if clean { 0 } else { 1 }),
             Ended::ByPeer { .. } => {
                 let delay = backoff.next().unwrap_or_default();
-                eprintln!("reconnecting in {:.1}s", delay.as_secs_f64());
+                console.status(&format!("reconnecting in {:.1}s", delay.as_secs_f64()));
                 tokio::time::sleep(delay).await;
             }
         }
     }
 }
 
-fn builder(
+/// Why one attempt failed.
+enum Attempt {
+    /// The library's error: the server's HTTP answer, TLS, I/O...
+    WebSocket(Error),
+    /// The proxy settings or the proxy itself.
+    Proxy(anyhow::Error),
+}
+
+/// Connects to --url, through the proxy that applies, following redirects
+/// with -L; the connection and the URL it ended at.
+async fn open(
     args: &ConnectArgs,
     config: &ConnectConfig,
     tls: Option<&Arc<wshub::rustls::ClientConfig>>,
-) -> ClientBuilder {
-    let mut b = ClientBuilder::new(args.url.clone()).config(config.websocket.clone());
+    status: &mut dyn FnMut(&str),
+) -> Result<(WebSocket<ClientStream>, String)> {
+    let mut url = args.url.clone();
+    let mut hops = 0;
+    loop {
+        let response = match attempt(&url, args, config, tls).await {
+            Ok(ws) => return Ok((ws, url)),
+            Err(Attempt::Proxy(e)) => return Err(e),
+            Err(Attempt::WebSocket(Error::Http(response)))
+                if matches!(response.status, 301 | 302 | 303 | 307 | 308) =>
+            {
+                response
+            }
+            Err(Attempt::WebSocket(e)) => {
+                return Err(anyhow!("cannot connect to {url}: {}", e.report()))
+            }
+        };
+        let code = response.status;
+        let Some(location) = response.header("location") else {
+            return Err(anyhow!(
+                "cannot connect to {url}: {code} redirect without a Location"
+            ));
+        };
+        let next = redirect_target(&url, location).map_err(|why| {
+            anyhow!("cannot connect to {url}: {code} redirect to {location:?}: {why}")
+        })?;
+        if !args.location {
+            return Err(anyhow!(
+                "cannot connect to {url}: {code} redirect to {next}; add -L to follow it"
+            ));
+        }
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(anyhow!(
+                "cannot connect to {}: more than {MAX_REDIRECTS} redirects",
+                args.url
+            ));
+        }
+        status(&format!("redirected ({code}) to {next}"));
+        url = next;
+    }
+}
+
+/// The URL a redirect's `Location` names, relative to `from`; http:// and
+/// https:// are taken as ws:// and wss://.
+fn redirect_target(from: &str, location: &str) -> Result<String, String> {
+    let base = url::Url::parse(from).map_err(|e| e.to_string())?;
+    let mut next = base.join(location).map_err(|e| e.to_string())?;
+    let scheme = match next.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        other => return Err(format!("not a WebSocket URL ({other}://)")),
+    };
+    next.set_scheme(scheme)
+        .map_err(|()| "cannot be made a WebSocket URL".to_owned())?;
+    next.set_fragment(None);
+    Ok(next.into())
+}
+
+/// One connection attempt to `url`, through a proxy if one applies.
+async fn attempt(
+    url: &str,
+    args: &ConnectArgs,
+    config: &ConnectConfig,
+    tls: Option<&Arc<wshub::rustls::ClientConfig>>,
+) -> Result<WebSocket<ClientStream>, Attempt> {
+    let target = WsUrl::parse(url).map_err(Attempt::WebSocket)?;
+    let proxy =
+        crate::proxy::for_target(&args.proxy, &target.host, target.port, target.tls, |name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|e| Attempt::Proxy(UsageError(format!("{e:#}")).into()))?;
+    let mut builder = ClientBuilder::new(url).config(config.session.websocket.clone());
     if let Some(tls) = tls {
-        b = b.tls_config(tls.clone());
+        builder = builder.tls_config(tls.clone());
     }
     for (name, value) in &config.headers {
-        b = b.header(name.clone(), value.clone());
+        builder = builder.header(name.clone(), value.clone());
     }
     for p in &args.subprotocols {
-        b = b.protocol(p.clone());
+        builder = builder.protocol(p.clone());
     }
-    b
+    let Some(proxy) = proxy else {
+        return builder.connect().await.map_err(Attempt::WebSocket);
+    };
+    let timeout = config.session.websocket.handshake_timeout;
+    let tcp = tokio::time::timeout(
+        timeout,
+        crate::proxy::tunnel(&proxy, &target.host, target.port),
+    )
+    .await
+    .map_err(|_| {
+        Attempt::Proxy(anyhow!(
+            "cannot connect to {url}: the proxy {}:{} ({}) did not open the tunnel within {}",
+            proxy.host,
+            proxy.port,
+            proxy.source,
+            humantime::format_duration(timeout)
+        ))
+    })?
+    .map_err(|e| Attempt::Proxy(anyhow!("cannot connect to {url}: {e:#}")))?;
+    builder.connect_tcp(tcp).await.map_err(Attempt::WebSocket)
 }
 
-fn print_message(message: &Message, output: BinaryOutput) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match message {
-        Message::Text(t) => writeln!(stdout, "{t}")?,
-        Message::Binary(b) => match output {
-            BinaryOutput::Hex => {
-                let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
-                writeln!(stdout, "{hex}")?;
-            }
-            BinaryOutput::Base64 => writeln!(
-                stdout,
-                "{}",
-                base64::engine::general_purpose::STANDARD.encode(b)
-            )?,
-        },
+impl Hooks for Resume {
+    fn sent(&mut self, line: &str) {
+        Resume::sent(self, line);
     }
-    stdout.flush()
-}
 
-async fn session(
-    mut ws: wshub::WebSocket<wshub::ClientStream>,
-    args: &ConnectArgs,
-    config: &ConnectConfig,
-    lines: &mut mpsc::Receiver<String>,
-    mut resume: Option<&mut Resume>,
-) -> Result<Ended> {
-    if let Some(resume) = resume.as_deref() {
-        for request in resume.requests() {
-            if let Err(e) = ws.send(Message::text(request)).await {
-                eprintln!("send failed: {}", e.report());
-            }
-        }
+    fn received(&mut self, text: &str) -> bool {
+        Resume::received(self, text)
     }
-    loop {
-        tokio::select! {
-            line = lines.recv() => match line {
-                Some(line) => {
-                    if let (Some(resume), false) = (resume.as_deref_mut(), args.binary) {
-                        resume.sent(&line);
-                    }
-                    let message = if args.binary { Message::binary(line.into_bytes()) } else { Message::text(line) };
-                    if let Err(e) = ws.send(message).await {
-                        eprintln!("send failed: {}", e.report());
-                    }
-                }
-                None => return close(ws, config, args).await,
-            },
-            _ = tokio::signal::ctrl_c() => return close(ws, config, args).await,
-            incoming = ws.next() => match incoming {
-                Some(Ok(message)) => {
-                    let fresh = match (resume.as_deref_mut(), &message) {
-                        (Some(resume), Message::Text(text)) => resume.received(text.as_str()),
-                        _ => true,
-                    };
-                    if fresh {
-                        print_message(&message, args.binary_output)?;
-                    }
-                }
-                Some(Err(e)) => eprintln!("connection error: {}", e.report()),
-                None => {
-                    let event = ws.close_event();
-                    let clean = event.as_ref().is_some_and(|e| e.was_clean);
-                    match event {
-                        Some(e) => eprintln!("disconnected: code {} reason {:?} (clean: {})", e.code, e.reason, e.was_clean),
-                        None => eprintln!("disconnected"),
-                    }
-                    return Ok(Ended::ByPeer { clean });
-                }
-            },
-        }
-    }
-}
-
-/// Starts the close handshake, printing what the server still sends until
-/// its Close arrives.
-async fn close(
-    mut ws: wshub::WebSocket<wshub::ClientStream>,
-    config: &ConnectConfig,
-    args: &ConnectArgs,
-) -> Result<Ended> {
-    ws.start_close(config.close_code, &args.close_reason)?;
-    while let Some(incoming) = ws.next().await {
-        match incoming {
-            Ok(message) => print_message(&message, args.binary_output)?,
-            Err(e) => eprintln!("connection error: {}", e.report()),
-        }
-    }
-    match ws.close_event() {
-        Some(e) => eprintln!(
-            "closed: code {} reason {:?} (clean: {})",
-            e.code, e.reason, e.was_clean
-        ),
-        None => eprintln!("closed"),
-    }
-    Ok(Ended::ByUser)
 }
 
 /// What `--reconnect` keeps across connections to resume a wshub hub's rooms
@@ -326,6 +345,20 @@ impl Resume {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_url_and_http_becomes_ws() {
+        let from = "wss://a.example/old/path?q=1";
+        for (location, want) in [
+            ("/new", "wss://a.example/new"),
+            ("next", "wss://a.example/old/next"),
+            ("http://b.example:8080/x#frag", "ws://b.example:8080/x"),
+            ("https://c.example/", "wss://c.example/"),
+        ] {
+            assert_eq!(redirect_target(from, location).unwrap(), want);
+        }
+        assert!(redirect_target(from, "ftp://d.example/").is_err());
+    }
 
     #[test]
     fn resume_rejoins_with_the_last_offset_and_drops_what_was_printed() {

@@ -236,3 +236,36 @@ pub(crate) async fn exit_within(server: &mut Server, within: Duration) -> std::p
     };
     timeout(within, exited).await.expect("exited in time")
 }
+
+/// Starts `command` with stdin, stdout and stderr piped; stdout and
+/// stderr line by line, as threads read them (each channel closes at its
+/// pipe's end).
+pub(crate) fn spawn_piped(
+    mut command: Command,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wshub runs");
+    let stdout = pipe_lines(child.stdout.take().unwrap());
+    let stderr = pipe_lines(child.stderr.take().unwrap());
+    (child, stdout, stderr)
+}
+
+fn pipe_lines(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
