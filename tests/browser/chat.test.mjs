@@ -4,11 +4,10 @@
 //
 // Steps run in order and share one hub and one browser; once a step fails the
 // later ones are skipped instead of piling up timeouts.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { WSHUB_BIN, CHROMIUM, CHROMIUM_ARGS, freePort } from './common.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, HubProcess, sleep, stepper, watchdog } from './common.mjs';
 
 // TEST_WSHUB_COMPRESSION=1: run the hub with --compression and check that the
 // browser's own permessage-deflate is negotiated and carries messages.
@@ -17,77 +16,11 @@ const ROOM = 'it-room';
 const STEP_TIMEOUT = 45_000;
 
 // Hard stop well under two minutes, whatever happens.
-const watchdog = setTimeout(() => {
-  console.error('chat.test.mjs: watchdog fired after 110 s, aborting');
-  hub.kill('SIGKILL');
-  process.exit(1);
-}, 110_000);
-watchdog.unref();
+const stopWatch = watchdog('chat.test.mjs', 110_000);
 
 // ---- the hub child process -------------------------------------------------
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const hub = {
-  child: null,
-  log: '',
-  port: 0,
-  get base() { return `http://127.0.0.1:${this.port}`; },
-
-  start() {
-    const child = spawn(WSHUB_BIN, ['serve', '--listen', `127.0.0.1:${this.port}`, ...(COMPRESSION ? ['--compression'] : [])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
-    });
-    const keep = (b) => { this.log = (this.log + b.toString()).slice(-8000); };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    child.exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve({ code, sig })));
-    child.once('error', (e) => { keep(`spawn error: ${e.message}\n`); });
-    this.child = child;
-    return child;
-  },
-
-  // Start and wait for GET /healthz = 200 (bounded). Retries the start if the
-  // child exits early, e.g. while the port is still being released.
-  async startHealthy(timeoutMs = 20_000) {
-    const deadline = Date.now() + timeoutMs;
-    let child = this.start();
-    let exited = null;
-    child.exited.then((e) => { exited = e; });
-    while (Date.now() < deadline) {
-      if (exited) {
-        await sleep(300);
-        child = this.start();
-        exited = null;
-        child.exited.then((e) => { exited = e; });
-        continue;
-      }
-      try {
-        const res = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (res.status === 200) return;
-      } catch { /* not up yet */ }
-      await sleep(100);
-    }
-    throw new Error(`hub did not answer GET /healthz with 200 within ${timeoutMs} ms\n--- hub output ---\n${this.log}`);
-  },
-
-  async stop(signal = 'SIGTERM', timeoutMs = 10_000) {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    const done = await Promise.race([child.exited, sleep(timeoutMs).then(() => null)]);
-    if (!done) {
-      child.kill('SIGKILL');
-      await Promise.race([child.exited, sleep(2000)]);
-    }
-  },
-
-  kill(signal) {
-    try { this.child?.kill(signal); } catch { /* gone */ }
-  },
-};
-process.on('exit', () => hub.kill('SIGKILL'));
+const hub = new HubProcess(COMPRESSION ? ['--compression'] : []);
 
 // ---- browser helpers -------------------------------------------------------
 
@@ -132,41 +65,30 @@ const unique = (tag) => `${tag}-${Date.now().toString(36)}-${Math.random().toStr
 // ---- lifecycle -------------------------------------------------------------
 
 before(async () => {
-  hub.port = await freePort();
-  await hub.startHealthy();
+  await hub.startReady();
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
 });
 
 after(async () => {
   try { await browser?.close(); } catch { /* already gone */ }
   await hub.stop('SIGTERM', 5000);
-  clearTimeout(watchdog);
+  clearTimeout(stopWatch);
 });
 
-let failed = false;
-function step(name, fn) {
-  test(name, { timeout: STEP_TIMEOUT }, async (t) => {
-    if (failed) { t.skip('an earlier step failed'); return; }
+const step = stepper(STEP_TIMEOUT, async (t) => {
+  for (const [who, page] of Object.entries(pages)) {
     try {
-      await fn(t);
-    } catch (e) {
-      failed = true;
-      for (const [who, page] of Object.entries(pages)) {
-        try {
-          const state = await page.evaluate(() => ({
-            readyState: document.body.dataset.readyState,
-            room: document.body.dataset.room,
-            status: document.getElementById('status').textContent,
-            items: [...document.querySelectorAll('#messages li')].slice(-10).map((li) => `${li.className}: ${li.textContent}`),
-          }));
-          t.diagnostic(`${who}: ${JSON.stringify(state)}`);
-        } catch { /* page gone */ }
-      }
-      t.diagnostic(`hub output (tail):\n${hub.log.slice(-2000)}`);
-      throw e;
-    }
-  });
-}
+      const state = await page.evaluate(() => ({
+        readyState: document.body.dataset.readyState,
+        room: document.body.dataset.room,
+        status: document.getElementById('status').textContent,
+        items: [...document.querySelectorAll('#messages li')].slice(-10).map((li) => `${li.className}: ${li.textContent}`),
+      }));
+      t.diagnostic(`${who}: ${JSON.stringify(state)}`);
+    } catch { /* page gone */ }
+  }
+  t.diagnostic(`hub output (tail):\n${hub.log.slice(-2000)}`);
+});
 
 // ---- the steps -------------------------------------------------------------
 
@@ -241,7 +163,7 @@ step('d. pages reconnect and re-join after a hub restart', async () => {
   await hub.stop('SIGTERM');
   await Promise.all([waitNotOpen(alice), waitNotOpen(bob)]);
 
-  await hub.startHealthy();
+  await hub.startReady();
   await Promise.all([waitOpen(alice, 30_000), waitOpen(bob, 30_000)]);
   await Promise.all([waitJoined(alice, ROOM), waitJoined(bob, ROOM)]);
 

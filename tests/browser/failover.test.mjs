@@ -14,102 +14,27 @@
 //
 // Steps run in order and share the nodes and the browser; once a step fails
 // the later ones are skipped.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
-import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { WSHUB_BIN, CHROMIUM, CHROMIUM_ARGS, freePort } from './common.mjs';
+import {
+  WSHUB_BIN, CHROMIUM, CHROMIUM_ARGS, freePort, start, startRedis, stepper, stopAll, tempDir, until, watchdog,
+  Relay,
+} from './common.mjs';
 
-const REDIS_SERVER = process.env.REDIS_SERVER_BIN || 'redis-server';
 const ROOM = 'failover-room';
 const STEP_TIMEOUT = 45_000;
 const API_KEY = 'failover-test-key-0123456789abcdef';
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wshub-failover-'));
+const dir = tempDir('wshub-failover-');
 const KEY_FILE = path.join(dir, 'api.key');
 fs.writeFileSync(KEY_FILE, API_KEY);
 
-const children = [];        // every process started here, killed at exit
-const killAll = () => {
-  for (const child of children) {
-    try { child.kill('SIGKILL'); } catch { /* gone */ }
-  }
-};
-process.on('exit', () => {
-  killAll();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
 // Hard stop well under two minutes, whatever happens.
-const watchdog = setTimeout(() => {
-  console.error('failover.test.mjs: watchdog fired after 110 s, aborting');
-  killAll();
-  process.exit(1);
-}, 110_000);
-watchdog.unref();
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Spawns a child whose output is kept (the last 8 KB) for failure messages.
-function start(bin, args) {
-  const child = spawn(bin, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
-  });
-  child.log = '';
-  const keep = (b) => { child.log = (child.log + b.toString()).slice(-8000); };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve({ code, sig })));
-  child.once('error', (e) => { keep(`spawn error: ${e.message}\n`); });
-  children.push(child);
-  return child;
-}
-
-async function until(what, probe, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if (await probe()) return;
-    } catch { /* not yet */ }
-    await sleep(100);
-  }
-  throw new Error(`${what} within ${timeoutMs} ms`);
-}
-
-// ---- redis-server ----------------------------------------------------------
+const stopWatch = watchdog('failover.test.mjs', 110_000);
 
 const redis = { child: null, port: 0 };
-
-// One RESP command on a new connection; the first line of the reply.
-function redisCommand(port, command) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.setTimeout(1000, () => { socket.destroy(); reject(new Error('timeout')); });
-    socket.on('error', reject);
-    socket.on('connect', () => socket.write(`${command}\r\n`));
-    socket.on('data', (b) => { socket.destroy(); resolve(b.toString().split('\r\n')[0]); });
-  });
-}
-
-async function startRedis() {
-  redis.port = await freePort();
-  redis.child = start(REDIS_SERVER, [
-    '--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir,
-  ]);
-  await until('redis-server answers PING', async () => {
-    if (redis.child.exitCode !== null) {
-      throw new Error(`redis-server exited:\n${redis.child.log}`);
-    }
-    return (await redisCommand(redis.port, 'PING')) === '+PONG';
-  }).catch((e) => {
-    throw new Error(`${e.message}; is redis-server installed (Debian: apt-get install redis-server)?\n${redis.child.log}`);
-  });
-}
 
 // ---- the hub nodes ---------------------------------------------------------
 
@@ -149,66 +74,8 @@ const publish = (node, message) => api(node, 'POST', '/api/publish', { room: ROO
 
 // ---- the load balancer -----------------------------------------------------
 
-// Forwards each new TCP connection to the first backend that accepts it,
-// bytes both ways, until either side closes. While `refusing`, new
-// connections are closed at once, as a balancer with no healthy backend
-// would.
-const balancer = {
-  server: null,
-  port: 0,
-  backends: [],             // ports, in order of preference
-  refusing: false,
-  sockets: new Set(),
-  upstreams: new Map(),     // open connection to a backend -> its port
-
-  async start(backends) {
-    this.backends = backends;
-    this.server = net.createServer((client) => this.accept(client));
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = this.server.address().port;
-  },
-
-  get base() { return `http://127.0.0.1:${this.port}`; },
-
-  accept(client) {
-    if (this.refusing) { client.destroy(); return; }
-    this.sockets.add(client);
-    client.on('close', () => this.sockets.delete(client));
-    client.on('error', () => {});
-    client.pause();
-    const tryBackend = (i) => {
-      if (i >= this.backends.length || client.destroyed) { client.destroy(); return; }
-      const upstream = net.connect(this.backends[i], '127.0.0.1');
-      upstream.once('error', () => {
-        if (!upstream.connected) tryBackend(i + 1);
-      });
-      upstream.once('connect', () => {
-        upstream.connected = true;
-        this.sockets.add(upstream);
-        this.upstreams.set(upstream, this.backends[i]);
-        upstream.on('close', () => {
-          this.sockets.delete(upstream);
-          this.upstreams.delete(upstream);
-          client.destroy();
-        });
-        upstream.on('error', () => client.destroy());
-        client.on('close', () => upstream.destroy());
-        client.pipe(upstream);
-        upstream.pipe(client);
-        client.resume();
-      });
-    };
-    tryBackend(0);
-  },
-
-  // The backends that have connections open now.
-  openOn() { return [...new Set(this.upstreams.values())]; },
-
-  async stop() {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise((resolve) => this.server?.close(resolve) ?? resolve());
-  },
-};
+// Each new connection goes to the first node that accepts it (common.mjs).
+let balancer;
 
 // ---- the page --------------------------------------------------------------
 
@@ -238,48 +105,33 @@ async function waitShown(texts, timeout = 15_000) {
 // ---- lifecycle -------------------------------------------------------------
 
 before(async () => {
-  await startRedis();
+  Object.assign(redis, await startRedis(dir));
   await startNode();
   await startNode();
-  await balancer.start(nodes.map((n) => n.port));
+  balancer = new Relay(nodes.map((n) => n.port));
+  await balancer.start();
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
 });
 
 after(async () => {
   try { await browser?.close(); } catch { /* already gone */ }
-  await balancer.stop();
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await Promise.race([child.exited, sleep(5000)]);
-      child.kill('SIGKILL');
-    }
-  }
-  clearTimeout(watchdog);
+  await balancer?.stop();
+  await stopAll();
+  clearTimeout(stopWatch);
 });
 
-let failed = false;
-function step(name, fn) {
-  test(name, { timeout: STEP_TIMEOUT }, async (t) => {
-    if (failed) { t.skip('an earlier step failed'); return; }
-    try {
-      await fn(t);
-    } catch (e) {
-      failed = true;
-      try {
-        const state = await page.evaluate(() => ({
-          readyState: document.body.dataset.readyState,
-          room: document.body.dataset.room,
-          status: document.getElementById('status').textContent,
-          items: [...document.querySelectorAll('#messages li')].slice(-15).map((li) => `${li.className}: ${li.textContent}`),
-        }));
-        t.diagnostic(`page: ${JSON.stringify(state)}`);
-      } catch { /* page gone */ }
-      for (const node of nodes) t.diagnostic(`node ${node.port} output (tail):\n${node.child.log.slice(-2000)}`);
-      throw e;
-    }
-  });
-}
+const step = stepper(STEP_TIMEOUT, async (t) => {
+  try {
+    const state = await page.evaluate(() => ({
+      readyState: document.body.dataset.readyState,
+      room: document.body.dataset.room,
+      status: document.getElementById('status').textContent,
+      items: [...document.querySelectorAll('#messages li')].slice(-15).map((li) => `${li.className}: ${li.textContent}`),
+    }));
+    t.diagnostic(`page: ${JSON.stringify(state)}`);
+  } catch { /* page gone */ }
+  for (const node of nodes) t.diagnostic(`node ${node.port} output (tail):\n${node.child.log.slice(-2000)}`);
+});
 
 // ---- the steps -------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the chat page tests in headless Chromium against the given wshub binary.
+# Runs the chat page and client library tests (headless Chromium, Node)
+# against the given wshub binary.
 #   tests/browser/run.sh target/release/wshub
-# The failover test also needs redis-server (Debian's package; .ci/run
+# The failover and library tests also need redis-server (Debian's package; .ci/run
 # installs it).
 set -euo pipefail
 bin=$(realpath "$1")
@@ -15,3 +16,7 @@ WSHUB_BIN="$bin" node --test chat_tls.test.mjs
 echo "--- failover: two nodes on Redis behind a balancer, the page's node killed" >&2
 command -v redis-server >/dev/null || { echo "run.sh: redis-server is not on PATH (apt-get install redis-server)" >&2; exit 1; }
 WSHUB_BIN="$bin" node --test failover.test.mjs
+echo "--- the client library (/wshub.js) in Node, against wshub serve in memory and on Redis" >&2
+WSHUB_BIN="$bin" node --test library.test.mjs
+echo "--- the client library in Chromium: the hub restarted, a stalled connection" >&2
+WSHUB_BIN="$bin" node --test library_browser.test.mjs

@@ -30,14 +30,21 @@ use crate::{echo, member, ops, tls, Hub, HubConfig, MetricsEndpoint, ServerTls};
 /// The chat page, embedded at build time.
 pub(crate) const CHAT_PAGE: &str = include_str!("../assets/index.html");
 
+/// The browser client library (`GET /wshub.js`, an ES module the chat page
+/// imports) and its TypeScript declarations (`GET /wshub.d.ts`), embedded
+/// at build time; `assets/package.json` publishes both to npm.
+const CLIENT_LIBRARY: &str = include_str!("../assets/wshub.js");
+const CLIENT_TYPES: &str = include_str!("../assets/wshub.d.ts");
+
 /// `Content-Security-Policy` of the chat page: its own origin only, its
-/// one inline `<style>` and one inline `<script>` allowed by their SHA-256
-/// (a unit test recomputes both, so an edit of the page fails it until
-/// these are updated), WebSockets to any host (`ws:`/`wss:`; `'self'` alone
-/// does not cover them in every browser), and no framing.
+/// one inline `<style>` and one inline module `<script>` allowed by their
+/// SHA-256 (a unit test recomputes both, so an edit of the page fails it
+/// until these are updated), scripts of its own origin (`/wshub.js`, which
+/// the inline script imports), WebSockets to any host (`ws:`/`wss:`;
+/// `'self'` alone does not cover them in every browser), and no framing.
 const PAGE_CSP: &str = "default-src 'self'; \
     style-src 'sha256-+Y2TXW1nYbzirjy7uutvEv52ZNyrcYdVKC4WJ/+vhMo='; \
-    script-src 'sha256-eNSnLkgPi9oEuSdVldyFbhF0NTz+pPlKLHfRS3FAQdg='; \
+    script-src 'self' 'sha256-/t/ic4AqrtMysuEwrkVU6s9e5z7UZVjeGk9Svs+X9cA='; \
     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// What every connection's task of one server shares.
@@ -82,6 +89,7 @@ impl ServerState {
 /// | route | answer |
 /// |---|---|
 /// | `GET /` | the chat page (HTML) |
+/// | `GET /wshub.js`, `GET /wshub.d.ts` | the browser client library and its TypeScript declarations |
 /// | `GET /healthz` | `200 ok` while the process runs |
 /// | `GET /readyz` | `200 ready`; `503 draining` once shutdown has begun |
 /// | `GET /metrics` | Prometheus text, with [`MetricsEndpoint::Main`] (else 404) |
@@ -90,7 +98,7 @@ impl ServerState {
 /// | `GET /echo` | echoes every message (404 with [`HubConfig::echo`] off) |
 /// | `/ws` or `/echo` from a page whose `Origin` [`HubConfig::origin`] refuses | 403 |
 /// | plain HTTP to `/ws` or `/echo` | 426 with a one-line explanation |
-/// | another method on `/`, `/healthz`, `/readyz` or a served `/metrics` | 405 |
+/// | another method on `/`, `/wshub.js`, `/wshub.d.ts`, `/healthz`, `/readyz` or a served `/metrics` | 405 |
 /// | anything else | 404 |
 ///
 /// Every plain HTTP answer written here carries `Content-Security-Policy`
@@ -399,9 +407,23 @@ fn route(request: &Request, echo: bool) -> Result<WebSocketRoute, Response> {
             let page = Response::new(200, html, Bytes::from_static(CHAT_PAGE.as_bytes()));
             Err(page.secured(PAGE_CSP))
         }
-        (_, "/" | "/index.html") => Err(text(405, "use GET\n")),
+        ("GET", "/wshub.js") => Err(asset("text/javascript; charset=utf-8", CLIENT_LIBRARY)),
+        // `application/typescript` is not registered; a .d.ts is read as text.
+        ("GET", "/wshub.d.ts") => Err(asset("text/plain; charset=utf-8", CLIENT_TYPES)),
+        (_, "/" | "/index.html" | "/wshub.js" | "/wshub.d.ts") => Err(text(405, "use GET\n")),
         _ => Err(text(404, "not found\n")),
     }
+}
+
+/// A static file of the hub: the client library or its types. Pages of
+/// other origins may import it (`Access-Control-Allow-Origin: *`: it is
+/// public, and fetched without credentials), as a module from another
+/// origin must be fetched with CORS.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let answer = Response::new(200, content_type, Bytes::from_static(body.as_bytes()));
+    answer
+        .secured(Response::TEXT_CSP)
+        .header("Access-Control-Allow-Origin", "*")
 }
 
 /// [`open_session`] on `tcp` as it is, or after a TLS handshake with
@@ -732,8 +754,13 @@ mod tests {
 
     #[test]
     fn every_plain_answer_forbids_framing_and_the_page_allows_only_itself() {
-        for (method, path, status) in [("GET", "/", 200), ("POST", "/", 405), ("GET", "/nope", 404)]
-        {
+        for (method, path, status) in [
+            ("GET", "/", 200),
+            ("POST", "/", 405),
+            ("GET", "/nope", 404),
+            ("GET", "/wshub.js", 200),
+            ("POST", "/wshub.js", 405),
+        ] {
             let Err(answer) = route(&request(method, path), true) else {
                 panic!("{method} {path} is not a WebSocket route");
             };
@@ -773,17 +800,24 @@ mod tests {
     /// update [`PAGE_CSP`], or the browser would refuse to run it.
     #[test]
     fn the_page_csp_hashes_are_those_of_its_inline_style_and_script() {
-        for tag in ["style", "script"] {
-            let open = format!("<{tag}>");
+        for (tag, open) in [("style", "<style>"), ("script", "<script type=\"module\">")] {
             let close = format!("</{tag}>");
-            assert_eq!(CHAT_PAGE.matches(&open).count(), 1, "one inline {tag}");
-            let start = CHAT_PAGE.find(&open).unwrap() + open.len();
+            assert_eq!(
+                CHAT_PAGE.matches(&format!("<{tag}")).count(),
+                1,
+                "one {tag}"
+            );
+            let start = CHAT_PAGE.find(open).unwrap() + open.len();
             let end = start + CHAT_PAGE[start..].find(&close).unwrap();
             let hash = format!(
                 "'sha256-{}'",
                 base64(&sha256::digest(&CHAT_PAGE.as_bytes()[start..end]))
             );
-            let directive = format!("{tag}-src {hash}");
+            let directive = if tag == "script" {
+                format!("{tag}-src 'self' {hash}")
+            } else {
+                format!("{tag}-src {hash}")
+            };
             assert!(
                 PAGE_CSP.contains(&directive),
                 "{directive} not in {PAGE_CSP}"

@@ -102,6 +102,43 @@ async fn serves_the_page_health_404_405_and_426_for_plain_http_to_websocket_rout
 }
 
 #[tokio::test]
+async fn serves_the_client_library_and_its_types_with_their_content_types() {
+    let hub = start(HubConfig::default()).await;
+    for (path, content_type, marker) in [
+        (
+            "/wshub.js",
+            "text/javascript; charset=utf-8",
+            "export class HubSocket extends EventTarget",
+        ),
+        (
+            "/wshub.d.ts",
+            "text/plain; charset=utf-8",
+            "export class HubSocket extends EventTarget",
+        ),
+    ] {
+        let answer = http_get(hub.addr, path).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Type: {content_type}\r\n")),
+            "{head}"
+        );
+        assert!(head.contains("\r\nX-Content-Type-Options: nosniff\r\n"));
+        // A page of another origin may import the module.
+        assert!(head.contains("\r\nAccess-Control-Allow-Origin: *\r\n"));
+        assert!(body.contains(marker), "{path}");
+        let length = format!("\r\nContent-Length: {}\r\n", body.len());
+        assert!(head.contains(&length), "{head}");
+        let post = http_request(hub.addr, "POST", path).await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    }
+    // The chat page imports the module, which its CSP allows.
+    let page = http_get(hub.addr, "/").await;
+    assert!(page.contains("import { HubSocket } from \"/wshub.js\";"));
+    assert!(page.contains("script-src 'self' 'sha256-"), "{page}");
+}
+
+#[tokio::test]
 async fn publish_reaches_every_member_with_gap_free_sequence_numbers() {
     let hub = start(HubConfig::default()).await;
     let mut alice = client(&hub, "/ws").await;
