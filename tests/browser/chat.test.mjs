@@ -121,6 +121,10 @@ step('b. a message reaches both pages', async () => {
   await alice.press('#input', 'Enter');
   await Promise.all([waitMessage(alice, text, 'alice'), waitMessage(bob, text, 'alice')]);
   assert.equal(await alice.inputValue('#input'), '', 'the input is cleared after sending');
+  // Own messages are marked by the connection id the hub gave (not by name).
+  const mine = (page) => page.locator('#messages li.msg.mine', { hasText: text }).count();
+  assert.equal(await mine(alice), 1, "alice's own message is marked hers");
+  assert.equal(await mine(bob), 0, "alice's message is not marked bob's");
 });
 
 step(`b2. permessage-deflate is ${COMPRESSION ? 'negotiated and carries a long message' : 'not negotiated without --compression'}`, async () => {

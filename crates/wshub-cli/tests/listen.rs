@@ -135,9 +135,12 @@ async fn connect_and_listen_talk_and_slash_close_ends_both() {
     assert_eq!(server.exit_code(), Some(0));
 }
 
+/// A usage error: the arguments, the environment, and what stderr says.
+type UsageCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn usage_errors_exit_2_and_say_what_to_fix() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[UsageCase<'_>] = &[
         (
             &["listen", "not-a-port"],
             &[],

@@ -85,7 +85,7 @@ async fn messages_carry_the_senders_connection_id_and_the_page_marks_its_own_by_
         .unwrap()
         .unwrap();
     assert!(
-        page.contains("m.from_id === myId"),
+        page.contains("m.from_id === hub.clientId"),
         "own messages marked by id"
     );
     assert!(!page.contains("m.from === myName"), "not by name");
