@@ -89,6 +89,10 @@ step "no default features: wshub-proto" cargo check -p wshub-proto --no-default-
 step "no default features: workspace" cargo check --workspace --no-default-features
 # wshub alone without `rustls`: the hub turns it on for the whole workspace.
 step "no default features: wshub" cargo clippy -p wshub --no-default-features --all-targets -- -D warnings
+# The TLS flavours without the default roots: Mozilla's roots compiled in,
+# and TLS with no roots at all (wss:// needs a ClientConfig).
+step "wshub with webpki roots" cargo test -p wshub --no-default-features --features rustls-webpki-roots --lib
+step "wshub with rustls alone" cargo test -p wshub --no-default-features --features rustls --lib
 step "release build" cargo build --release -p wshub-cli -p wshub-examples --bins --examples
 step "fuzz targets build" cargo build --manifest-path fuzz/Cargo.toml --bins
 # Every target fuzzed for 20 s (about 4 minutes with the build): a crash fails the step.

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Uri;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use url::{Host, Url};
+#[cfg(feature = "deflate")]
+use wshub_proto::deflate;
 use wshub_proto::handshake::{validate_response, ClientRequest, Response, DEFAULT_MAX_HEAD_LEN};
-use wshub_proto::{deflate, Role};
+use wshub_proto::Role;
 
 use crate::error::HttpResponse;
 use crate::websocket::HandshakeInfo;
@@ -34,6 +36,10 @@ pub struct WsUrl {
 impl WsUrl {
     /// Parses `url`.
     ///
+    /// The URL is read as RFC 3986 says, by `http::Uri`: a host name
+    /// outside ASCII must be given in its punycode form (`xn--…`), and
+    /// characters a URL may not hold (spaces, for one) percent-encoded.
+    ///
     /// # Errors
     /// [`Error::InvalidUrl`] for anything but
     /// `ws://host[:port][/path][?query]` or the same with `wss://` (a
@@ -51,29 +57,40 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, Error> {
         url: url.to_owned(),
         reason,
     };
-    let parsed = Url::parse(url).map_err(|_| invalid("not a URL"))?;
-    let tls = match parsed.scheme() {
-        "ws" => false,
-        "wss" => true,
-        _ => return Err(invalid("the scheme must be ws:// or wss://")),
-    };
     // "Fragment identifiers are meaningless in the context of WebSocket URIs
     // and MUST NOT be used" (RFC 6455 §3).
-    if parsed.fragment().is_some() {
+    if url.contains('#') {
         return Err(invalid("a WebSocket URL has no #fragment"));
     }
-    let host = match parsed.host() {
-        Some(Host::Domain(d)) => d.to_owned(),
-        Some(Host::Ipv4(a)) => a.to_string(),
-        Some(Host::Ipv6(a)) => a.to_string(),
-        None => return Err(invalid("missing host")),
+    let parsed: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    let tls = match parsed.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("ws") => false,
+        Some(s) if s.eq_ignore_ascii_case("wss") => true,
+        Some(_) => return Err(invalid("the scheme must be ws:// or wss://")),
+        None => return Err(invalid("not a URL")),
     };
-    // `Url` leaves out a port that is the scheme's default (80, 443).
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let host_str = parsed.host_str().expect("a host was found above");
-    let authority = match parsed.port() {
-        Some(p) => format!("{host_str}:{p}"),
-        None => host_str.to_owned(),
+    let Some(authority) = parsed.authority() else {
+        return Err(invalid("missing host"));
+    };
+    // `Authority::host` keeps an IPv6 address's brackets; the Host header
+    // keeps them too, the socket address does not. Host names compare
+    // case-insensitively (RFC 3986 §3.2.2): lower-cased, as browsers send
+    // them.
+    let host_str = authority.host().to_ascii_lowercase();
+    if host_str.is_empty() {
+        return Err(invalid("missing host"));
+    }
+    let host = host_str
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(&host_str)
+        .to_owned();
+    let default_port = if tls { 443 } else { 80 };
+    // The Host header names the port only when the URL does and it is not
+    // the scheme's default (RFC 6455 §4.1, item 4).
+    let (port, authority) = match authority.port_u16() {
+        Some(p) if p != default_port => (p, format!("{host_str}:{p}")),
+        _ => (default_port, host_str),
     };
     let mut resource = parsed.path().to_owned();
     if resource.is_empty() {
@@ -128,8 +145,8 @@ impl ClientBuilder {
 
     /// The TLS configuration of a `wss://` connection: roots to trust (a
     /// private CA), a client certificate, protocol versions. Without it,
-    /// the server is verified against the system's roots
-    /// ([`tls::native_roots`](crate::tls::native_roots)). A `config` that
+    /// the server is verified against the roots the crate's features build
+    /// in ([`tls`](crate::tls): the system's by default). A `config` that
     /// offers no ALPN protocol is given `http/1.1` (in a copy). Start from
     /// [`tls::client_config`](crate::tls::client_config). Ignored for
     /// `ws://`.
@@ -174,7 +191,10 @@ impl ClientBuilder {
         let mut request = ClientRequest::new(target.authority.clone(), target.resource.clone());
         request.protocols = self.protocols.clone();
         request.headers = self.headers.clone();
-        request.extensions = self.config.compression.as_ref().map(deflate::offer);
+        #[cfg(feature = "deflate")]
+        {
+            request.extensions = self.config.compression.as_ref().map(deflate::offer);
+        }
         request
     }
 
@@ -256,7 +276,7 @@ impl ClientBuilder {
     async fn start_tls(&self, tcp: TcpStream, host: &str) -> Result<ClientStream, Error> {
         let config = match &self.tls {
             Some(config) => config.clone(),
-            None => crate::tls::default_client_config(),
+            None => crate::tls::default_client_config().ok_or(Error::TlsNoRoots)?,
         };
         let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
             Error::InvalidUrl {
@@ -312,8 +332,11 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         })));
     }
     let accepted = validate_response(&response, request)?;
+    #[allow(unused_mut)]
     let mut config = config;
+    #[allow(unused_mut)]
     let mut extensions = None;
+    #[cfg(feature = "deflate")]
     if let Some(settings) = &config.compression {
         let values = response
             .headers
@@ -400,6 +423,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_schemes_and_hosts_in_any_case_and_names_no_default_port() {
+        let t = parse_url("WS://Example.COM:80/Chat").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str(), t.tls),
+            ("example.com", 80, "example.com", false)
+        );
+        // The path is case-sensitive (RFC 3986 §6.2.2.1).
+        assert_eq!(t.resource, "/Chat");
+        let t = parse_url("wss://user:pw@example.com:443").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str(), t.tls),
+            ("example.com", 443, "example.com", true)
+        );
+        let t = parse_url("ws://127.0.0.1:9001/a/b?x=1&y=%20").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str()),
+            ("127.0.0.1", 9001, "127.0.0.1:9001")
+        );
+        assert_eq!(t.resource, "/a/b?x=1&y=%20");
+    }
+
+    #[test]
     fn parses_wss_urls_with_port_443_by_default() {
         let t = parse_url("wss://example.com/chat").unwrap();
         assert_eq!(
@@ -412,6 +457,19 @@ mod tests {
             (8443, true, "example.com:8443")
         );
         assert!(!parse_url("ws://example.com/").unwrap().tls);
+    }
+
+    #[cfg(all(
+        feature = "rustls",
+        not(feature = "rustls-native-roots"),
+        not(feature = "rustls-webpki-roots")
+    ))]
+    #[tokio::test]
+    async fn wss_without_built_in_roots_or_a_config_is_tls_no_roots() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("wss://{}/", listener.local_addr().unwrap());
+        let result = connect(&url).await;
+        assert!(matches!(result, Err(Error::TlsNoRoots)), "{result:?}");
     }
 
     #[cfg(not(feature = "rustls"))]
@@ -431,9 +489,11 @@ mod tests {
             parse_url("ws://a/#frag"),
             Err(Error::InvalidUrl { .. })
         ));
-        assert!(matches!(
-            parse_url("not a url"),
-            Err(Error::InvalidUrl { .. })
-        ));
+        for bad in ["not a url", "ws://", "ws:///path", "ws://a b/", "/relative"] {
+            assert!(
+                matches!(parse_url(bad), Err(Error::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "deflate")]
 use wshub_proto::deflate::DeflateConfig;
 
 /// Settings of a [`WebSocket`](crate::WebSocket), on top of the protocol
@@ -52,6 +53,8 @@ pub struct WebSocketConfig {
     /// Default: `None` (off), as Node's `ws` server: compression costs CPU
     /// on every message and, with context takeover, hundreds of KiB per
     /// connection, so it is a choice to make, not a default to discover.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub compression: Option<DeflateConfig>,
 }
 
@@ -65,6 +68,7 @@ impl Default for WebSocketConfig {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             message_timeout: Some(Duration::from_secs(60)),
+            #[cfg(feature = "deflate")]
             compression: None,
         }
     }
@@ -102,6 +106,8 @@ impl WebSocketConfig {
     }
 
     /// Sets [`WebSocketConfig::compression`].
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn compression(mut self, compression: Option<DeflateConfig>) -> Self {
         self.compression = compression;
         self

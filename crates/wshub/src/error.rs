@@ -50,6 +50,14 @@ pub enum Error {
         "wss:// needs TLS, which this build of wshub leaves out (its `rustls` feature is off)"
     )]
     TlsUnsupported,
+    /// A `wss://` URL, no [`ClientBuilder::tls_config`](crate::ClientBuilder::tls_config),
+    /// and no roots built in: both the `rustls-native-roots` (on by default)
+    /// and the `rustls-webpki-roots` features are off, so there is nothing
+    /// to verify the server's certificate against.
+    #[error(
+        "wss:// has no roots to verify the server with: pass ClientBuilder::tls_config, or turn on the `rustls-native-roots` or `rustls-webpki-roots` feature"
+    )]
+    TlsNoRoots,
     /// The TLS handshake failed: the server's certificate is not trusted,
     /// expired or not valid for the URL's host, or the two sides share no
     /// protocol version or cipher suite. The source is the

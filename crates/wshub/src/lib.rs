@@ -19,6 +19,15 @@
 //! service, and `wshub::axum::WebSocketUpgrade` (feature `axum`) is an
 //! extractor in the shape of axum's own.
 //!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `deflate` | on | permessage-deflate (RFC 7692): [`WebSocketConfig::compression`] |
+//! | `rustls-native-roots` | on | `wss://` and [`tls`], trusting the system's roots |
+//! | `rustls-webpki-roots` | | `wss://` and [`tls`], trusting Mozilla's roots compiled in |
+//! | `rustls` | (with either above) | `wss://` and [`tls`] with no roots built in: give [`ClientBuilder::tls_config`] |
+//! | `hyper` | | `wshub::upgrade` for hyper 1 servers |
+//! | `axum` | | `wshub::axum::WebSocketUpgrade` |
+//!
 //! An echo server and a client talking to it:
 //!
 //! ```
@@ -92,6 +101,8 @@ pub use websocket::{Incoming, ReuniteError, WebSocket, WebSocketReader, WebSocke
 /// The longest close reason [`WebSocket::close`] sends, in bytes (UTF-8):
 /// 123, so code and reason fit a control frame (RFC 6455 §5.5).
 pub use wshub_proto::close::MAX_REASON_LEN as MAX_CLOSE_REASON_LEN;
+#[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub use wshub_proto::deflate::{DeflateAgreement, DeflateConfig, DeflateConfigError};
 pub use wshub_proto::handshake::HandshakeError;
 /// The protocol core's frame and message limits, [`WebSocketConfig::protocol`].

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+#[cfg(feature = "deflate")]
 use wshub_proto::deflate::negotiate_offers;
 use wshub_proto::handshake::{accept_response, http_response, HeadReader};
 use wshub_proto::Role;
@@ -598,21 +599,23 @@ impl Agreed {
     pub(crate) fn new(
         request: &UpgradeRequest,
         accept: Accept,
-        mut config: WebSocketConfig,
+        #[allow(unused_mut)] mut config: WebSocketConfig,
     ) -> Self {
         let protocol = accept
             .protocol
             .filter(|p| request.protocols.iter().any(|offered| offered == p));
-        let deflate = config
-            .compression
-            .as_ref()
-            .and_then(|settings| negotiate_offers(&request.extensions, settings));
+        #[allow(unused_mut)]
         let mut info = HandshakeInfo {
             protocol: protocol.map(String::into_boxed_str),
             extensions: None,
             url: request.request.target.as_str().into(),
         };
-        if let Some((agreement, header)) = deflate {
+        #[cfg(feature = "deflate")]
+        if let Some((agreement, header)) = config
+            .compression
+            .as_ref()
+            .and_then(|settings| negotiate_offers(&request.extensions, settings))
+        {
             config.protocol = std::mem::take(&mut config.protocol).deflate(Some(agreement));
             info.extensions = Some(header.into_boxed_str());
         }

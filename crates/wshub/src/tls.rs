@@ -5,9 +5,20 @@
 //! needs cmake and a C compiler able to build it (clang on some targets) at
 //! build time; ring builds with the C compiler `cc` finds.
 //!
-//! A client verifies servers against the roots of the operating system's
-//! store, read once per process by [rustls-native-certs] (on Debian, the
-//! `ca-certificates` bundle under `/etc/ssl/certs`). It was chosen over
+//! Which roots a client trusts when it is given no
+//! [`ClientConfig`](rustls::ClientConfig) is a feature of this crate, as in
+//! the rest of the ecosystem:
+//!
+//! | feature | roots | |
+//! |---|---|---|
+//! | `rustls-native-roots` (default) | the operating system's store, [`native_roots`] | follows the OS's updates and a company's own CA installed there |
+//! | `rustls-webpki-roots` | Mozilla's, compiled in, [`webpki_roots`] | for images without a CA bundle (`FROM scratch`); updated with the crate |
+//! | both | both | |
+//! | `rustls` alone | none: `wss://` needs [`ClientBuilder::tls_config`](crate::ClientBuilder::tls_config), else [`Error::TlsNoRoots`](crate::Error::TlsNoRoots) | |
+//!
+//! The system's roots are read once per process by [rustls-native-certs]
+//! (on Debian, the `ca-certificates` bundle under `/etc/ssl/certs`). It was
+//! chosen over
 //! rustls-platform-verifier because the latter hands verification to the
 //! platform's verifier (Security.framework, CryptoAPI, Android's
 //! `X509TrustManager`) and on Linux falls back to this same store: on our
@@ -83,6 +94,8 @@ pub fn client_config(roots: RootCertStore) -> ClientConfig {
 /// UnknownIssuer" and a warning is logged once.
 ///
 /// [rustls-native-certs]: https://docs.rs/rustls-native-certs
+#[cfg(feature = "rustls-native-roots")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls-native-roots")))]
 pub fn native_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
@@ -100,12 +113,38 @@ pub fn native_roots() -> &'static RootCertStore {
     })
 }
 
+/// Mozilla's root certificates as the [webpki-roots] crate compiles them
+/// in: the same on every machine, whatever its CA bundle.
+///
+/// [webpki-roots]: https://docs.rs/webpki-roots
+#[cfg(feature = "rustls-webpki-roots")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls-webpki-roots")))]
+pub fn webpki_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+}
+
 /// The configuration a `wss://` connection uses when none was given:
-/// [`client_config`] of [`native_roots`], built once.
-pub(crate) fn default_client_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+/// [`client_config`] of the roots the features build in (the table of the
+/// module's documentation), built once; `None` with no roots built in.
+pub(crate) fn default_client_config() -> Option<Arc<ClientConfig>> {
+    static CONFIG: OnceLock<Option<Arc<ClientConfig>>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| Arc::new(client_config(native_roots().clone())))
+        .get_or_init(|| {
+            #[allow(unused_mut)]
+            let mut roots = RootCertStore::empty();
+            #[cfg(feature = "rustls-native-roots")]
+            roots.roots.extend(native_roots().roots.iter().cloned());
+            #[cfg(feature = "rustls-webpki-roots")]
+            roots.roots.extend(webpki_roots().roots.iter().cloned());
+            let built_in = cfg!(any(
+                feature = "rustls-native-roots",
+                feature = "rustls-webpki-roots"
+            ));
+            built_in.then(|| Arc::new(client_config(roots)))
+        })
         .clone()
 }
 
@@ -297,6 +336,23 @@ pub(crate) fn classify(err: io::Error) -> crate::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "rustls-webpki-roots")]
+    #[test]
+    fn webpki_roots_are_mozillas_and_in_the_default_client_config() {
+        // Mozilla's program holds well over 100 roots; ISRG Root X1 (Let's
+        // Encrypt) among them.
+        assert!(webpki_roots().len() > 100, "{}", webpki_roots().len());
+        let isrg = webpki_roots().roots.iter().any(|anchor| {
+            anchor
+                .subject
+                .as_ref()
+                .windows(b"ISRG Root X1".len())
+                .any(|w| w == b"ISRG Root X1")
+        });
+        assert!(isrg, "ISRG Root X1 is among the roots");
+        assert!(default_client_config().is_some());
+    }
 
     /// A fresh directory under the system's temporary one, for this test;
     /// removed when dropped.
