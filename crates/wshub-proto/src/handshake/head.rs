@@ -137,6 +137,21 @@ mod tests {
         assert_eq!(r.remainder(), b"");
     }
 
+    /// Each push scans only what it added and the three bytes before it
+    /// (a "\r\n\r\n" cut across pushes), so a head sent a byte at a time
+    /// is scanned in linear time, not once per byte.
+    #[test]
+    fn each_push_resumes_the_scan_where_the_last_one_stopped() {
+        let mut r = HeadReader::new(16 * 1024);
+        let padding = vec![b'a'; 15 * 1024];
+        for (i, b) in padding.iter().enumerate() {
+            assert!(!r.push(&[*b]).unwrap());
+            assert_eq!(r.scanned, i + 1, "the next scan starts at byte {i}");
+        }
+        assert!(r.push(b"\r\n\r").is_ok_and(|done| !done));
+        assert!(r.push(b"\n").unwrap());
+    }
+
     #[test]
     fn keeps_bytes_after_the_head() {
         let mut r = HeadReader::default();
