@@ -6,13 +6,13 @@
 //! build time; ring builds with the C compiler `cc` finds.
 //!
 //! Which roots a client trusts when it is given no
-//! [`ClientConfig`](rustls::ClientConfig) is a feature of this crate, as in
+//! [`rustls::ClientConfig`] is a feature of this crate, as in
 //! the rest of the ecosystem:
 //!
 //! | feature | roots | |
 //! |---|---|---|
-//! | `rustls-native-roots` (default) | the operating system's store, [`native_roots`] | follows the OS's updates and a company's own CA installed there |
-//! | `rustls-webpki-roots` | Mozilla's, compiled in, [`webpki_roots`] | for images without a CA bundle (`FROM scratch`); updated with the crate |
+//! | `rustls-native-roots` (default) | the operating system's store, [`native_roots()`] | follows the OS's updates and a company's own CA installed there |
+//! | `rustls-webpki-roots` | Mozilla's, compiled in, [`webpki_roots()`] | for images without a CA bundle (`FROM scratch`); updated with the crate |
 //! | both | both | |
 //! | `rustls` alone | none: `wss://` needs [`ClientBuilder::tls_config`](crate::ClientBuilder::tls_config), else [`Error::TlsNoRoots`](crate::Error::TlsNoRoots) | |
 //!
