@@ -36,7 +36,8 @@ pub(crate) fn now_ms() -> u64 {
 const SPARE_FRAMES: usize = 4;
 
 /// Frames queued for one member at which it counts as lagging in the hub's
-/// [`Backlog`]: behind on CPU (its task has not run), or on its socket.
+/// [`Backlog`]: behind on CPU (its task has not run), or on its socket
+/// (or half its queue, [`SendQueue::lag_frames`], if that is less).
 /// A member that keeps up holds one or two. Deep enough that each member's
 /// write carries many frames while a big room's fan-out runs: at 32,
 /// `bench/compare`'s fan-out row (10,000 members, 64 B) fell from 3.3-4.1M
@@ -66,6 +67,16 @@ impl SendQueue {
             bytes: bytes.max(1),
         }
     }
+
+    /// Frames queued at which a member counts as lagging: [`LAG_FRAMES`],
+    /// or half the queue if that is less, so that a member falling behind
+    /// lags (and can pause the hub's readers) before its queue overflows
+    /// and it is disconnected. With a queue of 128 frames or fewer a fixed
+    /// 128 would never be reached and the back-pressure would never start.
+    pub fn lag_frames(&self) -> usize {
+        // At least 2: the first frame queued only wakes the member.
+        LAG_FRAMES.min(self.frames / 2).max(2)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -77,8 +88,8 @@ struct QueueState {
     kicked: bool,
     /// The [`Inbox`] is gone: drop deliveries.
     closed: bool,
-    /// Counted in [`Backlog::lagging`]: at least [`LAG_FRAMES`] queued since
-    /// the last drain.
+    /// Counted in [`Backlog::lagging`]: at least [`SendQueue::lag_frames`]
+    /// queued since the last drain.
     lagging: bool,
 }
 
@@ -231,7 +242,7 @@ impl Outbox {
             let queued = state.frames.len();
             if queued > 1 {
                 // Not the first: the connection was woken already.
-                if queued >= LAG_FRAMES && !state.lagging {
+                if queued >= queue.limits.lag_frames() && !state.lagging {
                     state.lagging = true;
                     queue.backlog.lagging.fetch_add(1, Ordering::Relaxed);
                 }
@@ -302,7 +313,7 @@ impl Inbox {
         let mut state = self.queue.lock();
         let frame = state.frames.pop_front()?;
         state.bytes -= frame.frame().len();
-        let lagged = state.lagging && state.frames.len() < LAG_FRAMES;
+        let lagged = state.lagging && state.frames.len() < self.queue.limits.lag_frames();
         if lagged {
             state.lagging = false;
         }
@@ -1397,6 +1408,28 @@ mod tests {
         Since {
             epoch: epoch.to_owned(),
             offset,
+        }
+    }
+
+    /// A member lags at half a short queue, before that queue overflows:
+    /// with a fixed 128 a `--send-queue 64` hub kicked members without ever
+    /// pausing its publishers (the overload test failed so under load).
+    #[test]
+    fn a_member_lags_before_its_queue_overflows_whatever_its_length() {
+        assert_eq!(frames(1024).lag_frames(), LAG_FRAMES);
+        assert_eq!(frames(64).lag_frames(), 32);
+        assert_eq!(frames(1).lag_frames(), 2);
+        for n in [4, 5, 64, 255, 256, 1024, 4096] {
+            let rooms = Rooms::default();
+            let (out, mut inbox) = rooms.outbox(frames(n));
+            let frame = PreparedMessage::new(&Message::text("m"));
+            for _ in 0..frames(n).lag_frames() {
+                assert_eq!(rooms.backlog().lagging(), 0, "queue of {n}");
+                out.deliver(&frame);
+            }
+            assert_eq!(rooms.backlog().lagging(), 1, "queue of {n}");
+            assert!(inbox.try_recv().is_some());
+            assert_eq!(rooms.backlog().lagging(), 0, "queue of {n}: caught up");
         }
     }
 
