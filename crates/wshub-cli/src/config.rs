@@ -135,6 +135,9 @@ pub(crate) fn hub_config(args: &ServeArgs) -> Result<HubConfig> {
 pub(crate) fn admission(args: &AdmissionArgs, open_files: Option<u64>) -> Result<AdmissionConfig> {
     let mut config = open_files.map_or_else(AdmissionConfig::default, AdmissionConfig::recommended);
     if let Some(max) = args.max_connections {
+        if let Some(open_files) = open_files {
+            check_max_connections(max, open_files)?;
+        }
         config.max_connections = max;
     }
     config.max_connections_per_ip = args.max_connections_per_ip;
@@ -148,6 +151,47 @@ pub(crate) fn admission(args: &AdmissionArgs, open_files: Option<u64>) -> Result
         config.trusted_proxies.push(network);
     }
     Ok(config)
+}
+
+/// Descriptors `serve` needs besides its connections at the least: the
+/// listener, the standard streams, the runtime's (epoll, its wakers, the
+/// signal pipe), the metrics listener, a log file.
+const FIXED_DESCRIPTORS: u64 = 32;
+
+/// Refuses a `--max-connections` that the process's open-file limit cannot
+/// hold (one descriptor a connection, and [`FIXED_DESCRIPTORS`]): at
+/// start, with what to change, rather than `accept` failing with EMFILE
+/// once that many are open. One that fits but leaves less than the
+/// default's reserve (an eighth, [`wshub_hub::max_connections_for`], for
+/// connections still in their handshake or being answered 503) is logged.
+/// 0 (no cap) is left alone: the cap is then the open-file limit itself.
+fn check_max_connections(max: usize, open_files: u64) -> Result<()> {
+    let max_u64 = max as u64;
+    if max == 0 {
+        return Ok(());
+    }
+    let holds = open_files.saturating_sub(FIXED_DESCRIPTORS);
+    if max_u64 > holds {
+        anyhow::bail!(
+            "--max-connections {max}: this process may open only {open_files} files (the hard \
+             RLIMIT_NOFILE, which serve raises the soft limit to), enough for {holds} \
+             connections; use --max-connections {holds} or less, or raise the hard limit to at \
+             least {needed} (ulimit -Hn as root, LimitNOFILE= in a systemd unit, nofile in \
+             /etc/security/limits.conf; above 1048576 also sysctl fs.nr_open)",
+            needed = max_u64 + FIXED_DESCRIPTORS,
+        );
+    }
+    let recommended = wshub_hub::max_connections_for(open_files);
+    if max > recommended {
+        tracing::warn!(
+            max_connections = max,
+            open_files,
+            "--max-connections leaves {} descriptors for connections in their handshake or \
+             being refused (the default leaves an eighth of the limit: {recommended} connections)",
+            holds - max_u64 + FIXED_DESCRIPTORS,
+        );
+    }
+    Ok(())
 }
 
 /// The Origin check from `--allowed-origin`.
@@ -462,6 +506,49 @@ mod tests {
             Command::Serve(args) => *args,
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn max_connections_beyond_the_open_file_limit_is_refused_with_what_to_change() {
+        let args = |max: &str| serve_args(&["--max-connections", max]).admission;
+        // 20,000 files hold 19,968 connections (32 kept for the rest).
+        assert_eq!(
+            admission(&args("19968"), Some(20_000))
+                .unwrap()
+                .max_connections,
+            19_968
+        );
+        let e = admission(&args("19969"), Some(20_000)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.starts_with("--max-connections 19969: "), "{e}");
+        assert!(e.contains("only 20000 files"), "{e}");
+        assert!(e.contains("use --max-connections 19968 or less"), "{e}");
+        assert!(e.contains("at least 20001"), "{e}");
+        assert!(e.contains("fs.nr_open"), "{e}");
+        // The limit it names is enough, and one less is not.
+        for max in [1usize, 100, 17_501, 1_000_000] {
+            let e = admission(&args(&max.to_string()), Some(0)).unwrap_err();
+            let e = e.to_string();
+            let needed = e.split("at least ").nth(1).unwrap().split(' ').next();
+            let needed: u64 = needed.unwrap().parse().unwrap();
+            assert!(
+                admission(&args(&max.to_string()), Some(needed)).is_ok(),
+                "{max}"
+            );
+            assert!(
+                admission(&args(&max.to_string()), Some(needed - 1)).is_err(),
+                "{max}"
+            );
+        }
+        // No cap, or an unknown limit: nothing to check.
+        assert_eq!(
+            admission(&args("0"), Some(20_000)).unwrap().max_connections,
+            0
+        );
+        assert_eq!(
+            admission(&args("1000000"), None).unwrap().max_connections,
+            1_000_000
+        );
     }
 
     #[test]

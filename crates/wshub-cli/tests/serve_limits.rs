@@ -30,6 +30,18 @@ async fn serve_derives_max_connections_from_the_raised_open_file_limit() {
     }
 }
 
+/// A cap no open-file limit can hold (fs.nr_open is at most 2^30 on
+/// Linux) stops `serve` at start, saying what to change, instead of
+/// `accept` failing once the descriptors run out.
+#[test]
+fn max_connections_beyond_the_open_file_limit_exits_2_at_start() {
+    assert_flag_refused(
+        "--max-connections",
+        "4000000000",
+        "or raise the hard limit to at least",
+    );
+}
+
 #[tokio::test]
 async fn serve_flags_set_the_caps_and_the_next_connection_gets_503() {
     let server = Server::start(&["--max-connections-per-ip", "1", "--max-connections", "5"]);
