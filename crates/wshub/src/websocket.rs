@@ -913,10 +913,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// be parked ([`WebSocket::try_park`]).
     ///
     /// Quiet means: no data message and no control frame received or sent
-    /// for between 250 and 500 ms ([`IDLE_SHRINK_AFTER`] twice, measured
-    /// where the connection gives its buffers back anyway), and then still
-    /// open, between messages, nothing queued either way, not split, no
-    /// permessage-deflate context kept across messages. Call
+    /// for between 250 and 500 ms, and then still open, between messages,
+    /// nothing queued either way, not split, no permessage-deflate context
+    /// kept across messages. The 250 ms are those after which a quiet
+    /// connection gives its buffers back anyway: that timer, when it fires
+    /// and finds buffers held, gives them back and looks again 250 ms
+    /// later; finding none held, nothing happened in between. Call
     /// [`WebSocket::watch_idle`] first: it starts the watch for a
     /// connection that has not exchanged anything yet. `Idle` comes once
     /// per quiet spell; polling on after it waits for the next message as
