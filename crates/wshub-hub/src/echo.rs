@@ -3,12 +3,11 @@
 use std::future::Future;
 use std::task::{Poll, Waker};
 
-use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use wshub::{CloseCode, WebSocket};
+use wshub::{CloseCode, NextOrIdle, WebSocket};
 
 use crate::metrics::{HubClose, OpenConnection};
+use crate::park::{Parkable, ParkedEcho};
 use crate::session::{finish, log_end};
 
 /// The `/echo` session: every message back to its sender, in batches.
@@ -21,15 +20,22 @@ use crate::session::{finish, log_end};
 /// - the wait (`poll_fn` below) only picks what happened and the work is
 ///   done after it, so the futures it polls and the echo's own never
 ///   coexist.
+///
+/// Once the connection has gone quiet (`WebSocket::poll_next_or_idle`:
+/// 250 to 500 ms without a message, where the WebSocket gives its buffers
+/// back anyway) and can be parked (plain TCP, between messages, nothing
+/// queued, no deflate context), the session ends and returns it parked, for
+/// the hub's parker ([`crate::parker`]) to hold without a task.
 // Written out by hand on purpose: see above.
 #[allow(clippy::manual_async_fn)]
-pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) fn run<S: Parkable>(
     mut ws: WebSocket<S>,
     conn_id: u64,
     mut shutdown: watch::Receiver<bool>,
     open: OpenConnection<false>,
-) -> impl std::future::Future<Output = ()> {
+) -> impl std::future::Future<Output = Option<ParkedEcho>> {
     async move {
+        ws.watch_idle();
         // This receiver was cloned from the server's before any shutdown was
         // sent, so a change is the shutdown (or the server gone, `Err`).
         //
@@ -58,10 +64,23 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if fired {
                     return Poll::Ready(None);
                 }
-                ws.poll_next_unpin(cx).map(Some)
+                ws.poll_next_or_idle(cx).map(Some)
             })
             .await;
             let first = match incoming {
+                Some(Some(Ok(NextOrIdle::Idle))) => match S::try_park(ws) {
+                    Ok(socket) => {
+                        return Some(ParkedEcho {
+                            socket,
+                            conn_id,
+                            open,
+                        })
+                    }
+                    Err(back) => {
+                        ws = back;
+                        continue;
+                    }
+                },
                 None => {
                     open.hub_closed(HubClose::Shutdown);
                     let _ = ws.close(CloseCode::GoingAway, "server shutting down").await;
@@ -69,7 +88,9 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Some(None) => break None,
                 Some(Some(Err(e))) => break Some(e),
-                Some(Some(Ok(message))) => message,
+                Some(Some(Ok(NextOrIdle::Message(message)))) => message,
+                // `NextOrIdle` is non-exhaustive; it has no other variant.
+                Some(Some(Ok(_))) => continue,
             };
             // Echo `first` and every message ready without waiting, then
             // write them all with one flush: a pipelining client gets a batch
@@ -108,5 +129,6 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         };
         Box::pin(finish(&mut ws)).await;
         open.ended(log_end(conn_id, "/echo", &ws, error.as_ref()));
+        None
     }
 }

@@ -32,6 +32,9 @@ mod log_budget;
 mod member;
 mod metrics;
 mod ops;
+mod park;
+#[cfg(unix)]
+mod parker;
 pub mod protocol;
 pub mod rooms;
 mod server;

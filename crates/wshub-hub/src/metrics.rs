@@ -113,6 +113,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<[(&'static str, u16); 1], Counter>,
     open: LabelFamily<Gauge>,
+    parked: Gauge,
     closed: Family<[(&'static str, String); 2], Counter>,
     hub_closes: LabelFamily<Counter>,
     rate_limited: Counter,
@@ -146,6 +147,13 @@ impl Metrics {
             "connections_open",
             "Open WebSocket connections, by route",
             open.clone(),
+        );
+        let parked = Gauge::default();
+        registry.register(
+            "connections_parked",
+            "Open /echo connections parked while quiet: held without a task or buffers until \
+             they speak or their keepalive is due (counted in connections_open too)",
+            parked.clone(),
         );
         let closed = Family::default();
         registry.register(
@@ -199,6 +207,7 @@ impl Metrics {
             registry,
             requests,
             open,
+            parked,
             closed,
             hub_closes,
             rate_limited,
@@ -249,6 +258,11 @@ impl Metrics {
 
     pub(crate) fn fanned_out(&self, took: Duration) {
         self.fanout_seconds.observe(took.as_secs_f64());
+    }
+
+    /// `n` connections are parked now.
+    pub(crate) fn set_parked(&self, n: usize) {
+        self.parked.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// `messages` echoed on `/echo`, `bytes` of payload in all.
@@ -383,6 +397,7 @@ mod tests {
             "wshub_http_requests_total{status=\"403\"} 1",
             "wshub_connections_open{route=\"/echo\"} 1",
             "wshub_connections_open{route=\"/ws\"} 0",
+            "wshub_connections_parked 0",
             "wshub_connections_closed_total{route=\"/ws\",code=\"1000\"} 1",
             "wshub_hub_closes_total{reason=\"slow_consumer\"} 1",
             "wshub_echo_messages_total 3",

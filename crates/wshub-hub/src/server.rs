@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -23,6 +24,8 @@ use crate::drain::Drain;
 use crate::log_budget::LogBudget;
 use crate::member::MemberAuth;
 use crate::metrics::{Metrics, OpenConnection};
+use crate::park::{Parkable, ParkedEcho};
+use crate::parker::{self, Parker};
 use crate::rooms::Rooms;
 use crate::session::Session;
 use crate::{echo, member, ops, tls, Hub, HubConfig, MetricsEndpoint, ServerTls};
@@ -63,7 +66,15 @@ struct ServerState {
     /// Lines about connections refused before their session:
     /// [`REFUSAL_LINES_PER_SECOND`].
     refusal_log: Mutex<LogBudget>,
+    /// Where quiet `/echo` connections go (see [`crate::parker`]).
+    parker: Parker<Held>,
 }
+
+/// What a connection's task holds for it besides its session, and a parked
+/// connection keeps in the parker: its admission slots
+/// (`max_connections`, per address) and its place in the count shutdown
+/// waits for.
+type Held = (Admitted, Counted);
 
 /// At most this many `info` lines a second about connections refused before
 /// their session (bad request, 401, 403, 408, 503, refused upgrade); each line after a
@@ -137,6 +148,7 @@ pub(crate) async fn serve_hub(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = hub.config.clone();
+    let (parker, inbox) = parker::channel();
     let state = Arc::new(ServerState {
         hub: hub.clone(),
         rooms: hub.rooms.clone(),
@@ -147,7 +159,19 @@ pub(crate) async fn serve_hub(
         config,
         next_conn_id: AtomicU64::new(1),
         refusal_log: Mutex::new(LogBudget::new(REFUSAL_LINES_PER_SECOND)),
+        parker,
     });
+    let parker = tokio::spawn(parker::run(
+        inbox,
+        state.drain.first(),
+        state.metrics.clone(),
+        Box::new({
+            // The parker lives as long as the server (aborted below), so
+            // this reference cycle through `state.parker` ends with it.
+            let state = state.clone();
+            move |ws, conn_id, open, held| resume_echo(&state, ws, conn_id, open, held)
+        }),
+    ));
     let sweeper = tokio::spawn({
         let rooms = hub.rooms.clone();
         async move { rooms.sweep_idle_rooms().await }
@@ -224,6 +248,7 @@ pub(crate) async fn serve_hub(
         );
     }
     sweeper.abort();
+    parker.abort();
     if let Some(ops) = ops_listener {
         ops.abort();
     }
@@ -287,8 +312,8 @@ struct OpenConnections {
     drained: Notify,
 }
 
-/// One connection counted in [`OpenConnections`], held by its task for its
-/// whole life.
+/// One connection counted in [`OpenConnections`], held by its task (or the
+/// parker) for its whole life.
 struct Counted(Arc<OpenConnections>);
 
 impl OpenConnections {
@@ -332,6 +357,7 @@ fn connection_task(
     state: Arc<ServerState>,
     counted: Counted,
 ) -> impl Future<Output = ()> + Send {
+    let parker = state.parker.clone();
     let handshake = Box::pin(async move {
         // A handshake still under way when the server stops is dropped:
         // nothing was promised to it yet, and shutdown need not wait for it.
@@ -343,14 +369,35 @@ fn connection_task(
     });
     async move {
         if let Some((session, admitted)) = handshake.await {
-            session.await;
+            if let Some(parked) = session.await {
+                parker.park(parked, (admitted, counted));
+                return;
+            }
             drop(admitted);
         }
         drop(counted);
     }
 }
 
-fn start_session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+/// A parked `/echo` connection back in a session of its own, which may
+/// park it again.
+fn resume_echo(
+    state: &ServerState,
+    ws: WebSocket<TcpTransport>,
+    conn_id: u64,
+    open: OpenConnection<false>,
+    held: Held,
+) {
+    let session = Box::pin(echo::run(ws, conn_id, state.drain.receiver(conn_id), open));
+    let parker = state.parker.clone();
+    tokio::spawn(async move {
+        if let Some(parked) = session.await {
+            parker.park(parked, held);
+        }
+    });
+}
+
+fn start_session<S: Parkable + Send + 'static>(
     ws: WebSocket<S>,
     route: WebSocketRoute,
     identity: Option<Identity>,
@@ -362,19 +409,22 @@ fn start_session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     tracing::info!(conn_id, %peer, %client, path = %ws.url(), "connection opened");
     let shutdown = state.drain.receiver(conn_id);
     match route {
-        WebSocketRoute::Hub => Box::pin(member::run(
-            ws,
-            conn_id,
-            state.rooms.clone(),
-            state.config.member_limits(),
-            shutdown,
-            OpenConnection::new(state.metrics.clone()),
-            MemberAuth {
-                tokens: state.tokens.clone(),
-                identity,
-            },
-            state.hub.engine.clone(),
-        )),
+        WebSocketRoute::Hub => Box::pin(
+            member::run(
+                ws,
+                conn_id,
+                state.rooms.clone(),
+                state.config.member_limits(),
+                shutdown,
+                OpenConnection::new(state.metrics.clone()),
+                MemberAuth {
+                    tokens: state.tokens.clone(),
+                    identity,
+                },
+                state.hub.engine.clone(),
+            )
+            .map(|()| None::<ParkedEcho>),
+        ),
         WebSocketRoute::Echo => Box::pin(echo::run(
             ws,
             conn_id,
@@ -474,7 +524,7 @@ async fn open_session<S, T>(
 ) -> Option<(Session, Admitted)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Parkable + Send + 'static,
 {
     let handshake = match read_handshake(io, config).await {
         Ok(handshake) => handshake,
@@ -737,6 +787,19 @@ mod tests {
             hub_size <= socket_size + 640,
             "hub session {hub_size} B around a {socket_size} B WebSocket"
         );
+    }
+
+    /// A parked `/echo` connection costs its parker slot (and, with
+    /// keepalive, one deadline entry and its url string): the socket, what
+    /// rebuilds its `WebSocket`, and the guards its task held. The bound is
+    /// the point of parking, 0.5 KiB per idle connection in all.
+    #[test]
+    fn parked_connections_stay_small() {
+        // On 2026-12-06: 168 B and 232 B.
+        let parked = std::mem::size_of::<wshub::Parked>();
+        let slot = std::mem::size_of::<parker::Slot<Held>>();
+        assert!(parked <= 192, "Parked {parked} B");
+        assert!(slot <= 256, "parker slot {slot} B");
     }
 
     fn request(method: &str, path: &str) -> Request {

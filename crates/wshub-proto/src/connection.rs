@@ -676,6 +676,41 @@ impl Connection {
         self.decoder.mid_message()
     }
 
+    /// The config this connection was made with: its limits, auto-pong and
+    /// permessage-deflate agreement.
+    ///
+    /// A connection between messages (not [`Connection::mid_frame`], not
+    /// [`Connection::mid_message`], nothing queued either way, still
+    /// [`State::Open`]) and without a compression context kept across
+    /// messages (no permessage-deflate, or `server_no_context_takeover` and
+    /// `client_no_context_takeover` both agreed, RFC 7692 §7.1.1) behaves
+    /// exactly as `Connection::new(conn.role(), conn.config())`: a driver
+    /// may keep the config instead of the connection while it is idle.
+    pub fn config(&self) -> Config {
+        let limits = self.decoder.limits();
+        let config = Config::default()
+            .max_frame_size(usize::try_from(limits.max_frame_size).unwrap_or(usize::MAX))
+            .max_message_size(usize::try_from(limits.max_message_size).unwrap_or(usize::MAX))
+            .max_fragments(limits.max_fragments)
+            .auto_pong(self.auto_pong);
+        #[cfg(feature = "deflate")]
+        let config = config.deflate(
+            self.compressor
+                .as_ref()
+                .map(|compressor| compressor.agreement().clone()),
+        );
+        config
+    }
+
+    /// Whether a buffer or the queue of events holds an allocation: false
+    /// after [`Connection::shrink_buffers`] on an idle connection, true
+    /// again once a frame is received or sent. A driver that shrinks the
+    /// buffers now and then learns from it, at no cost per frame, whether
+    /// anything happened since.
+    pub fn holds_buffers(&self) -> bool {
+        self.events.capacity() > 0 || self.buffer_capacity() > 0
+    }
+
     /// Bytes held in buffers (message, output, control, and with
     /// permessage-deflate the inflated message in progress and the
     /// compression scratch buffer), for memory accounting.
@@ -705,5 +740,56 @@ impl Connection {
             return self.reassembler.inflate_memory() + compressor.memory();
         }
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_gives_back_the_limits_and_auto_pong_it_was_made_with() {
+        let config = Config::default()
+            .max_frame_size(1000)
+            .max_message_size(5000)
+            .max_fragments(7)
+            .auto_pong(false);
+        for role in [Role::Server, Role::Client] {
+            assert_eq!(Connection::new(role, config.clone()).config(), config);
+        }
+    }
+
+    #[test]
+    fn holds_buffers_until_shrunk_and_again_after_a_frame() {
+        // "Hello" from a client, masked (RFC 6455 §5.7).
+        let hello = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let mut conn = Connection::new(Role::Server, Config::default());
+        assert!(!conn.holds_buffers());
+        conn.receive(&hello).unwrap();
+        assert!(conn.holds_buffers(), "the event queue");
+        assert!(conn.next_event().is_some());
+        conn.shrink_buffers();
+        assert!(!conn.holds_buffers());
+        conn.send_text("Hello").unwrap();
+        assert!(conn.holds_buffers(), "the output");
+        let _ = conn.take_outgoing();
+        conn.shrink_buffers();
+        assert!(!conn.holds_buffers());
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn config_gives_back_the_deflate_agreement_rfc_7692_section_7_1() {
+        let offer = ["permessage-deflate; client_max_window_bits; server_no_context_takeover"];
+        let (agreement, _) =
+            crate::deflate::negotiate(offer, &crate::deflate::DeflateConfig::server())
+                .expect("an acceptable offer");
+        let config = Config::default().deflate(Some(agreement));
+        assert_eq!(
+            Connection::new(Role::Server, config.clone()).config(),
+            config
+        );
     }
 }

@@ -64,6 +64,8 @@ mod client;
 mod config;
 mod error;
 mod keepalive;
+#[cfg(unix)]
+mod park;
 pub mod reconnect;
 pub mod server;
 mod stream;
@@ -80,6 +82,8 @@ mod websocket;
 pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::{Error, HttpResponse};
+#[cfg(unix)]
+pub use park::Parked;
 /// The TLS library of the `rustls` feature, for building a
 /// [`ClientBuilder::tls_config`] or a server's configuration.
 #[cfg(feature = "rustls")]
@@ -95,7 +99,9 @@ pub use stream::ClientStream;
 pub use tokio_rustls;
 #[cfg(unix)]
 pub use transport::TcpTransport;
-pub use websocket::{Incoming, ReuniteError, WebSocket, WebSocketReader, WebSocketWriter};
+pub use websocket::{
+    Incoming, NextOrIdle, ReuniteError, WebSocket, WebSocketReader, WebSocketWriter,
+};
 // What this crate's public API names from the protocol core, so a dependent
 // crate needs no `wshub-proto` dependency to name it.
 /// The longest close reason [`WebSocket::close`] sends, in bytes (UTF-8):

@@ -36,6 +36,17 @@ pub enum Incoming {
     Pong(Bytes),
 }
 
+/// What [`WebSocket::poll_next_or_idle`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NextOrIdle {
+    /// A complete data message (text or binary).
+    Message(Message),
+    /// The connection has gone quiet and could be parked: see
+    /// [`WebSocket::poll_next_or_idle`].
+    Idle,
+}
+
 /// Bytes read from the socket per call, into [`READ_BUFFER`]: one per
 /// thread, so an idle connection holds no read buffer at all.
 const READ_CHUNK: usize = 64 * 1024;
@@ -152,6 +163,28 @@ struct SplitWakers {
     wakers: Arc<Wakers>,
     /// Wakes both halves; the `Context` of every write.
     write_waker: Waker,
+}
+
+/// What an idle connection needs to be rebuilt without its transport
+/// (see [`Parked`](crate::Parked)): the protocol's config instead of the
+/// protocol state, and the few settings and timers [`Inner`] keeps.
+#[derive(Debug)]
+pub(crate) struct IdleParts {
+    role: Role,
+    config: wshub_proto::Config,
+    keepalive: Option<Keepalive>,
+    /// [`WebSocketConfig::write_buffer_limit`], bytes.
+    write_buffer_limit: usize,
+    close_timeout: Millis,
+    message_timeout: Millis,
+    info: HandshakeInfo,
+}
+
+impl IdleParts {
+    /// When the keepalive must act: send a Ping, or give up on the peer.
+    pub(crate) fn keepalive_deadline(&self) -> Option<Instant> {
+        self.keepalive.as_ref().map(Keepalive::deadline)
+    }
 }
 
 /// Slices per vectored write: each shared payload is one, with the bytes
@@ -429,17 +462,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.poll_next::<false>(cx).map(|next| {
+        self.poll_next::<false, false>(cx).map(|next| {
             next.map(|incoming| match incoming? {
                 Incoming::Message(message) => Ok(message),
-                // `poll_next::<false>` returns messages only.
+                // `poll_next::<false, _>` returns messages only.
                 Incoming::Ping(_) | Incoming::Pong(_) => unreachable!("a control frame"),
             })
         })
     }
 
-    /// The next message or, with `CONTROLS`, Ping or Pong.
-    fn poll_next<const CONTROLS: bool>(
+    /// [`WebSocket::poll_next_or_idle`].
+    fn poll_next_or_idle(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<NextOrIdle, Error>>> {
+        let next = ready!(self.poll_next::<false, true>(cx));
+        Poll::Ready(match next {
+            Some(Ok(Incoming::Message(message))) => Some(Ok(NextOrIdle::Message(message))),
+            // `poll_next::<false, _>` returns messages only.
+            Some(Ok(Incoming::Ping(_) | Incoming::Pong(_))) => unreachable!("a control frame"),
+            Some(Err(e)) => Some(Err(e)),
+            // `poll_next::<_, true>` ends with `None` while open only when idle.
+            None if self.phase == Phase::Open => Some(Ok(NextOrIdle::Idle)),
+            None => None,
+        })
+    }
+
+    /// Whether the connection is between messages with nothing held but
+    /// what [`Connection::config`] rebuilds: open, no message or frame in
+    /// progress, nothing queued either way, no error or timeout pending,
+    /// not split, no compression context kept across messages.
+    fn parkable(&self) -> bool {
+        self.phase == Phase::Open
+            && self.conn.state() == State::Open
+            && self.pending_error.is_none()
+            && self.split.is_none()
+            && self.close_deadline.is_none()
+            && self.message_deadline.is_none()
+            && !self.conn.has_events()
+            && !self.conn.mid_frame()
+            && !self.conn.mid_message()
+            && self.conn.backlog().is_empty()
+            && self.no_deflate_context()
+    }
+
+    /// Whether permessage-deflate keeps no context between messages: off,
+    /// or negotiated with no context takeover both ways (RFC 7692 §7.1.1).
+    fn no_deflate_context(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        if let Some(agreement) = self.conn.config().deflate_agreement() {
+            return agreement.server_no_context_takeover && agreement.client_no_context_takeover;
+        }
+        true
+    }
+
+    /// The next message or, with `CONTROLS`, Ping or Pong. With `IDLE`,
+    /// `Ready(None)` while the phase is still `Open` says the connection
+    /// went quiet ([`WebSocket::poll_next_or_idle`]).
+    fn poll_next<const CONTROLS: bool, const IDLE: bool>(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Incoming, Error>>> {
@@ -522,7 +602,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if let Poll::Ready(now) = self.poll_timer(cx) {
                 if self.shrink_deadline.is_some_and(|d| now >= d) {
                     self.shrink_deadline = None;
-                    self.conn.shrink_buffers();
+                    if !IDLE {
+                        self.conn.shrink_buffers();
+                    } else if self.conn.holds_buffers() {
+                        // Something was read or sent since the last look:
+                        // give the buffers back and look again later.
+                        // Nothing is (re)allocated without a message or a
+                        // control frame, so none held then means quiet,
+                        // with no cost per message.
+                        self.conn.shrink_buffers();
+                        self.shrink_deadline = Some(now + IDLE_SHRINK_AFTER);
+                    } else if self.parkable() {
+                        return Poll::Ready(None);
+                    }
+                    // Quiet but not parkable: no more looks until a
+                    // message allocates buffers again (the read path then
+                    // arms the deadline).
                 }
                 if self.message_deadline.is_some_and(|d| now >= d) {
                     self.fail_message_timeout();
@@ -626,7 +721,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if self.conn.buffer_capacity() > LARGE_BUFFER {
                 // Nothing more to read: do not keep a big message's buffer.
                 self.conn.shrink_buffers();
-            } else if self.shrink_deadline.is_none() && self.conn.buffer_capacity() > 0 {
+            } else if self.shrink_deadline.is_none() && self.conn.holds_buffers() {
                 // Smaller ones go if the connection stays quiet.
                 self.shrink_deadline = Some(Instant::now() + IDLE_SHRINK_AFTER);
                 if self.poll_timer(cx).is_ready() {
@@ -810,7 +905,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     /// As [`WebSocket::recv`].
     pub async fn recv_incoming(&mut self) -> Option<Result<Incoming, Error>> {
-        std::future::poll_fn(|cx| self.inner.poll_next::<true>(cx)).await
+        std::future::poll_fn(|cx| self.inner.poll_next::<true, false>(cx)).await
+    }
+
+    /// The next message as [`WebSocket::recv`] (Pings and Pongs skipped),
+    /// or [`NextOrIdle::Idle`] once the connection has gone quiet and could
+    /// be parked ([`WebSocket::try_park`]).
+    ///
+    /// Quiet means: no data message and no control frame received or sent
+    /// for between 250 and 500 ms, and then still open, between messages,
+    /// nothing queued either way, not split, no permessage-deflate context
+    /// kept across messages. The 250 ms are those after which a quiet
+    /// connection gives its buffers back anyway: that timer, when it fires
+    /// and finds buffers held, gives them back and looks again 250 ms
+    /// later; finding none held, nothing happened in between. Call
+    /// [`WebSocket::watch_idle`] first: it starts the watch for a
+    /// connection that has not exchanged anything yet. `Idle` comes once
+    /// per quiet spell; polling on after it waits for the next message as
+    /// [`WebSocket::recv`] does. The watch costs nothing per message: it is
+    /// the timer that gives buffers back, looked at again.
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`].
+    pub fn poll_next_or_idle(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<NextOrIdle, Error>>> {
+        self.inner.poll_next_or_idle(cx)
+    }
+
+    /// Starts the quiet watch of [`WebSocket::poll_next_or_idle`] now, so
+    /// that a connection that never sends anything is reported idle too.
+    pub fn watch_idle(&mut self) {
+        self.inner
+            .shrink_deadline
+            .get_or_insert_with(|| Instant::now() + IDLE_SHRINK_AFTER);
     }
 
     /// The next message that is ready without waiting: one already read from
@@ -958,6 +1087,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// The transport and what rebuilds the connection around it, when it is
+    /// idle (`Inner::parkable`); `self` back otherwise.
+    // `Err` is the connection itself, back as it came (see `try_park`).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn into_idle_parts(self) -> Result<(S, IdleParts), Self> {
+        if !self.inner.parkable() {
+            return Err(self);
+        }
+        let inner = self.inner;
+        let parts = IdleParts {
+            role: inner.conn.role(),
+            config: inner.conn.config(),
+            keepalive: inner.keepalive,
+            write_buffer_limit: inner.write_buffer_limit,
+            close_timeout: inner.close_timeout,
+            message_timeout: inner.message_timeout,
+            info: inner.info,
+        };
+        Ok((inner.io, parts))
+    }
+
+    /// The connection [`WebSocket::into_idle_parts`] took apart, on `io`.
+    /// Its quiet watch ([`WebSocket::watch_idle`]) is running.
+    pub(crate) fn from_idle_parts(io: S, parts: IdleParts) -> Self {
+        let mut ws = Self {
+            inner: Inner {
+                io,
+                conn: Connection::new(parts.role, parts.config),
+                write_buffer_limit: parts.write_buffer_limit,
+                close_timeout: parts.close_timeout,
+                message_timeout: parts.message_timeout,
+                info: parts.info,
+                phase: Phase::Open,
+                keepalive: parts.keepalive,
+                close_deadline: None,
+                message_deadline: None,
+                shrink_deadline: None,
+                timer: None,
+                timer_waker: None,
+                pending_error: None,
+                split: None,
+            },
+        };
+        ws.watch_idle();
+        ws
+    }
+}
+
 impl<S> WebSocket<S> {
     /// The transport, e.g. for its `peer_addr`.
     pub fn get_ref(&self) -> &S {
@@ -1089,7 +1267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
 
     /// The next message, Ping or Pong, as [`WebSocket::recv_incoming`].
     pub async fn recv_incoming(&mut self) -> Option<Result<Incoming, Error>> {
-        std::future::poll_fn(|cx| lock(&self.shared).poll_next::<true>(cx)).await
+        std::future::poll_fn(|cx| lock(&self.shared).poll_next::<true, false>(cx)).await
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Compressor {
     threshold: usize,
     /// Compressed output before it is framed.
     scratch: Vec<u8>,
+    /// What was negotiated, for [`Connection::config`](crate::Connection::config).
+    agreement: DeflateAgreement,
 }
 
 impl Compressor {
@@ -29,7 +31,13 @@ impl Compressor {
             ),
             threshold: agreement.threshold,
             scratch: Vec::new(),
+            agreement: agreement.clone(),
         }
+    }
+
+    /// The agreement this compressor was made for.
+    pub(crate) fn agreement(&self) -> &DeflateAgreement {
+        &self.agreement
     }
 
     /// Whether a data message of `len` bytes goes out compressed: the

@@ -447,6 +447,11 @@ impl Decoder {
         })
     }
 
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Whether part of a frame (header or payload) was received and the
     /// rest is awaited.
     #[inline]
