@@ -188,7 +188,7 @@ fn check_max_connections(max: usize, open_files: u64) -> Result<()> {
             open_files,
             "--max-connections leaves {} descriptors for connections in their handshake or \
              being refused (the default leaves an eighth of the limit: {recommended} connections)",
-            holds - max_u64 + FIXED_DESCRIPTORS,
+            open_files - max_u64,
         );
     }
     Ok(())

@@ -61,7 +61,11 @@ impl WebSocket<TcpTransport> {
     // allocate on every try that finds it busy.
     #[allow(clippy::result_large_err)]
     pub fn try_park(self) -> Result<Parked, Self> {
-        // A duplicate first, so that nothing is lost if it fails: the tokio
+        // Busy: back before any system call.
+        if !self.is_parkable() {
+            return Err(self);
+        }
+        // A duplicate next, so that nothing is lost if it fails: the tokio
         // stream is then dropped (deregistered and its descriptor closed),
         // and the socket lives on in the duplicate.
         let fd = match self.get_ref().get_ref().as_fd().try_clone_to_owned() {

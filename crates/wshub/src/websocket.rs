@@ -1088,6 +1088,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Whether [`WebSocket::into_idle_parts`] would take this connection
+    /// apart (`Inner::parkable`).
+    pub(crate) fn is_parkable(&self) -> bool {
+        self.inner.parkable()
+    }
+
     /// The transport and what rebuilds the connection around it, when it is
     /// idle (`Inner::parkable`); `self` back otherwise.
     // `Err` is the connection itself, back as it came (see `try_park`).
