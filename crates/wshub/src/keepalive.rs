@@ -6,6 +6,10 @@ use std::time::Duration;
 use crate::config::Millis;
 use tokio::time::Instant;
 
+/// The payload of every keepalive Ping, whether the connection's task or
+/// its parker ([`Parked::ping_if_due`](crate::Parked::ping_if_due)) sends it.
+pub(crate) const PING_PAYLOAD: &[u8] = b"wshub";
+
 /// What the keepalive timer asks for when its deadline passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeepaliveAction {

@@ -83,7 +83,7 @@ pub use client::{connect, ClientBuilder, WsUrl};
 pub use config::WebSocketConfig;
 pub use error::{Error, HttpResponse};
 #[cfg(unix)]
-pub use park::Parked;
+pub use park::{Parked, Tended};
 /// The TLS library of the `rustls` feature, for building a
 /// [`ClientBuilder::tls_config`] or a server's configuration.
 #[cfg(feature = "rustls")]
