@@ -405,3 +405,35 @@ async fn allowed_origin_star_turns_the_check_off_loudly_and_bad_origins_exit_2()
         assert_flag_refused("--allowed-origin", value, fix);
     }
 }
+
+/// The `THP_enabled` line of `/proc/PID/status` (Linux 5.0 and later):
+/// `None` on a kernel without it.
+#[cfg(target_os = "linux")]
+fn thp_enabled(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+    Some(line["THP_enabled:".len()..].trim().to_owned())
+}
+
+/// An idle hub's heap is small blocks spread thin over mimalloc's arena;
+/// with transparent huge pages, khugepaged collapses each 2 MiB of it into
+/// a huge page (bench/README.md, "A million connections"). `wshub` turns
+/// them off for itself, unless `MIMALLOC_ALLOW_THP` says otherwise.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_without_transparent_huge_pages_unless_mimalloc_allow_thp_says() {
+    let server = Server::start(&[]);
+    let Some(enabled) = thp_enabled(server.pid()) else {
+        eprintln!("skipped: this kernel's /proc/PID/status has no THP_enabled");
+        return;
+    };
+    assert_eq!(enabled, "0");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wshub"));
+    command.env("MIMALLOC_ALLOW_THP", "1");
+    let server = Server::start_with(command, &[]);
+    assert_eq!(
+        thp_enabled(server.pid()).as_deref(),
+        Some("1"),
+        "MIMALLOC_ALLOW_THP=1 keeps them"
+    );
+}
