@@ -252,6 +252,8 @@ impl Pipe {
 /// The hub's end of a [`Pipe`].
 struct Transport(Rc<RefCell<Pipe>>);
 
+impl wshub_hub::fuzzing::Parkable for Transport {}
+
 impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,

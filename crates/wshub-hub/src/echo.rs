@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use wshub::{CloseCode, NextOrIdle, WebSocket};
 
 use crate::metrics::{HubClose, OpenConnection};
-use crate::park::{Parkable, ParkedEcho};
+use crate::park::{IdleSession, Parkable, ParkedConn};
 use crate::session::{finish, log_end};
 
 /// The `/echo` session: every message back to its sender, in batches.
@@ -33,7 +33,7 @@ pub(crate) fn run<S: Parkable>(
     conn_id: u64,
     mut shutdown: watch::Receiver<bool>,
     open: OpenConnection<false>,
-) -> impl std::future::Future<Output = Option<ParkedEcho>> {
+) -> impl std::future::Future<Output = Option<ParkedConn>> {
     async move {
         ws.watch_idle();
         // This receiver was cloned from the server's before any shutdown was
@@ -70,10 +70,10 @@ pub(crate) fn run<S: Parkable>(
             let first = match incoming {
                 Some(Some(Ok(NextOrIdle::Idle))) => match S::try_park(ws) {
                     Ok(socket) => {
-                        return Some(ParkedEcho {
+                        return Some(ParkedConn {
                             socket,
                             conn_id,
-                            open,
+                            session: IdleSession::Echo(open),
                         })
                     }
                     Err(back) => {

@@ -4,14 +4,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
-use wshub::{CloseCode, Error, Message, PreparedMessage, WebSocket};
+use wshub::{CloseCode, Error, Message, NextOrIdle, PreparedMessage, WebSocket};
 
 use crate::auth::{Identity, RoomAction, Tokens};
 use crate::metrics::{HubClose, OpenConnection};
@@ -20,8 +20,11 @@ use serde_json::Value;
 
 use crate::engine::{EngineError, PresenceJoin, RedisEngine};
 use crate::in_flight::EngineSide;
+use crate::park::{IdleSession, Parkable, ParkedConn};
 use crate::protocol::Since;
-use crate::rooms::{JoinRefused, Joined, NameTaken, Outbox, Rooms, SendQueue, Sender, Signal};
+use crate::rooms::{
+    Inbox, JoinRefused, Joined, NameTaken, Outbox, ParkedInbox, Rooms, SendQueue, Sender, Signal,
+};
 use crate::session::{finish, log_end};
 
 /// What a member's session is allowed, from [`HubConfig`](crate::HubConfig).
@@ -62,52 +65,144 @@ impl Default for MemberLimits {
 /// queue's limit are still seen, and the client is still read (so the
 /// keepalive runs) until [`MemberLimits::write_buffer_limit`] bytes are
 /// queued on the socket.
+///
+/// Once the connection has gone quiet (`WebSocket::poll_next_or_idle`) with
+/// nothing queued either way, nothing in flight with the Redis engine and
+/// publishers not held back, and it can be parked (plain TCP, no deflate
+/// context), the session ends and returns it parked with its member state
+/// ([`IdleMember`]), for the hub's parker to hold without a task; the
+/// member stays in its rooms, and a delivery resumes it ([`resume`]).
 // Written out by hand on purpose: see above. Its arguments are what a
 // session is made of; bundling them would only add a type.
 #[allow(clippy::manual_async_fn, clippy::too_many_arguments)]
-pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocket<S>,
+pub(crate) fn run<S: Parkable>(
+    ws: WebSocket<S>,
     conn_id: u64,
     rooms: Arc<Rooms>,
     limits: MemberLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     open: OpenConnection<true>,
     auth: MemberAuth,
     engine: Option<Arc<RedisEngine>>,
-) -> impl Future<Output = ()> {
-    // Built before the `async move` block and captured by it: the arguments
-    // moved into a `Member` inside the block would keep their own slots in
-    // the future too (16 bytes per idle member).
-    let (out, mut inbox) = rooms.outbox(limits.send_queue);
+) -> impl Future<Output = Option<ParkedConn>> {
+    let (out, inbox) = rooms.outbox(limits.send_queue);
     let auth = Auth::new(auth);
-    let mut member = Member {
+    let member = Member {
         conn_id,
         name: auth
             .identity
             .as_ref()
             .map_or_else(|| format!("anon-{conn_id}"), |id| id.sub.clone()),
-        joined: Vec::new(),
-        max_rooms: limits.max_rooms,
+        joined: RoomsJoined::new(),
         rooms,
         out,
         metrics: open,
         auth,
         engine: engine.map(|engine| Box::new(EngineSide::new(engine))),
     };
-    let mut rate = limits.rate;
+    let mut ws = ws;
+    let welcome = ServerMessage::Welcome {
+        id: member.conn_id,
+        name: &member.name,
+    }
+    .to_json();
+    // Queued, written by the session. Fails only on a connection that has
+    // failed already (its first bytes broke a rule), whose first read in
+    // the session reports it.
+    let _ = ws.feed_message(&Message::text(welcome));
+    session(ws, member, inbox, limits.rate, limits, shutdown)
+}
+
+/// The session of a member [`run`] parked, on its connection `ws` again:
+/// as before, without a second welcome.
+pub(crate) fn resume<S: Parkable>(
+    ws: WebSocket<S>,
+    idle: IdleMember,
+    limits: MemberLimits,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = Option<ParkedConn>> {
+    let IdleMember {
+        mut member,
+        inbox,
+        rate,
+        auth_deadline,
+    } = idle;
+    if let Some(at) = auth_deadline {
+        member.auth.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+    }
+    let rate = limits.rate.with_state(rate);
+    session(ws, member, inbox.resume(), rate, limits, shutdown)
+}
+
+/// A quiet member without its task: what its session needs to go on
+/// (see [`run`]), held by the hub's parker.
+pub(crate) struct IdleMember {
+    member: Member,
+    /// The receiving end of its send queue.
+    inbox: ParkedInbox,
+    /// Its message rate's bucket (the settings are the hub's).
+    rate: RateState,
+    /// Its auth deadline (the auth timeout or the token's expiry), if
+    /// armed: kept as an instant, not a timer, while parked.
+    auth_deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for IdleMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleMember")
+            .field("conn_id", &self.member.conn_id)
+            .field("name", &self.member.name)
+            .field("joined", &self.member.joined)
+            .field("auth_deadline", &self.auth_deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdleMember {
+    /// When the parker must resume it whatever else happens: its auth
+    /// deadline.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.auth_deadline
+    }
+
+    /// Has `waker` woken by its room deliveries and its kick; true if
+    /// either is there already.
+    pub(crate) fn watch(&self, waker: &Waker) -> bool {
+        let mut cx = Context::from_waker(waker);
+        self.inbox.poll_signal(&mut cx).is_ready()
+    }
+
+    /// Its connection ended while parked, with close code `code`: counted,
+    /// and out of its rooms (as its drop does).
+    pub(crate) fn ended(self, code: u16) {
+        self.member.metrics.ended(code);
+    }
+}
+
+/// The session of [`run`] and [`resume`], writing first what is queued on
+/// `ws` (a new member's welcome). Its parts are arguments, captured by the `async move` block as they
+/// are: parts moved out of a struct inside the block would keep their own
+/// slots in the future too (16 bytes per idle member).
+fn session<S: Parkable>(
+    mut ws: WebSocket<S>,
+    mut member: Member,
+    mut inbox: Inbox,
+    mut rate: RateLimit,
+    limits: MemberLimits,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = Option<ParkedConn>> {
     let mut writer = Writer::new(limits.write_timeout);
+    if ws.buffered_amount() > 0 {
+        writer.fed(&ws);
+    }
+    ws.watch_idle();
     let write_buffer_limit = limits.write_buffer_limit;
+    let max_rooms = limits.max_rooms;
     let backlog = member.rooms.backlog().clone();
     async move {
-        let welcome = ServerMessage::Welcome {
-            id: member.conn_id,
-            name: &member.name,
-        }
-        .to_json();
-        let mut error = ws.feed_message(&Message::text(welcome)).err();
+        let mut error = None;
         // The Close the hub ends the session with, if it does.
         let mut closing: Option<(CloseCode, &'static str)> = None;
-        writer.fed(&ws);
         // This receiver was cloned from the server's before any shutdown was
         // sent, so a change is the shutdown (or the server gone).
         let mut shutdown_changed = std::pin::pin!(shutdown.changed());
@@ -140,8 +235,18 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         // While the hub is behind on its fan-out, requests
                         // (each publish a fan-out more) wait in the socket.
                         if room && reading && backlog.poll_eased(&mut paused, cx).is_ready() {
-                            if let Poll::Ready(incoming) = ws.poll_next_unpin(cx) {
-                                return Poll::Ready(Wake::Incoming(incoming));
+                            if let Poll::Ready(incoming) = ws.poll_next_or_idle(cx) {
+                                return Poll::Ready(match incoming {
+                                    Some(Ok(NextOrIdle::Message(message))) => {
+                                        Wake::Incoming(Some(Ok(message)))
+                                    }
+                                    Some(Ok(NextOrIdle::Idle)) => Wake::Idle,
+                                    // `NextOrIdle` is non-exhaustive; it
+                                    // has no other variant.
+                                    Some(Ok(_)) => Wake::Nothing,
+                                    Some(Err(e)) => Wake::Incoming(Some(Err(e))),
+                                    None => Wake::Incoming(None),
+                                });
                             }
                         }
                     } else {
@@ -160,6 +265,34 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
             match wake {
                 Wake::Frames => requests_first = true,
                 Wake::Incoming(_) => requests_first = false,
+                Wake::Idle => {
+                    let quiet = !writer.pending
+                        && paused.is_none()
+                        && member.engine.as_ref().is_none_or(|side| side.is_idle());
+                    if quiet {
+                        match S::try_park(ws) {
+                            Ok(socket) => {
+                                let auth_deadline =
+                                    member.auth.deadline.take().map(|sleep| sleep.deadline());
+                                let conn_id = member.conn_id;
+                                let idle = IdleMember {
+                                    member,
+                                    inbox: inbox.park(),
+                                    rate: rate.state,
+                                    auth_deadline,
+                                };
+                                return Some(ParkedConn {
+                                    socket,
+                                    conn_id,
+                                    session: IdleSession::Member(Box::new(idle)),
+                                });
+                            }
+                            Err(back) => ws = back,
+                        }
+                    }
+                    continue;
+                }
+                Wake::Nothing => continue,
                 _ => {}
             }
             // Messages a `join` recovered, sent right after its answer and
@@ -222,6 +355,8 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         None
                     }
                     Wake::Incoming(None) => break,
+                    // Handled above.
+                    Wake::Idle | Wake::Nothing => None,
                     Wake::Incoming(Some(Err(e))) => {
                         error = Some(e);
                         None
@@ -239,9 +374,12 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             // The bytes, not `as_str`: the protocol core
                             // validated them as UTF-8 already, and `as_str`
                             // would again.
-                            Message::Text(text) => {
-                                member.answer(text.as_bytes(), &mut replay, &mut deferred)
-                            }
+                            Message::Text(text) => member.answer(
+                                text.as_bytes(),
+                                max_rooms,
+                                &mut replay,
+                                &mut deferred,
+                            ),
                         },
                         Admit::RateLimited => {
                             member.metrics.rate_limited();
@@ -316,6 +454,7 @@ pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Box::pin(finish(&mut ws)).await;
         let code = log_end(member.conn_id, "/ws", &ws, error.as_ref());
         member.metrics.ended(code);
+        None
     }
 }
 
@@ -361,6 +500,10 @@ enum Wake {
     /// The oldest request in flight with the Redis engine is answered.
     Answered,
     Incoming(Option<Result<Message, Error>>),
+    /// The connection went quiet ([`NextOrIdle::Idle`]): park it if it can be.
+    Idle,
+    /// Nothing to act on.
+    Nothing,
 }
 
 /// The socket's side of a session: whether bytes wait to be written, and
@@ -467,6 +610,13 @@ pub(crate) struct RateLimit {
     rate: u32,
     burst: u32,
     grace: Duration,
+    state: RateState,
+}
+
+/// What a [`RateLimit`] remembers of one client, apart from its settings:
+/// all a parked member keeps of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RateState {
     /// Tokens, in thousandths; `None` until the first message, when the
     /// bucket starts full.
     tokens: Option<(u64, Instant)>,
@@ -493,15 +643,19 @@ impl RateLimit {
             rate: rate.max(1),
             burst: burst.max(1),
             grace,
-            tokens: None,
-            over_since: None,
+            state: RateState::default(),
         }
+    }
+
+    /// This bucket's settings with `state`, a parked member's.
+    fn with_state(self, state: RateState) -> Self {
+        Self { state, ..self }
     }
 
     /// Takes a token for a message arriving at `now`.
     pub(crate) fn admit(&mut self, now: Instant) -> Admit {
         let full = u64::from(self.burst) * 1000;
-        let tokens = match self.tokens {
+        let tokens = match self.state.tokens {
             None => full,
             Some((tokens, last)) => {
                 let elapsed = now.saturating_duration_since(last).as_micros();
@@ -510,14 +664,14 @@ impl RateLimit {
             }
         };
         if tokens == full {
-            self.over_since = None;
+            self.state.over_since = None;
         }
         if tokens >= 1000 {
-            self.tokens = Some((tokens - 1000, now));
+            self.state.tokens = Some((tokens - 1000, now));
             return Admit::Yes;
         }
-        self.tokens = Some((tokens, now));
-        let since = *self.over_since.get_or_insert(now);
+        self.state.tokens = Some((tokens, now));
+        let since = *self.state.over_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= self.grace {
             Admit::Abuse
         } else {
@@ -539,15 +693,18 @@ impl RateLimit {
     }
 }
 
+/// The rooms a member joined.
+type RoomsJoined = smallvec::SmallVec<[String; 1]>;
+
 /// What one member is: its identity and the rooms it is in.
 struct Member {
     conn_id: u64,
     /// Display name: `anon-<id>` until a join names it.
     name: String,
-    /// The rooms joined: a few, so a Vec beats a set's node allocation.
-    joined: Vec<String>,
-    /// [`MemberLimits::max_rooms`].
-    max_rooms: usize,
+    /// The rooms joined: a few, so a Vec beats a set's node allocation, and
+    /// the first inline (a parked member in one room has no allocation for
+    /// it).
+    joined: RoomsJoined,
     rooms: Arc<Rooms>,
     /// Where the rooms deliver this member's frames.
     out: Outbox,
@@ -697,9 +854,11 @@ impl Member {
     ///
     /// With the Redis engine, a `join` or `publish` that passed its checks
     /// is put in `deferred` instead, for [`Member::answer_engine`].
+    /// `max_rooms`: [`MemberLimits::max_rooms`].
     fn answer(
         &mut self,
         json: &[u8],
+        max_rooms: usize,
         replay: &mut Vec<PreparedMessage>,
         deferred: &mut Option<EngineOp>,
     ) -> Option<String> {
@@ -762,7 +921,6 @@ impl Member {
             conn_id,
             name,
             joined,
-            max_rooms,
             rooms,
             out,
             metrics,
@@ -790,7 +948,7 @@ impl Member {
                 name: new_name,
                 since,
             } => {
-                if !joined.contains(room) && joined.len() >= *max_rooms {
+                if !joined.contains(room) && joined.len() >= max_rooms {
                     return Some(
                         ServerMessage::Error {
                             code: ErrorCode::TooManyRooms,
@@ -1067,7 +1225,7 @@ impl JoinAnswer<'_> {
         self,
         result: Result<Joined, NameTaken>,
         name: &mut String,
-        joined: &mut Vec<String>,
+        joined: &mut RoomsJoined,
         replay: &mut Vec<PreparedMessage>,
     ) -> String {
         let Self {
@@ -1156,7 +1314,7 @@ mod tests {
         let mut joined = 0;
         while joined < 2 {
             tokio::select! {
-                () = &mut session => panic!("the session ended by itself"),
+                _ = &mut session => panic!("the session ended by itself"),
                 message = client.recv() => {
                     let message = message.expect("open").expect("valid");
                     let text = String::from_utf8_lossy(message.as_bytes());

@@ -114,6 +114,7 @@ pub(crate) struct Metrics {
     requests: Family<[(&'static str, u16); 1], Counter>,
     open: LabelFamily<Gauge>,
     parked: Gauge,
+    resumed: Counter,
     closed: Family<[(&'static str, String); 2], Counter>,
     hub_closes: LabelFamily<Counter>,
     rate_limited: Counter,
@@ -151,9 +152,19 @@ impl Metrics {
         let parked = Gauge::default();
         registry.register(
             "connections_parked",
-            "Open /echo connections parked while quiet: held without a task or buffers until \
-             they speak or their keepalive is due (counted in connections_open too)",
+            "Open connections parked while quiet: held without a task or buffers until more \
+             than Pongs arrive, their rooms deliver to them or a deadline of theirs passes \
+             (counted in connections_open too)",
             parked.clone(),
+        );
+        let resumed = Counter::default();
+        registry.register(
+            "connections_resumed",
+            "Parked connections given back to a session: a message or anything but Pongs \
+             arrived, a room delivered, an auth deadline passed, the peer left, a keepalive Ping \
+             found no room or the peer stayed silent past the pong timeout, or the drain began \
+             (keepalive Pings and Pongs are answered while parked)",
+            resumed.clone(),
         );
         let closed = Family::default();
         registry.register(
@@ -208,6 +219,7 @@ impl Metrics {
             requests,
             open,
             parked,
+            resumed,
             closed,
             hub_closes,
             rate_limited,
@@ -263,6 +275,11 @@ impl Metrics {
     /// `n` connections are parked now.
     pub(crate) fn set_parked(&self, n: usize) {
         self.parked.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `n` more parked connections were resumed.
+    pub(crate) fn resumed(&self, n: u64) {
+        self.resumed.inc_by(n);
     }
 
     /// `messages` echoed on `/echo`, `bytes` of payload in all.
@@ -398,6 +415,7 @@ mod tests {
             "wshub_connections_open{route=\"/echo\"} 1",
             "wshub_connections_open{route=\"/ws\"} 0",
             "wshub_connections_parked 0",
+            "wshub_connections_resumed_total 0",
             "wshub_connections_closed_total{route=\"/ws\",code=\"1000\"} 1",
             "wshub_hub_closes_total{reason=\"slow_consumer\"} 1",
             "wshub_echo_messages_total 3",

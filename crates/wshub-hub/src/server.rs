@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -24,7 +23,7 @@ use crate::drain::Drain;
 use crate::log_budget::LogBudget;
 use crate::member::MemberAuth;
 use crate::metrics::{Metrics, OpenConnection};
-use crate::park::{Parkable, ParkedEcho};
+use crate::park::{IdleSession, Parkable};
 use crate::parker::{self, Parker};
 use crate::rooms::Rooms;
 use crate::session::Session;
@@ -66,7 +65,7 @@ struct ServerState {
     /// Lines about connections refused before their session:
     /// [`REFUSAL_LINES_PER_SECOND`].
     refusal_log: Mutex<LogBudget>,
-    /// Where quiet `/echo` connections go (see [`crate::parker`]).
+    /// Where quiet connections go (see [`crate::parker`]).
     parker: Parker<Held>,
 }
 
@@ -169,7 +168,7 @@ pub(crate) async fn serve_hub(
             // The parker lives as long as the server (aborted below), so
             // this reference cycle through `state.parker` ends with it.
             let state = state.clone();
-            move |ws, conn_id, open, held| resume_echo(&state, ws, conn_id, open, held)
+            move |ws, conn_id, session, held| resume(&state, ws, conn_id, session, held)
         }),
     ));
     let sweeper = tokio::spawn({
@@ -379,16 +378,25 @@ fn connection_task(
     }
 }
 
-/// A parked `/echo` connection back in a session of its own, which may
-/// park it again.
-fn resume_echo(
+/// A parked connection back in a session of its own, which may park it
+/// again.
+fn resume(
     state: &ServerState,
     ws: WebSocket<TcpTransport>,
     conn_id: u64,
-    open: OpenConnection<false>,
+    idle: IdleSession,
     held: Held,
 ) {
-    let session = Box::pin(echo::run(ws, conn_id, state.drain.receiver(conn_id), open));
+    let shutdown = state.drain.receiver(conn_id);
+    let session: Session = match idle {
+        IdleSession::Echo(open) => Box::pin(echo::run(ws, conn_id, shutdown, open)),
+        IdleSession::Member(member) => Box::pin(member::resume(
+            ws,
+            *member,
+            state.config.member_limits(),
+            shutdown,
+        )),
+    };
     let parker = state.parker.clone();
     tokio::spawn(async move {
         if let Some(parked) = session.await {
@@ -409,22 +417,19 @@ fn start_session<S: Parkable + Send + 'static>(
     tracing::info!(conn_id, %peer, %client, path = %ws.url(), "connection opened");
     let shutdown = state.drain.receiver(conn_id);
     match route {
-        WebSocketRoute::Hub => Box::pin(
-            member::run(
-                ws,
-                conn_id,
-                state.rooms.clone(),
-                state.config.member_limits(),
-                shutdown,
-                OpenConnection::new(state.metrics.clone()),
-                MemberAuth {
-                    tokens: state.tokens.clone(),
-                    identity,
-                },
-                state.hub.engine.clone(),
-            )
-            .map(|()| None::<ParkedEcho>),
-        ),
+        WebSocketRoute::Hub => Box::pin(member::run(
+            ws,
+            conn_id,
+            state.rooms.clone(),
+            state.config.member_limits(),
+            shutdown,
+            OpenConnection::new(state.metrics.clone()),
+            MemberAuth {
+                tokens: state.tokens.clone(),
+                identity,
+            },
+            state.hub.engine.clone(),
+        )),
         WebSocketRoute::Echo => Box::pin(echo::run(
             ws,
             conn_id,
@@ -784,22 +789,36 @@ mod tests {
         );
         let hub_size = std::mem::size_of_val(&hub);
         assert!(
-            hub_size <= socket_size + 640,
+            hub_size <= socket_size + 656,
             "hub session {hub_size} B around a {socket_size} B WebSocket"
+        );
+        // As the echo session: one allocation, in mimalloc's 1,280 B size
+        // class. On 2026-12-06 it was at the bound, 1,280 B, with a
+        // member's first room inline and its room limit in the session
+        // rather than in the state a parked member keeps.
+        assert!(
+            hub_size <= 1280,
+            "hub session {hub_size} B: past mimalloc's 1,280 B size class"
         );
     }
 
-    /// A parked `/echo` connection costs its parker slot (and, with
-    /// keepalive, one deadline entry and its url string): the socket, what
-    /// rebuilds its `WebSocket`, and the guards its task held. The bound is
-    /// the point of parking, 0.5 KiB per idle connection in all.
+    /// A parked connection costs its parker slot (and, with keepalive, one
+    /// deadline entry and its url string): the socket, what rebuilds its
+    /// `WebSocket`, and the guards its task held; a member adds its own
+    /// state. The bounds are the point of parking, 0.5 KiB per idle
+    /// `/echo` connection and 1 KiB per member in all
+    /// (tests/idle_memory.rs counts the rest).
     #[test]
     fn parked_connections_stay_small() {
-        // On 2026-12-06: 168 B and 232 B.
+        // On 2026-12-06: 168 B and 240 B.
         let parked = std::mem::size_of::<wshub::Parked>();
         let slot = std::mem::size_of::<parker::Slot<Held>>();
         assert!(parked <= 192, "Parked {parked} B");
         assert!(slot <= 256, "parker slot {slot} B");
+        // A parked member's own state, boxed beside its slot: one
+        // allocation in mimalloc's 192 B size class (192 B on 2026-12-06).
+        let member = std::mem::size_of::<member::IdleMember>();
+        assert!(member <= 192, "IdleMember {member} B");
     }
 
     fn request(method: &str, path: &str) -> Request {

@@ -8,13 +8,12 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wshub::{Error, WebSocket};
 
-use crate::park::ParkedEcho;
+use crate::park::ParkedConn;
 
 /// A connection's life after its handshake, `/ws` or `/echo`, in an
 /// allocation of its own, sized for what an open connection needs. It
-/// ends with the connection closed, or parked (`/echo` only) for the
-/// hub's parker.
-pub(crate) type Session = Pin<Box<dyn Future<Output = Option<ParkedEcho>> + Send>>;
+/// ends with the connection closed, or parked for the hub's parker.
+pub(crate) type Session = Pin<Box<dyn Future<Output = Option<ParkedConn>> + Send>>;
 
 /// Drives a finished session's stream to its end, so a queued Close (ours,
 /// an echo, or the one failing the connection) is written and the transport

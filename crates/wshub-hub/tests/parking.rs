@@ -1,7 +1,8 @@
-//! Parking of quiet `/echo` connections (src/parker.rs): a connection that
-//! has gone quiet leaves its task for the hub's parker, and comes back
-//! whole when it speaks, when its keepalive is due, when it leaves, and on
-//! shutdown. The parker polls the sockets itself (epoll), which tokio's
+//! Parking of quiet connections, `/echo` and `/ws` (src/parker.rs): a
+//! connection that has gone quiet leaves its task for the hub's parker, and
+//! comes back whole when it speaks, when its rooms deliver to it, when its
+//! auth deadline passes, when it leaves, and on shutdown; keepalive rounds
+//! are answered while parked. The parker polls the sockets itself (epoll), which tokio's
 //! paused time cannot drive: these tests use short real durations and wait
 //! on what `/metrics` shows, every wait bounded.
 
@@ -56,14 +57,21 @@ fn value(metrics: &str, name: &str) -> i64 {
 
 const PARKED: &str = "wshub_connections_parked";
 const OPEN_ECHO: &str = "wshub_connections_open{route=\"/echo\"}";
+const OPEN_HUB: &str = "wshub_connections_open{route=\"/ws\"}";
 
 /// Waits until `/metrics` shows `parked` parked and `open` open `/echo`
 /// connections.
 async fn wait_for(hub: &Hub, parked: i64, open: i64) {
+    wait_for_route(hub, parked, OPEN_ECHO, open).await;
+}
+
+/// Waits until `/metrics` shows `parked` parked connections and `open`
+/// as the value of the series `route` (`OPEN_ECHO` or `OPEN_HUB`).
+async fn wait_for_route(hub: &Hub, parked: i64, route: &str, open: i64) {
     let waited = timeout(WAIT, async {
         loop {
             let text = metrics(hub).await;
-            if value(&text, PARKED) == parked && value(&text, OPEN_ECHO) == open {
+            if value(&text, PARKED) == parked && value(&text, route) == open {
                 return;
             }
             sleep(Duration::from_millis(20)).await;
@@ -75,7 +83,7 @@ async fn wait_for(hub: &Hub, parked: i64, open: i64) {
         panic!(
             "not {parked} parked of {open} open: {} parked of {} open",
             value(&text, PARKED),
-            value(&text, OPEN_ECHO)
+            value(&text, route)
         );
     }
 }
@@ -131,33 +139,75 @@ async fn half_a_frame_unparks_the_connection_and_the_rest_completes_it() {
     wait_for(&hub, 1, 1).await;
 }
 
+const RESUMED: &str = "wshub_connections_resumed_total";
+
+enum Control {
+    Ping,
+    Pong,
+}
+
+/// The payload of the next Ping or Pong `ws` receives (it answers Pings as
+/// it reads), messages skipped; fails if the connection ends first.
+async fn next_control(ws: &mut Client, kind: Control) -> bytes::Bytes {
+    let wanted = timeout(WAIT, async {
+        loop {
+            match (ws.recv_incoming().await, &kind) {
+                (Some(Ok(Incoming::Ping(payload))), Control::Ping)
+                | (Some(Ok(Incoming::Pong(payload))), Control::Pong) => return payload,
+                (Some(Ok(_)), _) => {}
+                (other, _) => panic!("connection ended: {other:?}"),
+            }
+        }
+    });
+    wanted.await.expect("a Ping or Pong in time")
+}
+
+/// Lets `ws`, the hub's one parked connection, answer `rounds` keepalive
+/// Pings (it answers while it is polled here), and checks that the parker
+/// took the Pongs without resuming it; returns the resume count.
+async fn keepalive_rounds_resume_nothing(hub: &Hub, ws: &mut Client, rounds: usize) -> i64 {
+    let resumed = value(&metrics(hub).await, RESUMED);
+    for _ in 0..rounds {
+        assert_eq!(&next_control(ws, Control::Ping).await[..], b"wshub");
+    }
+    // The last Pong is taken by now or soon; the pong timeout is far.
+    sleep(Duration::from_millis(300)).await;
+    let text = metrics(hub).await;
+    assert_eq!(value(&text, PARKED), 1, "{text}");
+    assert_eq!(
+        value(&text, RESUMED),
+        resumed,
+        "resumed for a keepalive round"
+    );
+    resumed
+}
+
 #[tokio::test]
-async fn keepalive_pings_reach_a_parked_client_that_stays_open() {
+async fn keepalive_rounds_are_answered_while_parked_rfc_6455_section_5_5_2() {
     let mut config = config();
-    config.websocket.ping_interval = Some(Duration::from_millis(1500));
+    config.websocket.ping_interval = Some(Duration::from_millis(700));
     config.websocket.pong_timeout = Duration::from_secs(5);
     let hub = common::start(config).await;
     let mut ws = echo_client(&hub).await;
     assert_echoes(&mut ws, Message::text("hi")).await;
     wait_for(&hub, 1, 1).await;
-    // The client answers while it is polled here.
-    for _ in 0..2 {
-        let ping = timeout(WAIT, async {
-            loop {
-                match ws.recv_incoming().await {
-                    Some(Ok(Incoming::Ping(payload))) => return payload,
-                    Some(Ok(_)) => {}
-                    other => panic!("connection ended: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("a keepalive Ping in time");
-        assert_eq!(&ping[..], b"wshub");
-    }
-    // Answered: parked again, still open, still echoing.
-    wait_for(&hub, 1, 1).await;
+    let resumed = keepalive_rounds_resume_nothing(&hub, &mut ws, 3).await;
     assert_echoes(&mut ws, Message::text("still here")).await;
+    // The message resumed it, and it parks again.
+    assert_eq!(value(&metrics(&hub).await, RESUMED), resumed + 1);
+    wait_for(&hub, 1, 1).await;
+}
+
+#[tokio::test]
+async fn a_ping_from_a_parked_client_resumes_it_for_its_pong() {
+    let hub = common::start(config()).await;
+    let mut ws = echo_client(&hub).await;
+    assert_echoes(&mut ws, Message::text("hi")).await;
+    wait_for(&hub, 1, 1).await;
+    ws.ping(b"are you there").await.unwrap();
+    let pong = next_control(&mut ws, Control::Pong).await;
+    assert_eq!(&pong[..], b"are you there");
+    wait_for(&hub, 1, 1).await;
 }
 
 #[tokio::test]
@@ -248,4 +298,106 @@ async fn a_client_that_disconnects_while_parked_is_released() {
     wait_for(&hub, 1, 1).await;
     // The other one is untouched.
     assert_echoes(&mut other, Message::text("still here")).await;
+}
+
+/// `/ws` members, as the chat page is: they join and then mostly listen.
+mod members {
+    use super::*;
+    use common::{close_code, join, member, next_of_type, send};
+    use serde_json::json;
+
+    async fn wait_for(hub: &Hub, parked: i64, open: i64) {
+        wait_for_route(hub, parked, OPEN_HUB, open).await;
+    }
+
+    #[tokio::test]
+    async fn a_parked_member_is_resumed_by_its_rooms_and_keeps_its_name_and_rooms() {
+        let hub = common::start(config()).await;
+        let (mut ada, _) = member(&hub).await;
+        join(&mut ada, "lobby", "ada").await;
+        wait_for(&hub, 1, 1).await;
+        // A join lists the parked member, and tells it of the newcomer.
+        let (mut bob, _) = member(&hub).await;
+        let joined = join(&mut bob, "lobby", "bob").await;
+        assert!(joined["members"].to_string().contains("ada"), "{joined}");
+        let presence = next_of_type(&mut ada, "presence").await;
+        assert_eq!(presence["name"], "bob");
+        wait_for(&hub, 2, 2).await;
+        // Bob speaks (his socket resumes him), the room delivers to Ada
+        // (her send queue resumes her), under her name and in her room.
+        send(
+            &mut bob,
+            json!({"op":"publish","room":"lobby","message":"hi ada"}),
+        )
+        .await;
+        let message = next_of_type(&mut ada, "message").await;
+        assert_eq!(message["message"], "hi ada");
+        assert_eq!(message["from"], "bob");
+        wait_for(&hub, 2, 2).await;
+        send(
+            &mut ada,
+            json!({"op":"publish","room":"lobby","message":"hi bob"}),
+        )
+        .await;
+        // Bob hears his own message first (a room delivers to its sender too).
+        assert_eq!(next_of_type(&mut bob, "message").await["message"], "hi ada");
+        let message = next_of_type(&mut bob, "message").await;
+        assert_eq!(message["from"], "ada");
+        assert_eq!(message["message"], "hi bob");
+        wait_for(&hub, 2, 2).await;
+    }
+
+    #[tokio::test]
+    async fn keepalive_rounds_are_answered_while_members_stay_parked() {
+        let mut config = config();
+        config.websocket.ping_interval = Some(Duration::from_millis(600));
+        config.websocket.pong_timeout = Duration::from_secs(5);
+        let hub = common::start(config).await;
+        let (mut ada, _) = member(&hub).await;
+        join(&mut ada, "lobby", "ada").await;
+        wait_for(&hub, 1, 1).await;
+        keepalive_rounds_resume_nothing(&hub, &mut ada, 2).await;
+    }
+
+    #[tokio::test]
+    async fn a_member_that_disconnects_while_parked_leaves_its_rooms() {
+        let hub = common::start(config()).await;
+        let (mut ada, _) = member(&hub).await;
+        join(&mut ada, "lobby", "ada").await;
+        let (mut bob, _) = member(&hub).await;
+        join(&mut bob, "lobby", "bob").await;
+        next_of_type(&mut ada, "presence").await;
+        wait_for(&hub, 2, 2).await;
+        drop(ada);
+        let left = next_of_type(&mut bob, "presence").await;
+        assert_eq!(left["name"], "ada");
+        assert_eq!(left["event"], "leave");
+        wait_for(&hub, 1, 1).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_parked_members_with_1001() {
+        let mut hub = common::start(config()).await;
+        let (mut ada, _) = member(&hub).await;
+        join(&mut ada, "lobby", "ada").await;
+        wait_for(&hub, 1, 1).await;
+        let _ = hub.stop.take().unwrap().send(());
+        assert_eq!(close_code(&mut ada).await, Some(1001));
+    }
+
+    /// The auth timeout is a deadline of the session's own: a member parked
+    /// before it authenticates is resumed at it and closed with 4001
+    /// (docs/protocol.md, "Authentication").
+    #[tokio::test]
+    async fn a_parked_member_that_never_authenticates_is_closed_at_its_deadline() {
+        let mut config = config();
+        config.auth.verifier = Some(wshub_hub::TokenVerifier::hs256(&[7; 32]).unwrap());
+        config.auth.require = true;
+        config.auth.timeout = Duration::from_millis(1500);
+        let hub = common::start(config).await;
+        let (mut ada, _) = member(&hub).await;
+        wait_for(&hub, 1, 1).await;
+        assert_eq!(close_code(&mut ada).await, Some(4001));
+        wait_for(&hub, 0, 0).await;
+    }
 }

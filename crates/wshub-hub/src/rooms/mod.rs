@@ -203,7 +203,7 @@ pub struct Outbox {
 /// The receiving end, owned by the connection's task.
 #[derive(Debug)]
 pub struct Inbox {
-    queue: Arc<Queue>,
+    queue: Receiver,
     /// The deque swapped in at each drain, so draining neither allocates nor
     /// holds the lock while frames are written out.
     spare: VecDeque<PreparedMessage>,
@@ -257,19 +257,24 @@ impl Outbox {
     }
 }
 
+/// Registers `cx`'s waker with `queue`; `Ready` with what is there.
+fn poll_signal(queue: &Queue, cx: &mut Context<'_>) -> Poll<Signal> {
+    queue.waker.register(cx.waker());
+    let state = queue.lock();
+    if state.kicked {
+        Poll::Ready(Signal::Kicked)
+    } else if !state.frames.is_empty() {
+        Poll::Ready(Signal::Frames)
+    } else {
+        Poll::Pending
+    }
+}
+
 impl Inbox {
     /// [`Inbox::signal`] as a poll, for a session that waits on several
     /// things at once.
     pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
-        self.queue.waker.register(cx.waker());
-        let state = self.queue.lock();
-        if state.kicked {
-            Poll::Ready(Signal::Kicked)
-        } else if !state.frames.is_empty() {
-            Poll::Ready(Signal::Frames)
-        } else {
-            Poll::Pending
-        }
+        poll_signal(&self.queue, cx)
     }
 
     /// Waits until frames are queued or the member was kicked (kicked first).
@@ -330,23 +335,76 @@ impl Inbox {
     }
 }
 
-impl Drop for Inbox {
+/// The receiving end's hold on its queue, in an [`Inbox`] or a
+/// [`ParkedInbox`]: dropped, it closes the queue (deliveries are dropped
+/// from then on) and leaves the [`Backlog`]'s count of members.
+#[derive(Debug)]
+struct Receiver(Arc<Queue>);
+
+impl std::ops::Deref for Receiver {
+    type Target = Queue;
+
+    fn deref(&self) -> &Queue {
+        &self.0
+    }
+}
+
+impl Drop for Receiver {
     fn drop(&mut self) {
-        let mut state = self.queue.lock();
+        let mut state = self.lock();
         state.closed = true;
         state.frames = VecDeque::new();
         let lagged = state.clear();
         drop(state);
         if lagged {
-            self.queue.backlog.caught_up();
+            self.backlog.caught_up();
         }
-        self.queue.backlog.members.fetch_sub(1, Ordering::Relaxed);
+        self.backlog.members.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The receiving end of a parked member's queue: the queue alone, its
+/// buffers given back ([`Inbox::park`]).
+#[derive(Debug)]
+pub(crate) struct ParkedInbox(Receiver);
+
+impl Inbox {
+    /// This end for a member about to be parked: the buffers a drained
+    /// queue keeps (the capacity of its busiest moment, up to the send
+    /// queue's limit in frames) given back, and only the queue kept.
+    pub(crate) fn park(self) -> ParkedInbox {
+        let Inbox { queue, spare } = self;
+        drop(spare);
+        {
+            let mut state = queue.lock();
+            if state.frames.is_empty() {
+                state.frames = VecDeque::new();
+            }
+        }
+        ParkedInbox(queue)
+    }
+}
+
+impl ParkedInbox {
+    /// [`Inbox::poll_signal`]: registers `cx`'s waker for deliveries and
+    /// the kick.
+    pub(crate) fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        poll_signal(&self.0, cx)
+    }
+
+    /// The receiving end again, for the resumed member's session.
+    pub(crate) fn resume(self) -> Inbox {
+        Inbox {
+            queue: self.0,
+            spare: VecDeque::new(),
+        }
     }
 }
 
 #[derive(Debug)]
 struct Member {
-    name: String,
+    /// Shared with the room's `names` key: one allocation per member.
+    name: Arc<str>,
     outbox: Outbox,
 }
 
@@ -360,7 +418,7 @@ struct Room {
     history: History,
     members: HashMap<u64, Member>,
     /// Every member's display name, unique in the room, and whose it is.
-    names: HashMap<String, u64>,
+    names: HashMap<Arc<str>, u64>,
     /// It is (being) taken out of the map, without members or history: a
     /// join that finds it looks the room up again.
     closed: bool,
@@ -673,7 +731,7 @@ fn listed_members(r: &Room) -> Vec<String> {
         .members
         .values()
         .take(MAX_LISTED_MEMBERS)
-        .map(|m| m.name.clone())
+        .map(|m| m.name.to_string())
         .collect();
     members.sort();
     members
@@ -894,7 +952,7 @@ impl Rooms {
                 queue: queue.clone(),
             },
             Inbox {
-                queue,
+                queue: Receiver(queue),
                 spare: VecDeque::new(),
             },
         )
@@ -1098,8 +1156,9 @@ impl Rooms {
         if unique && r.names.get(name).is_some_and(|holder| *holder != id) {
             return Err(NameTaken);
         }
+        let name: Arc<str> = Arc::from(name);
         let member = Member {
-            name: name.to_owned(),
+            name: name.clone(),
             outbox: outbox.clone(),
         };
         let fresh = match r.members.insert(id, member) {
@@ -1110,8 +1169,9 @@ impl Rooms {
             }
         };
         if unique {
-            r.names.insert(name.to_owned(), id);
+            r.names.insert(name.clone(), id);
         }
+        let name = &*name;
         if fresh && r.members.len() <= self.presence_limit {
             let notice = ServerMessage::Presence {
                 room,
@@ -1256,7 +1316,7 @@ impl Rooms {
             }
         }
         let (from, from_id) = match sender {
-            Sender::Member(id) => (r.members.get(&id).ok_or(NotJoined)?.name.as_str(), id),
+            Sender::Member(id) => (&*r.members.get(&id).ok_or(NotJoined)?.name, id),
             Sender::Api { name } => (name, 0),
         };
         // Offsets are taken under the room's lock, so every member's queue
@@ -2019,9 +2079,52 @@ mod tests {
         inbox.drain(|_| Ok::<(), ()>(())).unwrap();
         assert!(inbox.spare.capacity() <= SPARE_FRAMES);
 
-        let queue = inbox.queue.clone();
+        let queue = inbox.queue.0.clone();
         drop(inbox);
         out.deliver(&PreparedMessage::new(&Message::text("late")));
         assert!(queue.lock().frames.is_empty(), "nobody will read it");
+    }
+
+    #[test]
+    fn a_parked_inbox_gives_its_buffers_back_and_keeps_what_is_delivered() {
+        use std::task::Wake;
+
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        let rooms = Rooms::default();
+        let (out, mut inbox) = rooms.outbox(SendQueue::new(1024, 1 << 20));
+        for n in 0..100 {
+            out.deliver(&PreparedMessage::new(&Message::text(format!("m{n}"))));
+        }
+        inbox.drain(|_| Ok::<(), ()>(())).unwrap();
+        let parked = inbox.park();
+        assert_eq!(parked.0.lock().frames.capacity(), 0);
+        let count = Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(parked.poll_signal(&mut cx).is_pending());
+        out.deliver(&PreparedMessage::new(&Message::text("while parked")));
+        assert_eq!(
+            count.0.load(Ordering::Relaxed),
+            1,
+            "the parker's waker woken"
+        );
+        let mut inbox = parked.resume();
+        let mut got = Vec::new();
+        inbox
+            .drain(|frame| {
+                got.push(frame.clone());
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(rooms.backlog().members.load(Ordering::Relaxed), 1);
+        drop(inbox);
+        assert_eq!(rooms.backlog().members.load(Ordering::Relaxed), 0);
     }
 }

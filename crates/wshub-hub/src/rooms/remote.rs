@@ -231,7 +231,7 @@ impl Rooms {
         let r = lock_room(&shared);
         r.members
             .iter()
-            .map(|(id, m)| (*id, m.name.clone(), r.names.get(&m.name) == Some(id)))
+            .map(|(id, m)| (*id, m.name.to_string(), r.names.get(&m.name) == Some(id)))
             .collect()
     }
 
