@@ -255,8 +255,10 @@ impl Parked {
 
     /// When the keepalive must act, if it is on: the instant the next
     /// Ping is due, or, after a Ping went unanswered, the end of the pong
-    /// timeout. Resume the connection then; it sends the Ping, or fails
-    /// with [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout).
+    /// timeout. Call [`Parked::ping_if_due`] then: it sends the Ping, or
+    /// asks for the connection to be resumed, which then fails with
+    /// [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout) (a
+    /// connection resumed instead sends the Ping itself).
     pub fn keepalive_deadline(&self) -> Option<Instant> {
         self.parts.keepalive_deadline()
     }
